@@ -1,0 +1,4 @@
+"""Allow ``python -m galleria``."""
+from galleria.cli import main
+
+raise SystemExit(main())

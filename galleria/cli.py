@@ -1,0 +1,58 @@
+"""Command line: parse arguments, run one command, map errors to exit codes.
+
+Exit codes: 0 success, 1 build failure, 2 bad config or usage (MkDocs habits).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from galleria import __version__
+from galleria.errors import GalleriaError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="galleria", description="Static activation galleries for PyTorch models.")
+    parser.add_argument("--version", action="version", version=f"galleria {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="build the gallery into the output folder")
+    build.add_argument("-f", "--config-file", default="site.yaml", metavar="FILE", help="default: site.yaml")
+    build.add_argument("-d", "--site-dir", metavar="DIR", help="output folder (default: site.output_dir)")
+    build.add_argument("--clean", action="store_true",
+                       help="discard cached activations and images first: recompute everything")
+    build.add_argument("--strict", action="store_true", help="fail on warnings (e.g. skipped inputs)")
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
+
+    layers = commands.add_parser("layers", help="print a model's layers with output shapes")
+    layers.add_argument("model", nargs="?", help="model id from site.yaml (optional with one model)")
+    layers.add_argument("-f", "--config-file", default="site.yaml", metavar="FILE", help="default: site.yaml")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            from galleria.commands.build import build, summary
+
+            report = build(args.config_file, args.site_dir, clean=args.clean, strict=args.strict, quiet=args.quiet)
+            print(summary(report))
+        elif args.command == "layers":
+            from galleria.commands.layers import layers
+
+            print(layers(args.config_file, args.model))
+        return 0
+    except GalleriaError as exc:
+        print(f"galleria: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("galleria: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: one line unless asked for more
+        if args.debug:
+            raise
+        print(f"galleria: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,165 @@
+"""``galleria build``: config → sources → extract → visualize → site, into a fresh folder.
+
+The site is written to a temporary folder beside the output and moved into place only when
+every stage succeeded, so a failed build leaves the previous site (or nothing) untouched.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+from galleria.cache import Cache
+from galleria.config import load_config
+from galleria.errors import BuildError
+from galleria.extract.probe import probe_model
+from galleria.extract.run import extract
+from galleria.records import BuildReport
+from galleria.site.content import load_notes
+from galleria.site.theme import Theme
+from galleria.site.writer import ModelBuild, SiteWriter
+from galleria.sources.images import discover
+from galleria.sources.models import load_model
+from galleria.visualize.run import render_images
+
+MARKER = ".galleria"  # written into every output and cache folder galleria owns
+
+
+def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None = None, clean: bool = False,
+          strict: bool = False, quiet: bool = False) -> BuildReport:
+    report = BuildReport()
+    started = time.perf_counter()
+    config = load_config(config_file)
+    out = Path(output_dir).resolve() if output_dir else config.site.output_dir
+    _check_ours(out, "output")
+    cache_dir = config.site.cache_dir
+    if clean and cache_dir.exists():
+        _check_ours(cache_dir, "cache")
+        shutil.rmtree(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    (cache_dir / MARKER).write_text("galleria cache: safe to delete\n")
+    cache = Cache(cache_dir)
+    show = not quiet
+
+    with _stage(report, "load"):
+        theme = Theme(config.site.theme_dir)
+        notes = load_notes(config.site.content_dir)
+        loaded = []
+        for model_cfg in config.models:
+            model = load_model(model_cfg, config.root)
+            loaded.append((model, probe_model(model, str(config.file))))
+        inputs = discover(config.inputs)
+    report.warnings.extend(config.warnings)
+    for path, reason in inputs.skipped:
+        report.warnings.append(f"skipped input {path}: {reason}")
+        if show:
+            print(f"warning: skipped input {path}: {reason}", file=sys.stderr)
+    report.models = len(loaded)
+    report.layers = sum(len(layout.layers) for _, layout in loaded)
+    report.units = sum(len(l.units) for _, layout in loaded for l in layout.layers)
+    report.inputs_used, report.inputs_skipped = len(inputs.items), len(inputs.skipped)
+
+    builds = []
+    for model, layout in loaded:
+        with _stage(report, "extract"), _bar(show, len(inputs.items), f"{model.config.id}: activations",
+                                             "input") as bar:
+            acts = extract(model, layout, inputs, config, cache, bar)
+        with _stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
+            images = render_images(model, acts, inputs, config.examples, cache, bar)
+        report.images += images.rendered
+        builds.append(ModelBuild(model, layout, acts, images))
+    _check_notes(notes, builds, report, show)
+
+    if strict and report.warnings:
+        raise BuildError(f"{len(report.warnings)} warning(s) and --strict: {report.warnings[0]}")
+
+    with _stage(report, "pages"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            writer = SiteWriter(config, theme, notes, inputs, tmp)
+            writer.write(builds)
+            (tmp / MARKER).write_text("built by galleria: 'galleria build' may replace this folder\n")
+            _swap(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    report.pages = len(writer.pages)
+    report.stage_seconds["total"] = time.perf_counter() - started
+    report.output = str(out)
+    return report
+
+
+def _check_ours(path: Path, what: str) -> None:
+    """Refuse to replace or delete a folder galleria did not create."""
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / MARKER).exists())):
+        raise BuildError(f"{path} exists and was not created by galleria; refusing to replace it "
+                         f"(choose another {what} folder, or move it away)")
+
+
+def _swap(new: Path, out: Path) -> None:
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "site")
+        os.replace(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, out)
+
+
+def _check_notes(notes, builds: list[ModelBuild], report: BuildReport, show: bool) -> None:
+    from galleria.site import structure as S
+
+    pages = {""}
+    for b in builds:
+        cfg = b.model.config
+        pages.add(S.model_dir(cfg.id))
+        for layer in b.layout.layers:
+            pages.add(S.layer_dir(cfg.id, layer.name))
+            pages.update(S.unit_dir(cfg.id, layer.name, u) for u in layer.units)
+    for key, note in notes.items():
+        if key not in pages:
+            message = f"note {note.file} belongs to no page ('{key}/' is not built)"
+            report.warnings.append(message)
+            if show:
+                print(f"warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def _stage(report: BuildReport, name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.stage_seconds[name] = report.stage_seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@contextmanager
+def _bar(show: bool, total: int | None, desc: str, unit: str):
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=not show or None, leave=False, file=sys.stderr,
+               dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def summary(report: BuildReport) -> str:
+    """The closing lines of a build, MkDocs style: what was built and where the time went."""
+    stages = " · ".join(f"{k} {v:.1f} s" for k, v in report.stage_seconds.items() if k != "total")
+    skipped = f" ({report.inputs_skipped} skipped)" if report.inputs_skipped else ""
+    lines = [
+        f"Built {report.output} in {report.stage_seconds.get('total', 0):.1f} s: "
+        f"{report.models} model(s), {report.layers} layers, {report.units:,} units, "
+        f"{report.inputs_used:,} inputs{skipped}, {report.pages:,} pages, {report.images:,} images drawn",
+        f"  {stages}",
+    ]
+    if report.warnings:
+        lines.append(f"  {len(report.warnings)} warning(s)")
+    return "\n".join(lines)

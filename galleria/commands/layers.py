@@ -1,0 +1,38 @@
+"""``galleria layers MODEL``: the module tree with output shapes, to find layer names."""
+from __future__ import annotations
+
+import fnmatch
+
+from galleria.config import load_config
+from galleria.errors import ConfigError
+from galleria.extract.probe import module_tree
+from galleria.sources.models import load_model
+
+
+def layers(config_file: str, model_id: str | None) -> str:
+    config = load_config(config_file)
+    ids = [m.id for m in config.models]
+    if model_id is None and len(ids) == 1:
+        model_id = ids[0]
+    cfg = next((m for m in config.models if m.id == model_id), None)
+    if cfg is None:
+        import difflib
+
+        close = difflib.get_close_matches(model_id or "", ids, n=1)
+        raise ConfigError(f"no model '{model_id}'" if model_id else "name a model", str(config.file),
+                          hint=(f"did you mean '{close[0]}'? " if close else "") + "models: " + ", ".join(ids))
+    model = load_model(cfg, config.root)
+    rows = module_tree(model)
+    chosen = [s.pattern for s in cfg.layers]
+    width = max(len(name) + name.count(".") * 2 for name, _, _ in rows) + 2
+    lines = [f"{cfg.id}: {cfg.source}, {model.params:,} parameters, input "
+             f"{cfg.preprocessing.channels}×{cfg.preprocessing.size[0]}×{cfg.preprocessing.size[1]}",
+             f"  {'layer':<{width}} {'module':<22} {'output':<18} units"]
+    for name, kind, shape in rows:
+        mark = "*" if any(name == p or fnmatch.fnmatchcase(name, p) for p in chosen) else " "
+        indent = "  " * name.count(".")
+        out = "×".join(map(str, shape)) if shape else "—"
+        units = str(shape[0]) if shape else ""
+        lines.append(f"{mark} {indent + name:<{width}} {kind:<22} {out:<18} {units}")
+    lines.append("* chosen in site.yaml; layers: accepts these names and glob patterns like 'blocks.*'")
+    return "\n".join(lines)

@@ -1,0 +1,519 @@
+"""site.yaml: typed, validated before any heavy work, errors that name file, line and key.
+
+Every section is read by a small function that knows its keys; an unknown key, a wrong type
+or a missing field raises :class:`ConfigError` with a did-you-mean suggestion, the way MkDocs
+reports its config. Paths are resolved against the folder holding site.yaml.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from galleria.errors import ConfigError
+
+SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:")
+REMAP_MODES = ("by-position",)
+SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+# --- records -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SiteConfig:
+    title: str
+    description: str
+    url: str | None  # public url, e.g. https://me.github.io/gallery/
+    output_dir: Path
+    theme_dir: Path | None
+    content_dir: Path
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    path: Path | None  # a file on disk, or
+    package: str | None  # a file inside this installed package
+    file: str | None
+    key: str | None  # sub-dictionary of the checkpoint holding the state dict
+    remap: str | tuple[tuple[str, str], ...] | None  # "by-position" or prefix replacements
+    trust: bool  # allow unpickling arbitrary code: only for checkpoints you made
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    size: tuple[int, int]  # (height, width) the model sees
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    pattern: str  # exact module name or glob
+    units: tuple[int, ...] | None  # None: every unit
+    line: int | None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    id: str
+    title: str
+    description: str
+    source: str
+    kwargs: dict[str, Any]
+    weights: WeightsConfig | None
+    preprocessing: Preprocessing
+    labels: str | tuple[str, ...] | None
+    layers: tuple[LayerSpec, ...]
+    line: int | None
+
+
+@dataclass(frozen=True)
+class CropScheme:
+    scales: tuple[int, ...]  # n means an n x n grid of crops, 1 the whole image
+    overlap: float  # share of a crop that overlaps its neighbour
+
+
+@dataclass(frozen=True)
+class InputSetConfig:
+    id: str
+    root: Path  # folder the patterns are relative to
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    crops: CropScheme
+    limit: int | None
+    line: int | None
+
+
+@dataclass(frozen=True)
+class ExamplesConfig:
+    top: int
+    bottom: int
+    tile_size: int
+    heatmap: bool
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    batch_size: int
+    device: str  # "auto", "cpu", "cuda", "cuda:1", ...
+
+
+@dataclass(frozen=True)
+class Config:
+    file: Path
+    site: SiteConfig
+    models: tuple[ModelConfig, ...]
+    inputs: tuple[InputSetConfig, ...]
+    examples: ExamplesConfig
+    extract: ExtractConfig
+    seed: int
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def root(self) -> Path:
+        return self.file.parent
+
+
+# --- YAML with line numbers --------------------------------------------------------------
+
+class _Map(dict):
+    """A mapping that remembers the line of itself and of each key."""
+
+    line: int | None = None
+    key_lines: dict[str, int]
+
+
+class _Seq(list):
+    line: int | None = None
+    item_lines: list[int]
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)
+        result = _Map()
+        result.line = node.start_mark.line + 1
+        result.key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in result:
+                raise ConfigError("duplicate key", line=key_node.start_mark.line + 1, key=key)
+            result[key] = self.construct_object(value_node, deep=True)
+            result.key_lines[key] = key_node.start_mark.line + 1
+        return result
+
+    def construct_sequence(self, node, deep=False):
+        result = _Seq(self.construct_object(child, deep=True) for child in node.value)
+        result.line = node.start_mark.line + 1
+        result.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_sequence)
+
+
+class _Section:
+    """Reads one mapping, tracking which keys were used so leftovers are reported by name."""
+
+    def __init__(self, data: Any, file: str, path: str, line: int | None, known: tuple[str, ...]):
+        if data is None:
+            data = _Map()
+            data.key_lines = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping, got {_kind(data)}", file, line, path or None)
+        self.data, self.file, self.path, self.known = data, file, path, known
+        self.line = getattr(data, "line", line)
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(known)
+                raise ConfigError(f"unknown key '{key}'", file, self.key_line(key), self._name(key), hint)
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def key_line(self, key: str) -> int | None:
+        return getattr(self.data, "key_lines", {}).get(key, self.line)
+
+    def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(message, self.file, self.key_line(key), self._name(key), hint)
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, hint: str | None = None) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                raise ConfigError(f"missing required key '{key}'", self.file, self.line,
+                                  self.path or None, hint)
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if bool not in kinds and isinstance(value, bool) or not isinstance(value, kinds):
+            if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+                return float(value)
+            wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            raise self.error(key, f"expected {wanted}, got {_kind(value)}", hint)
+        return value
+
+    def positive_int(self, key: str, default: int) -> int:
+        value = self.get(key, int, default)
+        if value < 1:
+            raise self.error(key, f"must be at least 1, got {value}")
+        return value
+
+    def section(self, key: str, known: tuple[str, ...]) -> "_Section":
+        return _Section(self.data.get(key), self.file, self._name(key), self.key_line(key), known)
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list", dict: "a mapping"}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    for kind, name in ((str, "a string"), (int, "an integer"), (float, "a number"),
+                       (list, "a list"), (dict, "a mapping")):
+        if isinstance(value, kind):
+            return f"{name} ({value!r})" if kind in (str, int, float) else name
+    return "nothing" if value is None else type(value).__name__
+
+
+# --- sections ----------------------------------------------------------------------------
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate site.yaml; raises ConfigError naming the file, line and key."""
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", file,
+                          hint="run galleria in the folder holding site.yaml, or pass -f PATH")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(f"invalid YAML: {exc.problem}", file,
+                          mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", file) from None
+    except ConfigError as exc:  # raised by the loader, which does not know the file name
+        raise ConfigError("duplicate key", file, exc.line, exc.key, "each key may appear once") from None
+    top = _Section(data, file, "", 1, ("site", "models", "inputs", "examples", "extract", "seed"))
+    root = path.resolve().parent
+    warnings: list[str] = []
+    site = _site(top.section("site", ("title", "description", "url", "output_dir", "theme_dir",
+                                      "content_dir", "cache_dir")), root)
+    models = _models(top, root, warnings)
+    inputs = _inputs(top, root)
+    examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap"))
+    examples = ExamplesConfig(
+        top=examples_section.positive_int("top", 9),
+        bottom=examples_section.get("bottom", int, 5),
+        tile_size=examples_section.positive_int("tile_size", 112),
+        heatmap=examples_section.get("heatmap", bool, True),
+    )
+    if examples.bottom < 0:
+        raise examples_section.error("bottom", "must be 0 or more")
+    extract_section = top.section("extract", ("batch_size", "device"))
+    device = extract_section.get("device", str, "auto")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+        raise extract_section.error("device", f"unknown device '{device}'",
+                                    "use auto, cpu, cuda, cuda:N or mps")
+    extract = ExtractConfig(batch_size=extract_section.positive_int("batch_size", 32), device=device)
+    seed = top.get("seed", int, 0)
+    return Config(path.resolve(), site, models, inputs, examples, extract, seed, tuple(warnings))
+
+
+def _site(s: _Section, root: Path) -> SiteConfig:
+    url = s.get("url", str, None)
+    if url is not None:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise s.error("url", f"'{url}' is not an absolute http(s) url",
+                          "e.g. https://you.github.io/gallery/")
+        url = url if url.endswith("/") else url + "/"
+    theme_dir = s.get("theme_dir", str, None)
+    if theme_dir is not None and not (root / theme_dir).is_dir():
+        raise s.error("theme_dir", f"folder '{theme_dir}' does not exist",
+                      "create it or remove the key")
+    return SiteConfig(
+        title=s.get("title", str, "galleria"),
+        description=s.get("description", str, ""),
+        url=url,
+        output_dir=root / s.get("output_dir", str, "site"),
+        theme_dir=root / theme_dir if theme_dir else None,
+        content_dir=root / s.get("content_dir", str, "content"),
+        cache_dir=root / s.get("cache_dir", str, ".galleria-cache"),
+    )
+
+
+def _items(top: _Section, key: str) -> list[tuple[Any, int | None]]:
+    items = top.get(key, list, hint=f"add a '{key}:' list")
+    if not items:
+        raise top.error(key, "must list at least one entry")
+    lines = getattr(items, "item_lines", [top.key_line(key)] * len(items))
+    return list(zip(items, lines))
+
+
+def _models(top: _Section, root: Path, warnings: list[str]) -> tuple[ModelConfig, ...]:
+    models = []
+    seen: set[str] = set()
+    for i, (data, line) in enumerate(_items(top, "models")):
+        s = _Section(data, top.file, f"models[{i}]", line,
+                     ("id", "title", "description", "source", "kwargs", "weights", "preprocessing",
+                      "labels", "layers", "units"))
+        model_id = _slug(s, "id")
+        if model_id in seen:
+            raise s.error("id", f"model id '{model_id}' is used twice", "ids must be unique")
+        seen.add(model_id)
+        source = s.get("source", str, hint="e.g. torchvision:resnet18, timm:NAME or package.module:callable")
+        _check_source(s, source, root)
+        default_units = _units(s, "units", s.data.get("units"))
+        layers_data = s.get("layers", list, hint="list module names or glob patterns; run 'galleria layers'")
+        if not layers_data:
+            raise s.error("layers", "must list at least one layer", "run 'galleria layers' to see names")
+        layer_lines = getattr(layers_data, "item_lines", [s.key_line("layers")] * len(layers_data))
+        layers = []
+        for j, (layer, layer_line) in enumerate(zip(layers_data, layer_lines)):
+            if isinstance(layer, str):
+                layers.append(LayerSpec(layer, default_units, layer_line))
+                continue
+            ls = _Section(layer, top.file, f"models[{i}].layers[{j}]", layer_line, ("name", "units"))
+            layers.append(LayerSpec(ls.get("name", str), _units(ls, "units", ls.data.get("units"),
+                                                                 default_units), layer_line))
+        models.append(ModelConfig(
+            id=model_id,
+            title=s.get("title", str, model_id),
+            description=s.get("description", str, ""),
+            source=source,
+            kwargs=dict(s.get("kwargs", dict, {})),
+            weights=_weights(s, root),
+            preprocessing=_preprocessing(s.section("preprocessing", ("size", "channels", "mean", "std"))),
+            labels=_labels(s, root),
+            layers=tuple(layers),
+            line=line,
+        ))
+    return tuple(models)
+
+
+def _slug(s: _Section, key: str) -> str:
+    value = s.get(key, str)
+    if not SLUG.match(value):
+        raise s.error(key, f"'{value}' cannot be part of a url",
+                      "use letters, digits, '-', '_' and '.'")
+    return value
+
+
+def _check_source(s: _Section, source: str, root: Path) -> None:
+    if source.startswith("torchscript:"):
+        if not (root / source.split(":", 1)[1]).is_file():
+            raise s.error("source", f"TorchScript file '{source.split(':', 1)[1]}' not found")
+        return
+    if source.startswith(SOURCE_PREFIXES):
+        if not source.split(":", 1)[1]:
+            raise s.error("source", f"'{source}' names no model", "e.g. torchvision:resnet18")
+        return
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", source):
+        raise s.error("source", f"cannot read model source '{source}'",
+                      "use torchvision:NAME, timm:NAME, torchscript:PATH or package.module:callable")
+
+
+def _units(s: _Section, key: str, value: Any, default: tuple[int, ...] | None = None):
+    """'all', a list of unit numbers, or ranges like '0-63, 100'."""
+    if value is None:
+        return default
+    if value == "all":
+        return None
+    units: list[int] = []
+    parts = value if isinstance(value, list) else str(value).split(",") if isinstance(value, (str, int)) else None
+    if parts is None:
+        raise s.error(key, f"expected 'all', a list or ranges like '0-63', got {_kind(value)}")
+    for part in parts:
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(part))
+        if not match or isinstance(part, bool):
+            raise s.error(key, f"cannot read unit selection '{part}'", "use 'all', 5, [0, 3] or '0-63'")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) else lo
+        if hi < lo:
+            raise s.error(key, f"range '{part}' is empty")
+        units.extend(range(lo, hi + 1))
+    return tuple(sorted(set(units)))
+
+
+def _weights(s: _Section, root: Path) -> WeightsConfig | None:
+    raw = s.data.get("weights")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        path = root / raw
+        if not path.is_file():
+            raise s.error("weights", f"weights file '{raw}' not found")
+        return WeightsConfig(path, None, None, None, None, False)
+    w = s.section("weights", ("path", "package", "file", "key", "remap", "trust"))
+    path = w.get("path", str, None)
+    package = w.get("package", str, None)
+    if (path is None) == (package is None):
+        raise ConfigError("give either 'path' or 'package' and 'file'", w.file, w.line, w.path)
+    file = w.get("file", str) if package else None
+    if package is not None and not (_package_dir(w, package) / file).is_file():
+        raise w.error("file", f"'{file}' not found inside package '{package}'")
+    if path is not None and not (root / path).is_file():
+        raise w.error("path", f"weights file '{path}' not found")
+    remap_raw = w.data.get("remap")
+    remap: str | tuple[tuple[str, str], ...] | None
+    if remap_raw is None or isinstance(remap_raw, str):
+        if remap_raw is not None and remap_raw not in REMAP_MODES:
+            close = difflib.get_close_matches(remap_raw, REMAP_MODES, n=1)
+            raise w.error("remap", f"unknown remap '{remap_raw}'",
+                          f"did you mean '{close[0]}'?" if close else
+                          "use by-position or a mapping of old prefix: new prefix")
+        remap = remap_raw
+    elif isinstance(remap_raw, dict) and all(isinstance(v, str) for v in remap_raw.values()):
+        remap = tuple((str(k), v) for k, v in remap_raw.items())
+    else:
+        raise w.error("remap", "expected by-position or a mapping of old prefix: new prefix")
+    return WeightsConfig(root / path if path else None, package, file, w.get("key", str, None), remap,
+                         w.get("trust", bool, False))
+
+
+def _preprocessing(p: _Section) -> Preprocessing:
+    size = p.get("size", (int, list), 224)
+    if isinstance(size, int):
+        size = [size, size]
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise p.error("size", f"expected a positive integer or [height, width], got {size!r}")
+    channels = p.positive_int("channels", 3)
+    stats = {}
+    for key, default in (("mean", 0.0), ("std", 1.0)):
+        value = p.get(key, (list, float), [default] * channels)
+        value = [value] * channels if isinstance(value, float) else value
+        if len(value) != channels or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in value):
+            raise p.error(key, f"expected {channels} numbers, one per channel, got {value!r}")
+        if key == "std" and any(v <= 0 for v in value):
+            raise p.error(key, "every std must be above zero")
+        stats[key] = tuple(float(v) for v in value)
+    return Preprocessing((size[0], size[1]), channels, stats["mean"], stats["std"])
+
+
+def _labels(s: _Section, root: Path) -> str | tuple[str, ...] | None:
+    labels = s.get("labels", (str, list), None)
+    if labels is None:
+        return None
+    if isinstance(labels, list):
+        return tuple(str(v) for v in labels)
+    if labels.startswith("torchvision:"):
+        if labels != "torchvision:imagenet":
+            raise s.error("labels", f"unknown label set '{labels}'", "did you mean 'torchvision:imagenet'?")
+        return labels
+    if not (root / labels).is_file():
+        raise s.error("labels", f"labels file '{labels}' not found",
+                      "give a text file with one class name per line, or torchvision:imagenet")
+    return str(root / labels)
+
+
+def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
+    sets = []
+    seen: set[str] = set()
+    for i, (data, line) in enumerate(_items(top, "inputs")):
+        if isinstance(data, str):
+            data = {"path": data}
+        s = _Section(data, top.file, f"inputs[{i}]", line,
+                     ("id", "path", "package", "include", "exclude", "crops", "limit"))
+        package = s.get("package", str, None)
+        path = s.get("path", str, None if package else ...,
+                     hint="a folder or glob relative to site.yaml, or package + path")
+        base = _package_dir(s, package) if package else root
+        include: tuple[str, ...] = tuple(_str_list(s, "include", ["*"]))
+        folder = base / (path or "")
+        if path and any(ch in path for ch in "*?["):
+            folder, pattern = _split_glob(base, path)
+            include = (pattern,)
+        if not folder.is_dir():
+            raise s.error("path", f"folder '{folder}' does not exist")
+        set_id = s.get("id", str, None) or (Path(path).name if path else package) or f"inputs{i}"
+        set_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", set_id).strip("-") or f"inputs{i}"
+        if set_id in seen:
+            raise s.error("id", f"input set id '{set_id}' is used twice", "give each set an id")
+        seen.add(set_id)
+        c = s.section("crops", ("scales", "overlap"))
+        scales = c.get("scales", list, [1])
+        if not scales or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in scales):
+            raise c.error("scales", f"expected a list of positive integers, got {scales!r}",
+                          "e.g. [1, 2, 3]: the whole image, a 2x2 grid, a 3x3 grid")
+        overlap = c.get("overlap", float, 0.0)
+        if not 0 <= overlap < 1:
+            raise c.error("overlap", f"must be at least 0 and below 1, got {overlap}")
+        limit = s.get("limit", int, None)
+        sets.append(InputSetConfig(set_id, folder, include, tuple(_str_list(s, "exclude", [])),
+                                   CropScheme(tuple(sorted(set(scales))), overlap), limit, line))
+    return tuple(sets)
+
+
+def _str_list(s: _Section, key: str, default: list[str]) -> list[str]:
+    value = s.get(key, (str, list), default)
+    value = [value] if isinstance(value, str) else value
+    if not all(isinstance(v, str) for v in value):
+        raise s.error(key, "expected a list of glob patterns")
+    return value
+
+
+def _split_glob(base: Path, path: str) -> tuple[Path, str]:
+    parts = Path(path).parts
+    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if any(c in p for c in "*?["))]]
+    return base.joinpath(*fixed), str(Path(*parts[len(fixed):]))
+
+
+def _package_dir(s: _Section, package: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package) if SLUG.match(package) else None
+    if spec is None or not spec.submodule_search_locations:
+        raise s.error("package", f"package '{package}' is not installed", f"pip install {package}")
+    return Path(next(iter(spec.submodule_search_locations)))

@@ -1,0 +1,1 @@
+"""Streaming extraction of activations."""

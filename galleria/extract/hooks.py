@@ -1,0 +1,44 @@
+"""Forward hooks as a context manager, so they are removed even when the forward pass fails."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+
+
+def first_tensor(output) -> torch.Tensor | None:
+    """A layer's activation tensor; recurrent layers return tuples whose first item is it."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+@contextmanager
+def capture(module: torch.nn.Module, names: list[str],
+            transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+            ) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield a dict that each forward pass fills with the named layers' outputs.
+
+    ``transform(name, tensor)`` runs inside the hook (e.g. to keep only the chosen units) so
+    that full activations of large layers need not outlive the forward pass.
+    """
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook_for(name: str):
+        def hook(_module, _inputs, output):
+            tensor = first_tensor(output)
+            if tensor is not None:
+                seen[name] = transform(name, tensor) if transform else tensor
+        return hook
+
+    try:
+        for name in names:
+            handles.append(module.get_submodule(name).register_forward_hook(hook_for(name)))
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,105 @@
+"""What the chosen layers really are: names resolved from patterns, output shapes from a probe."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+
+import torch
+
+from galleria.config import ModelConfig
+from galleria.errors import BuildError, ConfigError
+from galleria.extract.hooks import capture, first_tensor
+from galleria.sources.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A chosen layer as the model really produces it."""
+
+    name: str
+    module: str  # class name, e.g. "Conv2d"
+    shape: tuple[int, ...]  # output shape without the batch dimension: (C,), (C, H, W), ...
+    units: tuple[int, ...]  # the unit (channel) numbers shown
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    layers: tuple[LayerInfo, ...]
+    output_shape: tuple[int, ...]
+    classifier: bool  # one score per class label
+
+
+def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayout:
+    """Resolve layer patterns and learn shapes before any heavy work, so errors come early."""
+    cfg = model.config
+    names = [name for name, _ in model.module.named_modules() if name]
+    chosen = resolve_layers(cfg, names, config_file)
+    shapes, output_shape = _probe_shapes(model.module, [name for name, _ in chosen], cfg)
+    layers = []
+    for (name, units), spec_line in zip(chosen, _lines(cfg, chosen)):
+        count = shapes[name][0]
+        if units and max(units) >= count:
+            raise ConfigError(f"layer '{name}' has {count} units (0-{count - 1}), asked for unit {max(units)}",
+                              config_file, spec_line, f"models.{cfg.id}.layers")
+        layers.append(LayerInfo(name, type(model.module.get_submodule(name)).__name__, shapes[name],
+                                tuple(range(count)) if units is None else units))
+    labels = model.labels
+    if labels is not None and len(output_shape) == 1 and len(labels) != output_shape[0]:
+        raise BuildError(f"model '{cfg.id}': {len(labels)} labels for {output_shape[0]} outputs; "
+                         "check the model's labels")
+    return ModelLayout(tuple(layers), output_shape, labels is not None and len(output_shape) == 1)
+
+
+def _lines(cfg: ModelConfig, chosen):
+    for name, _ in chosen:
+        yield next((s.line for s in cfg.layers
+                    if s.pattern == name or fnmatch.fnmatchcase(name, s.pattern)), None)
+
+
+def resolve_layers(cfg: ModelConfig, names: list[str], config_file: str):
+    """Expand exact names and globs, in the order given; a miss names the closest real layers."""
+    chosen: dict[str, tuple[int, ...] | None] = {}
+    for spec in cfg.layers:
+        if spec.pattern in names:
+            matches = [spec.pattern]
+        else:
+            matches = [n for n in names if fnmatch.fnmatchcase(n, spec.pattern)]
+        if not matches:
+            close = difflib.get_close_matches(spec.pattern, names, n=3, cutoff=0.5)
+            hint = ("closest: " + ", ".join(close) + "; " if close else "") + f"run 'galleria layers {cfg.id}'"
+            raise ConfigError(f"model '{cfg.id}' has no layer '{spec.pattern}'", config_file, spec.line,
+                              f"models.{cfg.id}.layers", hint)
+        for match in matches:
+            chosen.setdefault(match, spec.units)
+    return list(chosen.items())
+
+
+def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
+    pre = cfg.preprocessing
+    x = torch.zeros(1, pre.channels, *pre.size)
+    try:
+        with capture(module, names) as seen, torch.inference_mode():
+            output = module(x)
+    except RuntimeError as exc:
+        raise BuildError(f"model '{cfg.id}' fails on a {pre.channels}×{pre.size[0]}×{pre.size[1]} input: "
+                         f"{str(exc).strip().splitlines()[0]} (check preprocessing.size and channels)") from None
+    missing = [n for n in names if n not in seen]
+    if missing:
+        why = (" (TorchScript runs compiled code that hooks cannot see)"
+               if isinstance(module, torch.jit.ScriptModule) else " (it is never called in forward)")
+        raise BuildError(f"model '{cfg.id}': layer '{missing[0]}' produced no output{why}")
+    output = first_tensor(output)
+    if output is None:
+        raise BuildError(f"model '{cfg.id}' returned no tensor")
+    return {n: tuple(t.shape[1:]) for n, t in seen.items()}, tuple(output.shape[1:])
+
+
+def module_tree(model: LoadedModel) -> list[tuple[str, str, tuple[int, ...] | None]]:
+    """Every named module with its output shape (None when it is not called or returns no tensor)."""
+    names = [name for name, _ in model.module.named_modules() if name]
+    pre = model.config.preprocessing
+    with capture(model.module, names) as seen, torch.inference_mode():
+        model.module(torch.zeros(1, pre.channels, *pre.size))
+    return [(n, type(model.module.get_submodule(n)).__name__,
+             tuple(seen[n].shape[1:]) if n in seen else None) for n in names]

@@ -1,0 +1,157 @@
+"""One streaming pass of every input through a model, feeding the layers' reducers.
+
+Memory stays flat in the number of inputs: reducers keep fixed-size state, and the per-input
+tables (each unit's peak per input, the model's top predictions) go to memory-mapped files on
+disk. Results are cached under a key of the weights, the inputs and the settings.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from galleria.cache import Cache, content_key
+from galleria.config import Config
+from galleria.extract.hooks import capture, first_tensor
+from galleria.extract.probe import LayerInfo, ModelLayout
+from galleria.extract.reducers import LayerReducer
+from galleria.records import InputItem
+from galleria.sources.images import ImageLoader, InputSet
+from galleria.sources.models import LoadedModel
+
+FORMAT = 1  # bump when what is stored changes meaning
+HIST_BINS = 64
+TOP_PREDICTIONS = 5
+
+
+@dataclass
+class LayerActivations:
+    info: LayerInfo
+    reducer: LayerReducer
+    peaks: np.ndarray  # [inputs, units]: each unit's highest value on each input
+
+
+@dataclass
+class ModelActivations:
+    key: str
+    layers: list[LayerActivations]
+    predictions: np.ndarray | None  # [inputs, TOP_PREDICTIONS] class indices, best first
+    probabilities: np.ndarray | None  # [inputs, TOP_PREDICTIONS]
+    cached: bool
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def extract(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Config,
+            cache: Cache, progress=None) -> ModelActivations:
+    """Reducer results for every chosen layer, from cache when nothing they depend on changed."""
+    ex = config.examples
+    key = content_key(FORMAT, model.key, inputs.key, [(l.name, l.units) for l in layout.layers],
+                      ex.top, ex.bottom, HIST_BINS, layout.classifier)
+    entry = cache.entry("activations", key)
+    cached = entry is not None
+    if not cached:
+        with cache.writing("activations", key) as folder:
+            _run(model, layout, inputs, config, folder, progress)
+        entry = cache.entry("activations", key)
+    elif progress is not None:
+        progress.update(len(inputs.items))
+    return _load(entry, key, layout, cached)
+
+
+def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Config, folder: Path,
+         progress) -> None:
+    device = pick_device(config.extract.device)
+    module = model.module.to(device)
+    n = len(inputs.items)
+    names = [layer.name for layer in layout.layers]
+    reducers = {l.name: LayerReducer(len(l.units), config.examples.top, config.examples.bottom, HIST_BINS)
+                for l in layout.layers}
+    index = {l.name: torch.tensor(l.units, device=device) for l in layout.layers}
+    all_units = {l.name: l.units == tuple(range(l.shape[0])) for l in layout.layers}
+    peaks = {l.name: np.lib.format.open_memmap(folder / f"peaks-{i}.npy", "w+", np.float32, (n, len(l.units)))
+             for i, l in enumerate(layout.layers)}
+    if layout.classifier:
+        predictions = np.lib.format.open_memmap(folder / "predictions.npy", "w+", np.int32, (n, TOP_PREDICTIONS))
+        probabilities = np.lib.format.open_memmap(folder / "probabilities.npy", "w+", np.float32,
+                                                  (n, TOP_PREDICTIONS))
+
+    def keep(name: str, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if all_units[name] else tensor.index_select(1, index[name])
+
+    loader = ImageLoader(model.config.preprocessing)
+    start = 0
+    with capture(module, names, keep) as seen, torch.inference_mode():
+        for items, x in _prefetch(inputs.items, config.extract.batch_size, loader):
+            output = first_tensor(module(x.to(device)))
+            batch_index = torch.arange(start, start + len(items))
+            for name in names:
+                acts = seen.pop(name).float()
+                reducers[name].update(acts.cpu(), batch_index)
+                peaks[name][start:start + len(items)] = acts.flatten(2).amax(2).cpu().numpy() \
+                    if acts.dim() > 2 else acts.cpu().numpy()
+            if layout.classifier:
+                k = min(TOP_PREDICTIONS, output.shape[1])
+                top = output.float().softmax(1).topk(k, dim=1)
+                predictions[start:start + len(items), :k] = top.indices.cpu().numpy()
+                probabilities[start:start + len(items), :k] = top.values.cpu().numpy()
+            start += len(items)
+            if progress is not None:
+                progress.update(len(items))
+    module.to("cpu")
+    for i, layer in enumerate(layout.layers):
+        torch.save(reducers[layer.name].state_dict(), folder / f"reducer-{i}.pt")
+        peaks[layer.name].flush()
+
+
+def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader):
+    """Decode the next batch in a thread while the model runs on this one (PIL frees the GIL)."""
+    batches: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for i in range(0, len(items), batch_size):
+                if stop.is_set():
+                    return
+                chunk = list(items[i:i + batch_size])
+                batches.put((chunk, loader.batch(chunk)[0]))
+            batches.put(None)
+        except BaseException as exc:  # re-raised in the consumer, which owns error reporting
+            batches.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (got := batches.get()) is not None:
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    finally:
+        stop.set()
+        while thread.is_alive():  # drain so the producer is never stuck on a full queue
+            try:
+                batches.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+def _load(folder: Path, key: str, layout: ModelLayout, cached: bool) -> ModelActivations:
+    layers = []
+    for i, info in enumerate(layout.layers):
+        state = torch.load(folder / f"reducer-{i}.pt", weights_only=True)
+        layers.append(LayerActivations(info, LayerReducer.from_state_dict(state),
+                                       np.load(folder / f"peaks-{i}.npy", mmap_mode="r")))
+    predictions = probabilities = None
+    if layout.classifier:
+        predictions = np.load(folder / "predictions.npy", mmap_mode="r")
+        probabilities = np.load(folder / "probabilities.npy", mmap_mode="r")
+    return ModelActivations(key, layers, predictions, probabilities, cached)

@@ -1,0 +1,1 @@
+"""Presentation layer: the Jinja theme (templates, assets) that turns built records into static pages."""

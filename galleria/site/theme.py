@@ -1,0 +1,195 @@
+"""Jinja templates and static assets of a site.
+
+A theme directory holds templates at its top level (``base.html``, ``unit.html``,
+``partials/*.html`` ...) and static files under ``assets/``. The built-in theme lives in
+``themes/default``; a site may name a ``custom_dir`` whose files override the built-in
+ones of the same name, one file at a time (like MkDocs' ``custom_dir``). A custom
+template may also extend the built-in template it replaces under the ``default/``
+prefix, e.g. ``{% extends "default/unit.html" %}``, and override only some blocks.
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+import shutil
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+__all__ = ["Theme", "builtin_theme_dir", "format_num", "format_pct", "format_count", "health_flags"]
+
+#: Prefix under which the built-in templates stay reachable from a custom template.
+BUILTIN_PREFIX = "default"
+
+
+def builtin_theme_dir() -> pathlib.Path:
+    """The built-in ``themes/default`` directory.
+
+    Looked up first inside the package (``galleria/themes/default``, as laid out in an
+    installed wheel), then at the repository root (a source checkout or an editable install).
+    """
+    here = pathlib.Path(__file__).resolve()
+    candidates = [
+        here.parents[1] / "themes" / "default",  # galleria/themes/default
+        here.parents[2] / "themes" / "default",  # <repo>/themes/default
+    ]
+    for candidate in candidates:
+        if (candidate / "base.html").is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    raise RuntimeError(
+        f"galleria's built-in theme was not found (looked for base.html in: {looked}); "
+        "the installation is incomplete: reinstall galleria, or run it from a source checkout"
+    )
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def format_num(value: Any) -> str:
+    """A number with 3 significant digits: 7.91, 0.423, 1.2e-05, 1,235; "—" for None."""
+    if value is None:
+        return "—"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    if x == 0:
+        return "0"
+    if 1e3 <= abs(x) < 1e6:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
+def format_pct(value: Any) -> str:
+    """A fraction as a percentage with one decimal: 0.123 -> "12.3%"; "—" for None."""
+    if value is None:
+        return "—"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x):
+        return "—"
+    return f"{x * 100:.1f}%"
+
+
+def format_count(value: Any) -> str:
+    """An integer with thousands separators: 1234567 -> "1,234,567"; "—" for None."""
+    if value is None:
+        return "—"
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError, OverflowError):
+        return str(value)
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def health_flags(stats: Any) -> list[str]:
+    """Short warnings derived from a unit's stats (dict or ``records.UnitStats``).
+
+    Used by ``unit.html`` when the context's unit carries no ``flags`` of its own.
+    """
+    if stats is None:
+        return []
+    flags = []
+    count = _get(stats, "count", 0) or 0
+    if count == 0:
+        flags.append("no data")
+    else:
+        if (_get(stats, "frac_active", 0.0) or 0.0) <= 0.0:
+            flags.append("dead")
+        std = _get(stats, "std")
+        if std is not None and std == 0.0:
+            flags.append("constant")
+    if (_get(stats, "nonfinite", 0) or 0) > 0:
+        flags.append("non-finite")
+    return flags
+
+
+def clamp01(value: Any) -> float:
+    """A float clamped to [0, 1] (0 for None/NaN); for bar widths."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if math.isnan(x):
+        return 0.0
+    return min(1.0, max(0.0, x))
+
+
+# ------------------------------------------------------------------------------- theme
+
+
+class Theme:
+    """Jinja templates and static assets; a site's theme dir overrides any built-in file (like MkDocs custom_dir)."""
+
+    def __init__(self, custom_dir: pathlib.Path | None = None):
+        self.builtin_dir = builtin_theme_dir()
+        self.custom_dir = pathlib.Path(custom_dir) if custom_dir is not None else None
+        if self.custom_dir is not None and not self.custom_dir.is_dir():
+            raise FileNotFoundError(f"theme custom_dir {self.custom_dir} is not a directory")
+        #: theme directories, highest priority first
+        self.dirs: list[pathlib.Path] = [d for d in (self.custom_dir, self.builtin_dir) if d is not None]
+        loader = jinja2.ChoiceLoader(
+            [
+                jinja2.FileSystemLoader([str(d) for d in self.dirs]),
+                jinja2.PrefixLoader({BUILTIN_PREFIX: jinja2.FileSystemLoader(str(self.builtin_dir))}),
+            ]
+        )
+        self.env = jinja2.Environment(
+            loader=loader,
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters.update(
+            num=format_num,
+            pct=format_pct,
+            count=format_count,
+            health=health_flags,
+            clamp01=clamp01,
+        )
+
+    def render(self, template: str, **context: Any) -> str:
+        """Render one template (e.g. ``"unit.html"``) with the page's context."""
+        return self.env.get_template(template).render(**context)
+
+    def asset_files(self) -> dict[str, pathlib.Path]:
+        """Every asset, as path relative to ``assets/`` -> source file; custom files win."""
+        found: dict[str, pathlib.Path] = {}
+        for theme_dir in reversed(self.dirs):  # built-in first, custom over it
+            assets = theme_dir / "assets"
+            if not assets.is_dir():
+                continue
+            for path in sorted(assets.rglob("*")):
+                rel = path.relative_to(assets)
+                if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+                    found[rel.as_posix()] = path
+        return found
+
+    def copy_assets(self, dest: pathlib.Path) -> list[pathlib.Path]:
+        """Copy the built-in ``assets/*`` to ``dest/assets/``, then the custom dir's over them.
+
+        Returns the paths written (each once, sorted).
+        """
+        out_dir = pathlib.Path(dest) / "assets"
+        written = []
+        for rel, source in sorted(self.asset_files().items()):
+            target = out_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            written.append(target)
+        return written

@@ -1,0 +1,371 @@
+"""Turns the records of earlier stages into pages, unit.json files and linked images.
+
+Like MkDocs, all page data is gathered first and rendered second, so every page (prev/next
+links, labels in grids, input pages) sees the same consistent picture of the site.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+from galleria import __version__
+from galleria.config import Config
+from galleria.extract.probe import ModelLayout
+from galleria.extract.run import ModelActivations
+from galleria.records import Example, UnitSummary
+from galleria.site import structure as S
+from galleria.site.content import Note
+from galleria.site.theme import Theme
+from galleria.sources.images import InputSet
+from galleria.sources.models import LoadedModel
+from galleria.visualize.histogram_svg import histogram_svg
+from galleria.visualize.run import ModelImages, UnitImages
+from galleria.visualize.tiles import legend_svg
+
+UNITS_PER_INPUT_LAYER = 6  # responsive units listed per layer on an input page
+
+
+@dataclass
+class ModelBuild:
+    """Everything the site stage needs about one model."""
+
+    model: LoadedModel
+    layout: ModelLayout
+    acts: ModelActivations
+    images: ModelImages
+
+
+class SiteWriter:
+    def __init__(self, config: Config, theme: Theme, notes: dict[str, Note], inputs: InputSet, out: Path):
+        self.config, self.theme, self.notes, self.inputs, self.out = config, theme, notes, inputs, out
+        self.pages: list[str] = []  # folders of written pages, for the sitemap
+        self.files = 0
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _common(self, folder: str, kind: str, title: str, description: str, crumbs: list[tuple[str, str]],
+                nav: dict | None = None) -> dict:
+        site = self.config.site
+        canonical = f"{site.url}{folder}/" if site.url and folder else site.url
+        return {
+            "site": {"title": site.title, "description": site.description, "url": site.url},
+            "page": {"title": title, "description": description or site.description, "kind": kind,
+                     "canonical": canonical,
+                     "breadcrumbs": [{"title": t, "url": S.href(folder, S.page_file(f))} for t, f in crumbs]},
+            "root": S.root(folder),
+            "nav": {k: (S.href(folder, S.page_file(v)) if v is not None else None)
+                    for k, v in (nav or {"prev": None, "next": None, "up": None}).items()},
+            "generator": f"galleria {__version__}",
+        }
+
+    def _write(self, folder: str, template: str, context: dict) -> None:
+        path = self.out / S.page_file(folder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.theme.render(template, **context), encoding="utf-8")
+        self.pages.append(folder)
+
+    def _place(self, cached: Path, target: str) -> None:
+        """Link a cached image into the output: instant, and costs no disk space."""
+        dest = self.out / target
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(cached, dest)
+        except OSError:
+            shutil.copyfile(cached, dest)
+        self.files += 1
+
+    # -- pages --------------------------------------------------------------------------
+
+    def write(self, builds: list[ModelBuild]) -> None:
+        self.theme.copy_assets(self.out)
+        models = [self._model_summary(b) for b in builds]
+        crumbs_root = [(self.config.site.title, "")]
+        self._write("", "index.html", {
+            **self._common("", "index", self.config.site.title, self.config.site.description, []),
+            "models": [{**m, "url": S.href("", S.page_file(S.model_dir(m["id"]))),
+                        "thumb": S.href("", m["thumb"]) if m["thumb"] else None} for m in models],
+        })
+        for build, summary in zip(builds, models):
+            self._write_model(build, summary, crumbs_root)
+        self._write_404()
+        (self.out / ".nojekyll").write_text("")
+        if self.config.site.url:
+            self._write_sitemap()
+
+    def _model_summary(self, build: ModelBuild) -> dict:
+        cfg = build.model.config
+        pre = cfg.preprocessing
+        layers = build.layout.layers
+        first_thumb = build.images.layers[layers[0].name][0].thumb if layers else None
+        return {
+            "id": cfg.id, "title": cfg.title, "description": cfg.description,
+            "num_layers": len(layers), "num_units": sum(len(l.units) for l in layers),
+            "params": _human(build.model.params), "input_size": f"{pre.size[0]} × {pre.size[1]} × {pre.channels}",
+            "thumb": f"{S.unit_dir(cfg.id, layers[0].name, layers[0].units[0])}/thumb.jpg" if first_thumb else None,
+        }
+
+    def _model_context(self, build: ModelBuild, summary: dict, folder: str) -> dict:
+        cfg = build.model.config
+        note = self.notes.get(S.model_dir(cfg.id))
+        layers = []
+        for layer in build.layout.layers:
+            rf = build.images.receptive[layer.name]
+            layer_note = self.notes.get(S.layer_dir(cfg.id, layer.name))
+            layers.append({
+                "name": layer.name, "module": layer.module, "num_units": len(layer.units),
+                "url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer.name))),
+                "shape": " × ".join(map(str, layer.shape)), "receptive": _receptive_text(rf),
+                "label": layer_note.label if layer_note else "",
+                "thumb": S.href(folder, f"{S.unit_dir(cfg.id, layer.name, layer.units[0])}/thumb.jpg"),
+            })
+        return {
+            **summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id))), "source": cfg.source,
+            "classifier": build.layout.classifier,
+            "num_classes": build.layout.output_shape[0] if build.layout.classifier else None,
+            "note_html": note.html if note else "", "label": note.label if note else "",
+            "inputs_url": S.href(folder, S.page_file(S.inputs_dir(cfg.id))), "num_inputs": len(self.inputs.items),
+            "layers": layers,
+        }
+
+    def _write_model(self, build: ModelBuild, summary: dict, crumbs: list) -> None:
+        cfg = build.model.config
+        folder = S.model_dir(cfg.id)
+        crumbs = crumbs + [(cfg.title, folder)]
+        self._write(folder, "model.html", {
+            **self._common(folder, "model", cfg.title, cfg.description, crumbs, {"prev": None, "next": None, "up": ""}),
+            "model": self._model_context(build, summary, folder),
+        })
+        names = [l.name for l in build.layout.layers]
+        for i, layer in enumerate(build.layout.layers):
+            self._write_layer(build, summary, i, crumbs, names)
+        self._write_inputs(build, summary, crumbs)
+
+    def _write_layer(self, build: ModelBuild, summary: dict, index: int, crumbs: list, names: list[str]) -> None:
+        cfg = build.model.config
+        layer = build.layout.layers[index]
+        acts = build.acts.layers[index]
+        images = build.images.layers[layer.name]
+        folder = S.layer_dir(cfg.id, layer.name)
+        note = self.notes.get(folder)
+        crumbs = crumbs + [(layer.name, folder)]
+        summaries = acts.reducer.summaries()
+        rf = build.images.receptive[layer.name]
+        layer_ctx = {"name": layer.name, "url": S.href(folder, S.page_file(folder)), "module": layer.module,
+                     "shape": " × ".join(map(str, layer.shape)), "num_units": len(layer.units),
+                     "receptive": _receptive_text(rf), "note_html": note.html if note else "",
+                     "label": note.label if note else ""}
+        units = []
+        for position, (unit, unit_summary) in enumerate(zip(layer.units, summaries)):
+            unit_folder = S.unit_dir(cfg.id, layer.name, unit)
+            unit_note = self.notes.get(unit_folder)
+            stats = unit_summary.stats
+            if images[position].thumb is not None:
+                self._place(images[position].thumb, f"{unit_folder}/thumb.jpg")
+            units.append({"id": unit, "url": S.href(folder, S.page_file(unit_folder)),
+                          "label": unit_note.label if unit_note else "",
+                          "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if images[position].thumb else None,
+                          "max": stats.max, "mean": stats.mean, "frac_active": stats.frac_active,
+                          "flags": _flags(unit_summary)})
+        prev_layer = S.layer_dir(cfg.id, names[index - 1]) if index > 0 else None
+        next_layer = S.layer_dir(cfg.id, names[index + 1]) if index + 1 < len(names) else None
+        self._write(folder, "layer.html", {
+            **self._common(folder, "layer", f"{layer.name} · {cfg.title}", layer_ctx["label"] or
+                           f"{len(layer.units)} units of {layer.name} in {cfg.title}", crumbs,
+                           {"prev": prev_layer, "next": next_layer, "up": S.model_dir(cfg.id)}),
+            "model": self._model_context(build, summary, folder), "layer": layer_ctx, "units": units,
+        })
+        for position, unit in enumerate(layer.units):
+            nav = {"prev": S.unit_dir(cfg.id, layer.name, layer.units[position - 1]) if position > 0 else None,
+                   "next": S.unit_dir(cfg.id, layer.name, layer.units[position + 1])
+                   if position + 1 < len(layer.units) else None,
+                   "up": folder}
+            self._write_unit(build, summary, layer_ctx, unit, summaries[position], images[position], crumbs, nav)
+
+    def _examples(self, build: ModelBuild, folder: str, kind: str, examples: tuple[Example, ...],
+                  tiles: list[Path], boxes: list) -> tuple[list[dict], list[dict]]:
+        """Example contexts for the page and records for unit.json."""
+        cfg = build.model.config
+        shown, recorded = [], []
+        for rank, (example, tile, box) in enumerate(zip(examples, tiles, boxes), start=1):
+            name = f"{kind}-{rank}.jpg"
+            self._place(tile, f"{folder}/{name}")
+            item = self.inputs.items[example.input_index]
+            prediction = self._prediction(build, example.input_index)
+            shown.append({"rank": rank, "anchor": f"{kind}-{rank}", "value": example.value,
+                          "tile": name, "input_title": item.title, "prediction": prediction,
+                          "input_url": S.href(folder, S.page_file(S.input_dir(cfg.id, item.id)))})
+            recorded.append({"rank": rank, "value": example.value, "input": item.id, "input_title": item.title,
+                             "position": list(example.position) if example.position is not None else None,
+                             "box": list(box) if box is not None else None, "tile": name,
+                             "prediction": prediction})
+        return shown, recorded
+
+    def _prediction(self, build: ModelBuild, index: int) -> dict | None:
+        if build.acts.predictions is None:
+            return None
+        cls = int(build.acts.predictions[index, 0])
+        return {"label": build.model.labels[cls], "prob": float(build.acts.probabilities[index, 0])}
+
+    def _write_unit(self, build: ModelBuild, summary: dict, layer_ctx: dict, unit: int, unit_summary: UnitSummary,
+                    images: UnitImages, crumbs: list, nav: dict) -> None:
+        cfg = build.model.config
+        folder = S.unit_dir(cfg.id, layer_ctx["name"], unit)
+        note = self.notes.get(folder)
+        stats = unit_summary.stats
+        top, top_json = self._examples(build, folder, "top", unit_summary.top, images.top, images.top_boxes)
+        bottom, bottom_json = self._examples(build, folder, "bottom", unit_summary.bottom, images.bottom,
+                                             images.bottom_boxes)
+        flags = _flags(unit_summary)
+        label = note.label if note else ""
+        stats_dict = {"count": stats.count, "mean": stats.mean, "std": stats.std, "min": stats.min,
+                      "max": stats.max, "frac_active": stats.frac_active, "nonfinite": stats.nonfinite}
+        rf = build.images.receptive[layer_ctx["name"]]
+        top_classes = [t["prediction"]["label"] for t in top if t["prediction"]][:3]
+        description = (f"{label} · " if label else "") + f"Unit {unit} of {layer_ctx['name']} in {cfg.title}: " \
+            f"max {stats.max:.3g}, active {stats.frac_active:.1%}" + \
+            (f"; top examples look like {', '.join(dict.fromkeys(top_classes))}" if top_classes else "")
+        record = {
+            "model": cfg.id, "layer": layer_ctx["name"], "unit": unit, "url": f"{folder}/",
+            "label": label, "tags": list(note.tags) if note else [], "flags": flags, "stats": stats_dict,
+            "histogram": {"width": stats.histogram.width, "lo": stats.histogram.lo,
+                          "counts": list(stats.histogram.counts), "edges": stats.histogram.edges},
+            "receptive_field": None if rf is None else {"size": list(rf.size), "stride": list(rf.stride),
+                                                        "offset": list(rf.offset)},
+            "heatmap_scale": {"top": list(images.scale_top), "bottom": [-images.scale_bottom[1], 0.0]},
+            "top": top_json, "bottom": bottom_json,
+            "note": note.text if note else "",
+        }
+        (self.out / folder).mkdir(parents=True, exist_ok=True)
+        (self.out / folder / "unit.json").write_text(json.dumps(_json_safe(record), indent=1, allow_nan=False))
+        self._write(folder, "unit.html", {
+            **self._common(folder, "unit", f"Unit {unit} · {layer_ctx['name']} · {cfg.title}", description,
+                           crumbs + [(f"Unit {unit}", folder)], nav),
+            "model": {**summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id)))},
+            "layer": {**layer_ctx, "url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer_ctx["name"])))},
+            "unit": {"id": unit, "label": label, "tags": list(note.tags) if note else [],
+                     "note_html": note.html if note else "", "stats": stats_dict, "flags": flags,
+                     "histogram_svg": _markup(histogram_svg(stats.histogram)),
+                     "legend_svg": _markup(legend_svg(images.scale_top)),
+                     "receptive": _receptive_text(rf), "json_url": "unit.json", "top": top, "bottom": bottom},
+        })
+
+    def _write_inputs(self, build: ModelBuild, summary: dict, crumbs: list) -> None:
+        cfg = build.model.config
+        listing = S.inputs_dir(cfg.id)
+        crumbs = crumbs + [("inputs", listing)]
+        layers = build.layout.layers
+        maxima = [np.array([s.stats.max for s in a.reducer.summaries()]) for a in build.acts.layers]
+        entries = []
+        for item in self.inputs.items:
+            folder = S.input_dir(cfg.id, item.id)
+            self._place(build.images.inputs[item.index], f"{folder}/input.jpg")
+            entries.append({"id": item.id, "title": item.title, "url": S.href(listing, S.page_file(folder)),
+                            "thumb": S.href(listing, f"{folder}/input.jpg")})
+        self._write(listing, "inputs.html", {
+            **self._common(listing, "inputs", f"Inputs · {cfg.title}",
+                           f"The {len(entries)} inputs {cfg.title} was run on", crumbs,
+                           {"prev": None, "next": None, "up": S.model_dir(cfg.id)}),
+            "model": {**summary, "url": S.href(listing, S.page_file(S.model_dir(cfg.id)))}, "inputs": entries,
+        })
+        for item in self.inputs.items:
+            folder = S.input_dir(cfg.id, item.id)
+            units = []
+            for layer, acts, peak_max in zip(layers, build.acts.layers, maxima):
+                peaks = np.asarray(acts.peaks[item.index], dtype=np.float64)
+                relative = np.where(peak_max > 0, peaks / np.where(peak_max > 0, peak_max, 1), -np.inf)
+                for position in np.argsort(-relative, kind="stable")[:UNITS_PER_INPUT_LAYER]:
+                    if not np.isfinite(relative[position]) or relative[position] <= 0:
+                        continue
+                    unit = layer.units[position]
+                    unit_folder = S.unit_dir(cfg.id, layer.name, unit)
+                    note = self.notes.get(unit_folder)
+                    units.append({"layer": layer.name, "unit": unit, "url": S.href(folder, S.page_file(unit_folder)),
+                                  "thumb": S.href(folder, f"{unit_folder}/thumb.jpg"),
+                                  "value": float(peaks[position]), "relative": float(relative[position]),
+                                  "label": note.label if note else ""})
+            predictions = []
+            if build.acts.predictions is not None:
+                predictions = [{"label": build.model.labels[int(c)], "prob": float(p)}
+                               for c, p in zip(build.acts.predictions[item.index], build.acts.probabilities[item.index])]
+            index = item.index
+            items = self.inputs.items
+            nav = {"prev": S.input_dir(cfg.id, items[index - 1].id) if index > 0 else None,
+                   "next": S.input_dir(cfg.id, items[index + 1].id) if index + 1 < len(items) else None,
+                   "up": listing}
+            self._write(folder, "input.html", {
+                **self._common(folder, "input", f"{item.title} · {cfg.title}",
+                               f"Units of {cfg.title} that respond most to {item.title}",
+                               crumbs + [(item.title, folder)], nav),
+                "model": {**summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id)))},
+                "input": {"id": item.id, "title": item.title, "image": "input.jpg",
+                          "source": Path(item.source).name + (f" {item.box}" if item.box else ""),
+                          "predictions": predictions, "units": units},
+            })
+
+    def _write_404(self) -> None:
+        from urllib.parse import urlparse
+
+        context = self._common("", "404", "Page not found", "", [])
+        if self.config.site.url:
+            context["root"] = urlparse(self.config.site.url).path  # 404 pages are served at any depth
+        (self.out / "404.html").write_text(self.theme.render("404.html", **context), encoding="utf-8")
+
+    def _write_sitemap(self) -> None:
+        base = self.config.site.url
+        urls = "".join(f"  <url><loc>{escape(base + (p + '/' if p else ''))}</loc></url>\n" for p in self.pages)
+        (self.out / "sitemap.xml").write_text(
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{urls}</urlset>\n', encoding="utf-8")
+
+
+def _markup(svg: str):
+    from markupsafe import Markup
+
+    return Markup(svg)  # drawn by our own code from numbers, never from user text
+
+
+def _flags(summary: UnitSummary) -> list[str]:
+    stats = summary.stats
+    flags = []
+    if stats.count and stats.max <= 0:
+        flags.append("dead")
+    if stats.nonfinite:
+        flags.append("non-finite")
+    return flags
+
+
+def _json_safe(value):
+    """NaN and infinity are not JSON: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _receptive_text(rf) -> str:
+    if rf is None:
+        return "whole input"
+    if rf.size[0] >= rf.input_size[0] and rf.size[1] >= rf.input_size[1]:
+        return f"whole input ({rf.size[0]} × {rf.size[1]} px)"
+    return f"{rf.size[0]} × {rf.size[1]} px"
+
+
+def _human(count: int) -> str:
+    if count >= 1e9:
+        return f"{count / 1e9:.3g} B"
+    if count >= 1e6:
+        return f"{count / 1e6:.3g} M"
+    if count >= 1e3:
+        return f"{count / 1e3:.3g} k"
+    return str(count)
+

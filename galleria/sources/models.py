@@ -1,0 +1,111 @@
+"""Models named in site.yaml, built from torchvision, timm, the user's code or TorchScript."""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from galleria.config import ModelConfig
+from galleria.errors import BuildError
+from galleria.sources.weights import apply_weights
+
+
+@dataclass
+class LoadedModel:
+    config: ModelConfig
+    module: torch.nn.Module
+    key: str  # hash of the architecture and every parameter: what cached results depend on
+    labels: tuple[str, ...] | None
+    params: int
+
+
+def load_model(cfg: ModelConfig, root: Path) -> LoadedModel:
+    """Build the module and load its weights; nothing runs through it yet."""
+    module = build_module(cfg, root)
+    module.eval()
+    params = sum(p.numel() for p in module.parameters())
+    return LoadedModel(cfg, module, model_key(module, cfg), load_labels(cfg.labels), params)
+
+
+def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
+    kind, _, name = cfg.source.partition(":")
+    try:
+        if kind == "torchvision":
+            import torchvision
+
+            try:
+                module = torchvision.models.get_model(name, weights=None, **cfg.kwargs)
+            except ValueError:
+                known = torchvision.models.list_models()
+                close = difflib.get_close_matches(name, known, n=1)
+                raise BuildError(f"model '{cfg.id}': torchvision has no model '{name}'"
+                                 + (f" (did you mean '{close[0]}'?)" if close else "")) from None
+        elif kind == "timm":
+            try:
+                import timm
+            except ImportError:
+                raise BuildError(f"model '{cfg.id}' needs timm: pip install timm") from None
+            if not timm.is_model(name):
+                close = difflib.get_close_matches(name, timm.list_models(), n=1)
+                raise BuildError(f"model '{cfg.id}': timm has no model '{name}'"
+                                 + (f" (did you mean '{close[0]}'?)" if close else ""))
+            module = timm.create_model(name, pretrained=False, **cfg.kwargs)
+        elif kind == "torchscript":
+            try:
+                module = torch.jit.load(str(root / name), map_location="cpu")
+            except RuntimeError as exc:
+                raise BuildError(f"{root / name}: not a TorchScript file: {str(exc).splitlines()[0]}") from None
+        else:
+            module = _from_user_code(cfg, root)
+    except TypeError as exc:
+        raise BuildError(f"model '{cfg.id}': cannot build {cfg.source} with kwargs {cfg.kwargs}: {exc}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise BuildError(f"model '{cfg.id}': {cfg.source} returned {type(module).__name__}, not a torch.nn.Module")
+    if cfg.weights is not None:
+        apply_weights(module, cfg.weights)
+    return module
+
+
+def _from_user_code(cfg: ModelConfig, root: Path) -> torch.nn.Module:
+    module_name, _, attr = cfg.source.partition(":")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # so a models.py beside site.yaml imports
+    try:
+        target = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BuildError(f"model '{cfg.id}': cannot import '{module_name}': {exc}") from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise BuildError(f"model '{cfg.id}': '{module_name}' has no attribute '{attr}'")
+        target = getattr(target, part)
+    if isinstance(target, torch.nn.Module):
+        return target
+    if not callable(target):
+        raise BuildError(f"model '{cfg.id}': {cfg.source} is neither a module nor callable")
+    return target(**cfg.kwargs)
+
+
+def load_labels(spec: str | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if spec is None or isinstance(spec, tuple):
+        return spec
+    if spec == "torchvision:imagenet":
+        from torchvision.models import ResNet18_Weights
+
+        return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    return tuple(line.strip() for line in Path(spec).read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def model_key(module: torch.nn.Module, cfg: ModelConfig) -> str:
+    """Content hash of the architecture, the preprocessing and every weight."""
+    digest = hashlib.sha256()
+    digest.update(repr((cfg.source, sorted(cfg.kwargs.items()), cfg.preprocessing)).encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:20]

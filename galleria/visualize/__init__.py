@@ -1,0 +1,1 @@
+"""Turns extracted activations into pictures: receptive fields, cropped tiles, heatmaps."""

@@ -1,0 +1,134 @@
+"""Every image a gallery shows, rendered once and kept in the cache by content key.
+
+Tiles are keyed by the activation results they are drawn from plus the tile settings, so a
+rebuild with nothing changed encodes nothing; the site stage only links the cached files into
+the output. Work is grouped by input so each input is decoded once however many units chose it.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from galleria.cache import Cache, content_key
+from galleria.config import ExamplesConfig
+from galleria.extract.run import ModelActivations
+from galleria.sources.images import ImageLoader, InputSet
+from galleria.sources.models import LoadedModel
+from galleria.visualize.receptive import ReceptiveField, receptive_fields
+from galleria.visualize.tiles import encode, render_tile
+
+FORMAT = 1  # bump when the drawing changes
+THUMB_SIZE = 64
+INPUT_QUALITY = 88
+
+
+@dataclass
+class UnitImages:
+    top: list[Path]
+    bottom: list[Path]
+    top_boxes: list[tuple[int, int, int, int] | None]
+    bottom_boxes: list[tuple[int, int, int, int] | None]
+    thumb: Path | None
+    scale_top: tuple[float, float]  # heatmap colour scale of the top tiles
+    scale_bottom: tuple[float, float]  # of the bottom tiles, drawn on the negated map
+
+
+@dataclass
+class ModelImages:
+    layers: dict[str, list[UnitImages]]  # per layer, one entry per shown unit, in layer order
+    receptive: dict[str, ReceptiveField | None]
+    inputs: dict[int, Path]  # input index -> the input as the model saw it
+    rendered: int  # images encoded in this build (0 when everything came from the cache)
+
+
+def model_receptive_fields(model: LoadedModel, names: list[str], cache: Cache) -> dict[str, ReceptiveField | None]:
+    pre = model.config.preprocessing
+    key = content_key(FORMAT, model.key, names)
+    path = cache.file("receptive", key, ".json")
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return {n: None if d is None else ReceptiveField(**{k: tuple(v) for k, v in d.items()})
+                for n, d in data.items()}
+    fields = receptive_fields(model.module, names, (pre.channels, *pre.size))
+    cache.put_file("receptive", key, ".json", json.dumps(
+        {n: None if f is None else {"size": f.size, "stride": f.stride, "offset": f.offset,
+                                    "input_size": f.input_size} for n, f in fields.items()}).encode())
+    return fields
+
+
+def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, examples: ExamplesConfig,
+                  cache: Cache, progress=None) -> ModelImages:
+    names = [layer.info.name for layer in acts.layers]
+    fields = model_receptive_fields(model, names, cache)
+    settings = (FORMAT, examples.tile_size, examples.heatmap)
+    jobs: dict[int, list] = defaultdict(list)  # input index -> tiles to draw from it
+    layers: dict[str, list[UnitImages]] = {}
+    for layer in acts.layers:
+        rf = fields[layer.info.name]
+        reducer = layer.reducer
+        units = []
+        for position, summary in enumerate(reducer.summaries()):
+            stats = summary.stats
+            scale_top = (0.0, max(stats.max, 1e-6))
+            scale_bottom = (0.0, max(-stats.min, 1e-6))
+            images = UnitImages([], [], [], [], None, scale_top, scale_bottom)
+            for kind, examples_, maps in (("top", summary.top, reducer.top_maps(position)),
+                                          ("bottom", summary.bottom, reducer.bottom_maps(position))):
+                for rank, example in enumerate(examples_):
+                    box = rf.box(example.position) if rf is not None and example.position is not None else None
+                    act_map = None if maps is None else maps[rank].astype(np.float32)
+                    if act_map is not None and act_map.ndim != 2:
+                        act_map = None  # only 2-D maps can be laid over an image
+                    if kind == "bottom" and act_map is not None:
+                        act_map = -act_map
+                    scale = scale_top if kind == "top" else scale_bottom
+                    sizes = [examples.tile_size] + ([THUMB_SIZE] if kind == "top" and rank == 0 else [])
+                    for size in sizes:
+                        key = content_key(settings, acts.key, layer.info.name, position, kind, rank, size)
+                        path = cache.file("tiles", key, ".jpg")
+                        if size == THUMB_SIZE:
+                            images.thumb = path
+                        else:
+                            getattr(images, kind).append(path)
+                            getattr(images, f"{kind}_boxes").append(box)
+                        if not path.is_file():
+                            jobs[example.input_index].append((path, key, box, act_map, scale, size))
+            units.append(images)
+        layers[layer.info.name] = units
+
+    input_paths = {}
+    pre = model.config.preprocessing
+    for index in range(len(inputs.items)):
+        key = content_key(FORMAT, inputs.key, inputs.items[index].id, pre.size, pre.channels)
+        path = cache.file("inputs", key, ".jpg")
+        input_paths[index] = path
+        if not path.is_file():
+            jobs[index].append((path, key, None, None, None, None))
+
+    total = sum(len(j) for j in jobs.values())
+    if progress is not None:
+        progress.reset(total=max(total, 1))
+        if not total:
+            progress.update(1)
+    loader = ImageLoader(pre)
+    for index in sorted(jobs):
+        pixels = loader.pixels(inputs.items[index])
+        for path, key, box, act_map, scale, size in jobs[index]:
+            if size is None:
+                data = encode(_as_image(pixels), quality=INPUT_QUALITY)
+            else:
+                data = encode(render_tile(pixels, box, act_map, scale, size, heatmap=act_map is not None))
+            cache.put_file(path.parent.parent.name, key, ".jpg", data)
+            if progress is not None:
+                progress.update(1)
+    return ModelImages(layers, fields, input_paths, total)
+
+
+def _as_image(pixels: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)

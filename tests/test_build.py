@@ -1,0 +1,287 @@
+"""End to end: a tiny real model defined in the user's own code, built into a site and checked
+the way a visitor would see it: pages, links, images, values, unit.json."""
+from __future__ import annotations
+
+import json
+import textwrap
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from galleria.cli import main
+
+MODEL_CODE = '''
+import torch
+from torch import nn
+
+
+def tiny():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3),
+    )
+    with torch.no_grad():
+        net[2].bias[5] = -100.0  # unit 5 of layer 2 never fires: a dead unit
+    return net
+'''
+
+SITE = """\
+site:
+  title: Tiny <gallery>
+  description: A test gallery
+  output_dir: out
+inputs:
+  - path: photos
+    crops: {scales: [1, 2]}
+models:
+  - id: tiny
+    source: tinymodel_e2e:tiny
+    preprocessing: {size: 32, mean: 0.5, std: 0.25}
+    labels: [cat, dog, eel]
+    layers: ['0', '2', '6']
+examples: {top: 3, bottom: 2, tile_size: 48}
+extract: {batch_size: 4}
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    (root / "tinymodel_e2e.py").write_text(MODEL_CODE)
+    (root / "site.yaml").write_text(SITE)
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        pixels = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        pixels[:, : 32 * (i + 1)] = (60 * i, 255 - 60 * i, 128)
+        Image.fromarray(pixels).save(photos / f"photo{i}.png")
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    notes = root / "content" / "tiny" / "2"
+    notes.mkdir(parents=True)
+    (notes / "1.md").write_text("---\nlabel: stripes <b>detector</b>\ntags: [texture]\n---\nFires on **stripes**.\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(project):
+    code = main(["build", "-q", "-f", str(project / "site.yaml")])
+    assert code == 0
+    return project / "out"
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value is not None:
+                self.links.append(value)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> Links:
+    parser = Links()
+    parser.feed(path.read_text())
+    return parser
+
+
+def test_every_page_exists(built):
+    for page in ["index.html", "404.html", ".nojekyll", "tiny/index.html", "tiny/0/index.html",
+                 "tiny/2/5/index.html", "tiny/6/2/index.html", "tiny/inputs/index.html",
+                 "tiny/inputs/photo0/index.html", "tiny/inputs/photo3-s2-1-2/index.html",
+                 "assets/galleria.css", "assets/galleria.js"]:
+        assert (built / page).is_file(), page
+    assert not (built / "sitemap.xml").exists()  # no public url configured
+
+
+def test_every_link_and_image_resolves(built):
+    pages = list(built.rglob("*.html"))
+    assert len(pages) > 20
+    for page in pages:
+        if page.name == "404.html":
+            continue
+        for link in parse(page).links:
+            url = urlparse(link)
+            assert not url.scheme and not link.startswith("/"), f"{page}: absolute link {link}"
+            if not url.path:
+                continue
+            target = (page.parent / url.path).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            assert target.is_file(), f"{page.relative_to(built)} links to missing {link}"
+
+
+def test_images_decode(built):
+    for name in ["top-1.jpg", "top-3.jpg", "bottom-1.jpg", "thumb.jpg"]:
+        with Image.open(built / "tiny" / "2" / "1" / name) as img:
+            img.load()
+            assert img.size == ((48, 48) if name != "thumb.jpg" else (64, 64))
+
+
+def test_unit_json_matches_a_direct_forward_pass(project, built):
+    import sys
+
+    sys.path.insert(0, str(project))
+    from tinymodel_e2e import tiny
+
+    net = tiny().eval()
+    record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
+    assert record["model"] == "tiny" and record["layer"] == "2" and record["unit"] == 1
+    assert record["label"] == "stripes <b>detector</b>" and record["tags"] == ["texture"]
+    assert len(record["top"]) == 3 and len(record["bottom"]) == 2
+    values = [e["value"] for e in record["top"]]
+    assert values == sorted(values, reverse=True)
+    for example in record["top"]:
+        pixels = np.asarray(Image.open(built / "tiny" / "inputs" / example["input"] / "input.jpg"), np.float32)
+        # input.jpg is lossy: recompute from the source crop instead, through galleria's own loader
+        from galleria.config import load_config
+        from galleria.sources.images import ImageLoader, discover
+
+        config = load_config(project / "site.yaml")
+        items = {i.id: i for i in discover(config.inputs).items}
+        x, _ = ImageLoader(config.models[0].preprocessing).batch([items[example["input"]]])
+        with torch.no_grad():
+            fmap = net[:4](x)[0, 1]
+        assert example["value"] == pytest.approx(fmap.max().item(), rel=1e-5)
+        row, col = example["position"]
+        assert fmap[row, col].item() == pytest.approx(fmap.max().item(), rel=1e-6)
+        assert pixels.shape == (32, 32, 3)
+        assert example["prediction"]["label"] in {"cat", "dog", "eel"}
+    assert record["stats"]["count"] == len(items) * 16 * 16  # every input × every position
+    assert sum(record["histogram"]["counts"]) == record["stats"]["count"]
+
+
+def test_unit_page_shows_values_label_and_escapes(built):
+    page = (built / "tiny" / "2" / "1" / "index.html").read_text()
+    record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
+    assert "stripes &lt;b&gt;detector&lt;/b&gt;" in page
+    assert "<strong>stripes</strong>" in page  # the note's Markdown is rendered
+    assert f"{record['top'][0]['value']:.3g}" in page
+    assert "Tiny &lt;gallery&gt;" in page
+    links = parse(built / "tiny" / "2" / "1" / "index.html").links
+    assert "../0/index.html" in links and "../2/index.html" in links and "unit.json" in links
+
+
+def test_dead_unit_is_flagged(built):
+    record = json.loads((built / "tiny" / "2" / "5" / "unit.json").read_text())
+    assert record["stats"]["max"] <= 0 and "dead" in record["flags"]
+    assert "dead" in (built / "tiny" / "2" / "index.html").read_text()
+
+
+def test_layer_grid_lists_every_unit_with_label(built):
+    links = parse(built / "tiny" / "2" / "index.html").links
+    for unit in range(6):
+        assert f"{unit}/index.html" in links
+    assert "stripes &lt;b&gt;detector&lt;/b&gt;" in (built / "tiny" / "2" / "index.html").read_text()
+
+
+def test_classifier_layer_has_no_spatial_position(built):
+    record = json.loads((built / "tiny" / "6" / "0" / "unit.json").read_text())
+    assert record["receptive_field"] is None and record["top"][0]["position"] is None
+
+
+def test_input_page_lists_responsive_units(built):
+    page = built / "tiny" / "inputs" / "photo0" / "index.html"
+    links = parse(page).links
+    assert any(link.startswith("../../2/") for link in links)
+    assert "cat" in page.read_text() or "dog" in page.read_text() or "eel" in page.read_text()
+
+
+def test_rebuild_uses_the_cache(project, built, capsys):
+    assert main(["build", "-f", str(project / "site.yaml")]) == 0
+    out = capsys.readouterr()
+    assert "0 images drawn" in out.out and "(1 skipped)" in out.out
+    assert "skipped input" in out.err and "broken.png" in out.err
+
+
+def test_strict_fails_on_warnings_and_keeps_the_old_site(project, built, capsys):
+    before = (built / "index.html").read_text()
+    assert main(["build", "--strict", "-q", "-f", str(project / "site.yaml")]) == 1
+    assert "--strict" in capsys.readouterr().err
+    assert (built / "index.html").read_text() == before
+
+
+def test_bad_layer_names_the_closest(project, built, capsys):
+    bad = project / "bad.yaml"
+    bad.write_text(SITE.replace("layers: ['0', '2', '6']", "layers: ['0', '22']"))
+    assert main(["build", "-f", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml:13: models.tiny.layers" in err and "has no layer '22'" in err and "closest: 2" in err
+    assert "Traceback" not in err
+
+
+def test_refuses_to_replace_a_folder_it_did_not_create(project, capsys):
+    foreign = project / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    assert main(["build", "--clean", "-q", "-f", str(project / "site.yaml"), "-d", str(foreign)]) == 1
+    assert "not created by galleria" in capsys.readouterr().err
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_public_url_adds_sitemap_and_canonical(project, tmp_path):
+    config = project / "public.yaml"
+    config.write_text(SITE.replace("  output_dir: out", "  output_dir: public\n  url: https://me.github.io/g"))
+    assert main(["build", "-q", "-f", str(config)]) == 0
+    sitemap = (project / "public" / "sitemap.xml").read_text()
+    assert "<loc>https://me.github.io/g/tiny/2/1/</loc>" in sitemap
+    page = (project / "public" / "tiny" / "2" / "1" / "index.html").read_text()
+    assert 'rel="canonical" href="https://me.github.io/g/tiny/2/1/"' in page
+
+
+def test_layers_command(project, capsys):
+    assert main(["layers", "-f", str(project / "site.yaml"), "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "6×16×16" in out and "Conv2d" in out and "Linear" in out
+
+
+def test_weights_file_shape_mismatch(project, capsys):
+    torch.save({"0.weight": torch.zeros(2, 2)}, project / "bad.pth")
+    config = project / "weights.yaml"
+    config.write_text(SITE.replace("    labels:", "    weights: bad.pth\n    labels:"))
+    assert main(["build", "-q", "-f", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.pth: shape mismatch" in err and "Traceback" not in err
+
+
+def test_untrusted_pickle_is_refused_unless_trusted(project, capsys):
+    torch.save(torch.nn.Linear(2, 2), project / "whole.pth")  # a pickled module: loading runs its class code
+    config = project / "evil.yaml"
+    config.write_text(SITE.replace("    labels:", "    weights: whole.pth\n    labels:"))
+    assert main(["build", "-q", "-f", str(config)]) == 1
+    assert "refusing to unpickle" in capsys.readouterr().err
+    config.write_text(SITE.replace("    labels:", "    weights: {path: whole.pth, trust: true}\n    labels:"))
+    assert main(["build", "-q", "-f", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "keys do not match the model" in err and "refusing" not in err
+
+
+def test_empty_input_set(project, capsys):
+    (project / "empty").mkdir(exist_ok=True)
+    config = project / "empty.yaml"
+    config.write_text(SITE.replace("  - path: photos", "  - path: empty"))
+    assert main(["build", "-q", "-f", str(config)]) == 1
+    assert "no usable input images" in capsys.readouterr().err
+
+
+def test_no_half_written_output_after_failure(project):
+    config = project / "fail.yaml"
+    config.write_text(textwrap.dedent(SITE).replace("output_dir: out", "output_dir: never")
+                      .replace("  - path: photos", "  - path: empty"))
+    (project / "empty").mkdir(exist_ok=True)
+    assert main(["build", "-q", "-f", str(config)]) == 1
+    assert not (project / "never").exists()
+    assert not [p for p in project.iterdir() if p.name.startswith(".never")]

@@ -1,0 +1,135 @@
+"""site.yaml validation: every mistake gets one message naming file, line and key."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from galleria.config import load_config
+from galleria.errors import ConfigError
+
+BASE = """\
+site:
+  title: Test
+inputs:
+  - path: images
+models:
+  - id: tiny
+    source: torchvision:resnet18
+    layers: [layer1]
+"""
+
+
+def write(tmp_path, text: str):
+    (tmp_path / "images").mkdir(exist_ok=True)
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(tmp_path, text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    return info.value
+
+
+def test_valid_config_gets_defaults(tmp_path):
+    config = load_config(write(tmp_path, BASE))
+    model = config.models[0]
+    assert model.preprocessing.size == (224, 224)
+    assert model.layers[0].pattern == "layer1" and model.layers[0].units is None
+    assert config.examples.top == 9 and config.site.output_dir == tmp_path / "site"
+    assert config.inputs[0].root == tmp_path / "images"
+
+
+def test_unknown_key_suggests_the_closest(tmp_path):
+    err = error_of(tmp_path, BASE.replace("  title: Test", "  titel: Test"))
+    assert str(err) == f"{tmp_path / 'site.yaml'}:2: site.titel: unknown key 'titel' (did you mean 'title'?)"
+    assert err.exit_code == 2
+
+
+def test_unknown_nested_key_names_its_path_and_line(tmp_path):
+    err = error_of(tmp_path, BASE + "    preprocesing: {size: 32}\n")
+    assert err.line == 9 and err.key == "models[0].preprocesing" and "did you mean 'preprocessing'" in str(err)
+
+
+def test_wrong_type(tmp_path):
+    err = error_of(tmp_path, BASE + "examples:\n  top: many\n")
+    assert err.line == 10 and err.key == "examples.top"
+    assert "expected an integer, got a string ('many')" in str(err)
+
+
+def test_missing_required_field(tmp_path):
+    err = error_of(tmp_path, BASE.replace("    source: torchvision:resnet18\n", ""))
+    assert "missing required key 'source'" in str(err) and err.key == "models[0]" and err.line == 6
+
+
+def test_invalid_yaml_reports_line(tmp_path):
+    err = error_of(tmp_path, BASE + "examples: [unclosed\n")
+    assert "invalid YAML" in str(err) and err.line is not None and err.line >= 9
+
+
+def test_duplicate_key(tmp_path):
+    err = error_of(tmp_path, BASE + "seed: 1\nseed: 2\n")
+    assert "duplicate key" in str(err) and err.line == 10
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/nonexistent/site.yaml")
+
+
+@pytest.mark.parametrize("snippet, message", [
+    ("    units: lots\n", "cannot read unit selection 'lots'"),
+    ("    units: '5-2'\n", "range '5-2' is empty"),
+    ("    weights: missing.pth\n", "weights file 'missing.pth' not found"),
+    ("    weights: {path: w.pth, remap: by-positon}\n", "did you mean 'by-position'?"),
+    ("    weights: {file: x.pth}\n", "give either 'path' or 'package' and 'file'"),
+    ("    weights: {package: surely_not_installed_pkg, file: x.pth}\n", "is not installed"),
+    ("    preprocessing: {size: [1, 2, 3]}\n", "expected a positive integer or [height, width]"),
+    ("    preprocessing: {mean: [0.5, 0.5]}\n", "expected 3 numbers, one per channel"),
+    ("    preprocessing: {std: 0}\n", "every std must be above zero"),
+    ("    labels: torchvision:imagenett\n", "did you mean 'torchvision:imagenet'?"),
+    ("    labels: classes.txt\n", "labels file 'classes.txt' not found"),
+])
+def test_model_mistakes(tmp_path, snippet, message):
+    (tmp_path / "w.pth").write_bytes(b"")
+    err = error_of(tmp_path, BASE + snippet)
+    assert message in str(err) and err.line == 9
+
+
+@pytest.mark.parametrize("text, message", [
+    (BASE.replace("torchvision:resnet18", "resnet18"), "cannot read model source 'resnet18'"),
+    (BASE.replace("id: tiny", "id: my model"), "cannot be part of a url"),
+    (BASE.replace("layers: [layer1]", "layers: []"), "must list at least one layer"),
+    (BASE.replace("  - path: images", "  - path: nowhere"), "does not exist"),
+    (BASE.replace("  title: Test", "  url: example.com"), "is not an absolute http(s) url"),
+    (BASE + "extract: {device: gpu}\n", "unknown device 'gpu'"),
+    (BASE + "inputs2: []\n", "unknown key 'inputs2' (did you mean 'inputs'?)"),
+    (BASE.replace("  - path: images", "  - path: images\n    crops: {scales: [0]}"), "positive integers"),
+    (BASE.replace("  - path: images", "  - path: images\n    crops: {overlap: 1.5}"), "below 1"),
+])
+def test_other_mistakes(tmp_path, text, message):
+    assert message in str(error_of(tmp_path, text))
+
+
+def test_duplicate_model_ids(tmp_path):
+    err = error_of(tmp_path, BASE + "  - id: tiny\n    source: torchvision:resnet18\n    layers: [fc]\n")
+    assert "model id 'tiny' is used twice" in str(err) and err.line == 9
+
+
+def test_units_and_layer_mappings(tmp_path):
+    config = load_config(write(tmp_path, BASE.replace(
+        "layers: [layer1]", "units: '0-3, 7'\n    layers:\n      - layer1\n      - {name: 'layer2.*', units: all}")))
+    first, second = config.models[0].layers
+    assert first.units == (0, 1, 2, 3, 7) and second.units is None and second.line == 11
+
+
+def test_glob_input_path(tmp_path):
+    config = load_config(write(tmp_path, BASE.replace("- path: images", "- path: 'images/*.jpg'")))
+    assert config.inputs[0].root == tmp_path / "images" and config.inputs[0].include == ("*.jpg",)
+
+
+def test_package_inputs(tmp_path):
+    config = load_config(write(tmp_path, BASE.replace("- path: images", "- {package: skimage, path: data}")))
+    assert (config.inputs[0].root / "chelsea.png").is_file()

@@ -1,0 +1,24 @@
+"""The repository's own site.yaml builds offline, from installed packages, into a real gallery."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from galleria.commands.build import build
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_gallery_builds(tmp_path):
+    out = tmp_path / "site"
+    report = build(REPO / "site.yaml", out, quiet=True)
+    assert report.models == 1 and report.inputs_used > 1000 and report.inputs_skipped == 0
+    chelsea = json.loads((out / "efficientnet-lite0" / "classifier" / "281" / "unit.json").read_text())
+    assert chelsea["label"] == "" or chelsea["label"]
+    # the tabby-cat logit's best example is a crop of the cat photo, and the model agrees
+    assert chelsea["top"][0]["input"].startswith("chelsea")
+    assert chelsea["top"][0]["prediction"]["label"] in {"tabby", "tiger cat", "Egyptian cat"}
+    model_page = (out / "efficientnet-lite0" / "index.html").read_text()
+    for layer in ["conv_stem", "blocks.1", "blocks.6", "classifier"]:
+        assert f'href="{layer}/index.html"' in model_page
+    assert len(list((out / "efficientnet-lite0" / "blocks.6").iterdir())) >= 320
