@@ -77,5 +77,6 @@ class BuildReport:
     pages: int = 0
     images: int = 0  # encoded in this build; cached ones are not counted
     output: str = ""
+    up_to_date: bool = False  # nothing changed: the existing output was kept
     warnings: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)

@@ -191,6 +191,8 @@ def test_layer_grid_lists_every_unit_with_label(built):
 def test_classifier_layer_has_no_spatial_position(built):
     record = json.loads((built / "tiny" / "6" / "0" / "unit.json").read_text())
     assert record["receptive_field"] is None and record["top"][0]["position"] is None
+    assert record["label"] == "cat"  # output units of a classifier are named by their class
+    assert json.loads((built / "tiny" / "2" / "0" / "unit.json").read_text())["label"] == ""
 
 
 def test_input_page_lists_responsive_units(built):
@@ -200,11 +202,19 @@ def test_input_page_lists_responsive_units(built):
     assert "cat" in page.read_text() or "dog" in page.read_text() or "eel" in page.read_text()
 
 
-def test_rebuild_uses_the_cache(project, built, capsys):
+def test_rebuild_with_nothing_changed_is_skipped(project, built, capsys):
+    assert main(["build", "-f", str(project / "site.yaml")]) == 0
+    assert "is up to date" in capsys.readouterr().out
+
+
+def test_note_edit_rebuilds_pages_from_the_cache(project, built, capsys):
+    note = project / "content" / "tiny" / "2" / "1.md"
+    note.write_text(note.read_text().replace("Fires on", "Often fires on"))
     assert main(["build", "-f", str(project / "site.yaml")]) == 0
     out = capsys.readouterr()
     assert "0 images drawn" in out.out and "(1 skipped)" in out.out
     assert "skipped input" in out.err and "broken.png" in out.err
+    assert "Often fires on" in (built / "tiny" / "2" / "1" / "index.html").read_text()
 
 
 def test_strict_fails_on_warnings_and_keeps_the_old_site(project, built, capsys):

@@ -7,26 +7,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tqdm import tqdm
-
-from galleria.cache import Cache
 from galleria.config import load_config
 from galleria.errors import BuildError
-from galleria.extract.probe import probe_model
-from galleria.extract.run import extract
+from galleria.fingerprint import site_fingerprint
 from galleria.records import BuildReport
-from galleria.site.content import load_notes
-from galleria.site.theme import Theme
-from galleria.site.writer import ModelBuild, SiteWriter
-from galleria.sources.images import discover
-from galleria.sources.models import load_model
-from galleria.visualize.run import render_images
 
 MARKER = ".galleria"  # written into every output and cache folder galleria owns
 
@@ -38,6 +29,31 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
     config = load_config(config_file)
     out = Path(output_dir).resolve() if output_dir else config.site.output_dir
     _check_ours(out, "output")
+    fingerprint = site_fingerprint(config)
+    if not clean and _previous(out) is not None and _previous(out)[0] == fingerprint:
+        report.warnings.extend(_previous(out)[1])
+        if strict and report.warnings:
+            raise BuildError(f"{len(report.warnings)} warning(s) and --strict: {report.warnings[0]}")
+        report.up_to_date, report.output = True, str(out)
+        report.stage_seconds["total"] = time.perf_counter() - started
+        return report
+    return _build(config, out, fingerprint, report, started, clean, strict, quiet)
+
+
+def _build(config, out: Path, fingerprint: str, report: BuildReport, started: float, clean: bool, strict: bool,
+           quiet: bool) -> BuildReport:
+    from galleria.cache import Cache
+    from galleria.extract.probe import probe_model
+    from galleria.extract.run import extract
+    from galleria.site.content import load_notes
+    from galleria.site.theme import Theme
+    from galleria.site.writer import ModelBuild, SiteWriter
+    from galleria.sources.images import discover
+    from galleria.sources.models import load_model
+    from galleria.visualize.run import render_images
+
+    for stale in out.parent.glob(f".{out.name}.old-*") if out.parent.is_dir() else ():
+        _remove_later(stale)
     cache_dir = config.site.cache_dir
     if clean and cache_dir.exists():
         _check_ours(cache_dir, "cache")
@@ -85,7 +101,8 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
         try:
             writer = SiteWriter(config, theme, notes, inputs, tmp)
             writer.write(builds)
-            (tmp / MARKER).write_text("built by galleria: 'galleria build' may replace this folder\n")
+            (tmp / MARKER).write_text("\n".join([MARKER_TITLE, f"fingerprint: {fingerprint}",
+                                                  *[f"warning: {w}" for w in report.warnings]]) + "\n")
             _swap(tmp, out)
         finally:
             if tmp.exists():
@@ -94,6 +111,19 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
     report.stage_seconds["total"] = time.perf_counter() - started
     report.output = str(out)
     return report
+
+
+MARKER_TITLE = "built by galleria: 'galleria build' may replace this folder"
+
+
+def _previous(out: Path) -> tuple[str, list[str]] | None:
+    """The fingerprint and warnings of the build that made ``out``, if galleria made it."""
+    try:
+        lines = (out / MARKER).read_text().splitlines()
+    except OSError:
+        return None
+    fingerprint = next((l.split(": ", 1)[1] for l in lines if l.startswith("fingerprint: ")), None)
+    return (fingerprint, [l.split(": ", 1)[1] for l in lines if l.startswith("warning: ")]) if fingerprint else None
 
 
 def _check_ours(path: Path, what: str) -> None:
@@ -108,12 +138,22 @@ def _swap(new: Path, out: Path) -> None:
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         os.replace(out, old / "site")
         os.replace(new, out)
-        shutil.rmtree(old, ignore_errors=True)
+        _remove_later(old)
     else:
         os.replace(new, out)
 
 
-def _check_notes(notes, builds: list[ModelBuild], report: BuildReport, show: bool) -> None:
+def _remove_later(path: Path) -> None:
+    """Delete a replaced site in a detached process: unlinking tens of thousands of files takes
+    seconds that the user should not wait for. Leftovers of a killed run are removed next time."""
+    try:
+        subprocess.Popen(["rm", "-rf", "--", str(path)], start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:  # no rm (e.g. Windows): delete in place
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_notes(notes, builds: list, report: BuildReport, show: bool) -> None:
     from galleria.site import structure as S
 
     pages = {""}
@@ -142,6 +182,8 @@ def _stage(report: BuildReport, name: str):
 
 @contextmanager
 def _bar(show: bool, total: int | None, desc: str, unit: str):
+    from tqdm import tqdm
+
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not show or None, leave=False, file=sys.stderr,
                dynamic_ncols=True)
     try:
@@ -152,6 +194,10 @@ def _bar(show: bool, total: int | None, desc: str, unit: str):
 
 def summary(report: BuildReport) -> str:
     """The closing lines of a build, MkDocs style: what was built and where the time went."""
+    if report.up_to_date:
+        note = f" ({len(report.warnings)} warning(s) from that build)" if report.warnings else ""
+        return (f"{report.output} is up to date: nothing changed since it was built{note} "
+                f"({report.stage_seconds['total']:.1f} s; --clean rebuilds from scratch)")
     stages = " · ".join(f"{k} {v:.1f} s" for k, v in report.stage_seconds.items() if k != "total")
     skipped = f" ({report.inputs_skipped} skipped)" if report.inputs_skipped else ""
     lines = [

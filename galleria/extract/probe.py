@@ -21,6 +21,7 @@ class LayerInfo:
     module: str  # class name, e.g. "Conv2d"
     shape: tuple[int, ...]  # output shape without the batch dimension: (C,), (C, H, W), ...
     units: tuple[int, ...]  # the unit (channel) numbers shown
+    is_output: bool = False  # its output is the model's output: units are classes when labelled
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayo
     cfg = model.config
     names = [name for name, _ in model.module.named_modules() if name]
     chosen = resolve_layers(cfg, names, config_file)
-    shapes, output_shape = _probe_shapes(model.module, [name for name, _ in chosen], cfg)
+    shapes, output_shape, outputs = _probe_shapes(model.module, [name for name, _ in chosen], cfg)
     layers = []
     for (name, units), spec_line in zip(chosen, _lines(cfg, chosen)):
         count = shapes[name][0]
@@ -43,7 +44,7 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayo
             raise ConfigError(f"layer '{name}' has {count} units (0-{count - 1}), asked for unit {max(units)}",
                               config_file, spec_line, f"models.{cfg.id}.layers")
         layers.append(LayerInfo(name, type(model.module.get_submodule(name)).__name__, shapes[name],
-                                tuple(range(count)) if units is None else units))
+                                tuple(range(count)) if units is None else units, name in outputs))
     labels = model.labels
     if labels is not None and len(output_shape) == 1 and len(labels) != output_shape[0]:
         raise BuildError(f"model '{cfg.id}': {len(labels)} labels for {output_shape[0]} outputs; "
@@ -92,7 +93,8 @@ def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
     output = first_tensor(output)
     if output is None:
         raise BuildError(f"model '{cfg.id}' returned no tensor")
-    return {n: tuple(t.shape[1:]) for n, t in seen.items()}, tuple(output.shape[1:])
+    outputs = {n for n, t in seen.items() if t is output}  # the very tensor the model returned
+    return {n: tuple(t.shape[1:]) for n, t in seen.items()}, tuple(output.shape[1:]), outputs
 
 
 def module_tree(model: LoadedModel) -> list[tuple[str, str, tuple[int, ...] | None]]:

@@ -19,7 +19,7 @@ from galleria.config import Config
 from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.probe import LayerInfo, ModelLayout
 from galleria.extract.reducers import LayerReducer
-from galleria.records import InputItem
+from galleria.records import InputItem, UnitSummary
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
 
@@ -33,6 +33,7 @@ class LayerActivations:
     info: LayerInfo
     reducer: LayerReducer
     peaks: np.ndarray  # [inputs, units]: each unit's highest value on each input
+    summaries: list[UnitSummary]  # the reducer's results, computed once
 
 
 @dataclass
@@ -148,8 +149,9 @@ def _load(folder: Path, key: str, layout: ModelLayout, cached: bool) -> ModelAct
     layers = []
     for i, info in enumerate(layout.layers):
         state = torch.load(folder / f"reducer-{i}.pt", weights_only=True)
-        layers.append(LayerActivations(info, LayerReducer.from_state_dict(state),
-                                       np.load(folder / f"peaks-{i}.npy", mmap_mode="r")))
+        reducer = LayerReducer.from_state_dict(state)
+        layers.append(LayerActivations(info, reducer, np.load(folder / f"peaks-{i}.npy", mmap_mode="r"),
+                                       reducer.summaries()))
     predictions = probabilities = None
     if layout.classifier:
         predictions = np.load(folder / "predictions.npy", mmap_mode="r")

@@ -47,6 +47,14 @@ class SiteWriter:
         self.config, self.theme, self.notes, self.inputs, self.out = config, theme, notes, inputs, out
         self.pages: list[str] = []  # folders of written pages, for the sitemap
         self.files = 0
+        self._made: set[str] = set()  # folders already created: mkdir is a syscall per call
+
+    def _folder(self, folder: str) -> Path:
+        path = self.out / folder
+        if folder not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
+        return path
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -66,15 +74,13 @@ class SiteWriter:
         }
 
     def _write(self, folder: str, template: str, context: dict) -> None:
-        path = self.out / S.page_file(folder)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.theme.render(template, **context), encoding="utf-8")
+        (self._folder(folder) / "index.html").write_text(self.theme.render(template, **context), encoding="utf-8")
         self.pages.append(folder)
 
     def _place(self, cached: Path, target: str) -> None:
         """Link a cached image into the output: instant, and costs no disk space."""
-        dest = self.out / target
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        folder, _, name = target.rpartition("/")
+        dest = self._folder(folder) / name
         try:
             os.link(cached, dest)
         except OSError:
@@ -155,7 +161,7 @@ class SiteWriter:
         folder = S.layer_dir(cfg.id, layer.name)
         note = self.notes.get(folder)
         crumbs = crumbs + [(layer.name, folder)]
-        summaries = acts.reducer.summaries()
+        summaries = acts.summaries
         rf = build.images.receptive[layer.name]
         layer_ctx = {"name": layer.name, "url": S.href(folder, S.page_file(folder)), "module": layer.module,
                      "shape": " × ".join(map(str, layer.shape)), "num_units": len(layer.units),
@@ -169,7 +175,7 @@ class SiteWriter:
             if images[position].thumb is not None:
                 self._place(images[position].thumb, f"{unit_folder}/thumb.jpg")
             units.append({"id": unit, "url": S.href(folder, S.page_file(unit_folder)),
-                          "label": unit_note.label if unit_note else "",
+                          "label": _unit_label(build, layer.name, unit, unit_note),
                           "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if images[position].thumb else None,
                           "max": stats.max, "mean": stats.mean, "frac_active": stats.frac_active,
                           "flags": _flags(unit_summary)})
@@ -223,7 +229,7 @@ class SiteWriter:
         bottom, bottom_json = self._examples(build, folder, "bottom", unit_summary.bottom, images.bottom,
                                              images.bottom_boxes)
         flags = _flags(unit_summary)
-        label = note.label if note else ""
+        label = _unit_label(build, layer_ctx["name"], unit, note)
         stats_dict = {"count": stats.count, "mean": stats.mean, "std": stats.std, "min": stats.min,
                       "max": stats.max, "frac_active": stats.frac_active, "nonfinite": stats.nonfinite}
         rf = build.images.receptive[layer_ctx["name"]]
@@ -242,8 +248,11 @@ class SiteWriter:
             "top": top_json, "bottom": bottom_json,
             "note": note.text if note else "",
         }
-        (self.out / folder).mkdir(parents=True, exist_ok=True)
-        (self.out / folder / "unit.json").write_text(json.dumps(_json_safe(record), indent=1, allow_nan=False))
+        try:
+            text = json.dumps(record, allow_nan=False)
+        except ValueError:  # a unit with NaN statistics
+            text = json.dumps(_json_safe(record), allow_nan=False)
+        (self._folder(folder) / "unit.json").write_text(text)
         self._write(folder, "unit.html", {
             **self._common(folder, "unit", f"Unit {unit} · {layer_ctx['name']} · {cfg.title}", description,
                            crumbs + [(f"Unit {unit}", folder)], nav),
@@ -261,7 +270,7 @@ class SiteWriter:
         listing = S.inputs_dir(cfg.id)
         crumbs = crumbs + [("inputs", listing)]
         layers = build.layout.layers
-        maxima = [np.array([s.stats.max for s in a.reducer.summaries()]) for a in build.acts.layers]
+        maxima = [np.array([s.stats.max for s in a.summaries]) for a in build.acts.layers]
         entries = []
         for item in self.inputs.items:
             folder = S.input_dir(cfg.id, item.id)
@@ -289,7 +298,7 @@ class SiteWriter:
                     units.append({"layer": layer.name, "unit": unit, "url": S.href(folder, S.page_file(unit_folder)),
                                   "thumb": S.href(folder, f"{unit_folder}/thumb.jpg"),
                                   "value": float(peaks[position]), "relative": float(relative[position]),
-                                  "label": note.label if note else ""})
+                                  "label": _unit_label(build, layer.name, unit, note)})
             predictions = []
             if build.acts.predictions is not None:
                 predictions = [{"label": build.model.labels[int(c)], "prob": float(p)}
@@ -323,6 +332,16 @@ class SiteWriter:
         (self.out / "sitemap.xml").write_text(
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{urls}</urlset>\n', encoding="utf-8")
+
+
+def _unit_label(build: ModelBuild, layer_name: str, unit: int, note: Note | None) -> str:
+    """A note's label, else the class name for units of a classifier's output layer."""
+    if note and note.label:
+        return note.label
+    layer = next(l for l in build.layout.layers if l.name == layer_name)
+    if layer.is_output and build.layout.classifier:
+        return build.model.labels[unit]
+    return ""
 
 
 def _markup(svg: str):

@@ -102,7 +102,7 @@ class _Axis:
 
 
 class _Stop(Exception):
-    """Raised once every hooked layer has run, so the rest of the model (whose head may reject other input sizes) is skipped."""
+    """Raised once every hooked layer has run, to skip the rest of the model (its head may reject other sizes)."""
 
 
 def _measure_strip(
@@ -158,8 +158,8 @@ def _probe(
 
     Probes go to both ends of the map first (where a large field's far edge stays inside the
     input), then to the centre, then one step in from each end. Each probe is a backward pass,
-    so probing stops once the axes in `along` are settled, or after the two ends if both see the whole
-    input (boxes move monotonically with position, so every other probe would too).
+    so probing stops once the axes in `along` are settled, or after the two ends if both see the
+    whole input (boxes move monotonically with position, so every other probe would too).
     """
     height, width = y.shape[2:]
     order = dict.fromkeys(
@@ -167,9 +167,9 @@ def _probe(
         for row, col in ((0, 0), (height - 1, width - 1), (height // 2, width // 2), (1, 1), (height - 2, width - 2))
     )
     # Random channel weights rather than a plain sum, so that channels cannot cancel each other out,
-    # scaled to the square root of the dtype's largest value: gradients that shrink along long
-    # paths (ConvNeXt's layer scale starts at 1e-6 per block) stay clear of underflow, with as
-    # much headroom left for gradients that grow.
+    # scaled to the square root of the dtype's largest value, which leaves as much room below for
+    # gradients that shrink along long paths (underflow would hide a field's far edges) as above
+    # for gradients that grow.
     scale = torch.finfo(y.dtype).max ** 0.5
     weights = torch.randn((len(y), y.shape[1]), generator=generator).to(y.device, y.dtype) * scale
     probes: list[tuple[int, int]] = []
@@ -294,8 +294,7 @@ def _settled(axis: _Axis) -> bool:
     """Whether further probes would add nothing: a field fits every edge exactly, and there are
     more free edges (at least four) than the three numbers they determine, so the fit was checked."""
     free_starts, free_ends = _free(axis)
-    fit = _fit(axis)
-    return len(free_starts) + len(free_ends) >= 4 and fit is not None and _matched(fit, axis) == 2 * len(axis.positions)
+    return len(free_starts) + len(free_ends) >= 4 and _fit(axis) is not None and not _ragged(axis)
 
 
 def _ragged(axis: _Axis) -> bool:

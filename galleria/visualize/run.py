@@ -21,8 +21,9 @@ from galleria.sources.models import LoadedModel
 from galleria.visualize.receptive import ReceptiveField, receptive_fields
 from galleria.visualize.tiles import encode, render_tile
 
-FORMAT = 1  # bump when the drawing changes
+FORMAT = 2  # bump when the drawing changes
 THUMB_SIZE = 64
+MIN_CONTEXT_DIVISOR = 4  # tiles show at least a quarter of the input's side
 INPUT_QUALITY = 88
 
 
@@ -71,7 +72,7 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
         rf = fields[layer.info.name]
         reducer = layer.reducer
         units = []
-        for position, summary in enumerate(reducer.summaries()):
+        for position, summary in enumerate(layer.summaries):
             stats = summary.stats
             scale_top = (0.0, max(stats.max, 1e-6))
             scale_bottom = (0.0, max(-stats.min, 1e-6))
@@ -79,7 +80,9 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
             for kind, examples_, maps in (("top", summary.top, reducer.top_maps(position)),
                                           ("bottom", summary.bottom, reducer.bottom_maps(position))):
                 for rank, example in enumerate(examples_):
-                    box = rf.box(example.position) if rf is not None and example.position is not None else None
+                    box = None
+                    if rf is not None and example.position is not None:
+                        box = with_context(rf.box(example.position), rf.input_size)
                     act_map = None if maps is None else maps[rank].astype(np.float32)
                     if act_map is not None and act_map.ndim != 2:
                         act_map = None  # only 2-D maps can be laid over an image
@@ -126,6 +129,22 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
             if progress is not None:
                 progress.update(1)
     return ModelImages(layers, fields, input_paths, total)
+
+
+def with_context(box: tuple[int, int, int, int], input_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Grow a small receptive field (3 px in a stem) to a quarter of the input, so the tile shows
+    what surrounds it instead of a few blurred pixels; the heatmap still marks the field itself."""
+    height, width = input_size
+    left, top, right, bottom = box
+    side = min(height, width) // MIN_CONTEXT_DIVISOR
+    spans = []
+    for lo, hi, limit in ((left, right, width), (top, bottom, height)):
+        if hi - lo < side:
+            lo = min(max(0, (lo + hi - side) // 2), max(0, limit - side))
+            hi = min(limit, lo + side)
+        spans.append((lo, hi))
+    (left, right), (top, bottom) = spans
+    return left, top, right, bottom
 
 
 def _as_image(pixels: np.ndarray):

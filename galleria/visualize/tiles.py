@@ -58,9 +58,13 @@ def render_tile(
     size: int,
     heatmap: bool = True,
 ) -> Image.Image:
-    """image: HxWx3 uint8, the model-sized input as the model saw it (before normalization);
-    box: (left, top, right, bottom) in image pixels or None for the whole image; act_map: the unit's activation map for this input (h x w float) or None;
-    scale: (vmin, vmax) colour scale of the unit, the same for all its tiles; output: size x size RGB (crop padded to square with neutral grey if the box is not square, keeping aspect).
+    """The part of image a unit saw, with its activation map over it, as a size x size RGB tile.
+
+    image: HxWx3 uint8, the model-sized input as the model saw it (before normalization);
+    box: (left, top, right, bottom) in image pixels, or None for the whole image;
+    act_map: the unit's activation map for this input (h x w float), or None for no heatmap;
+    scale: (vmin, vmax), the unit's colour scale, the same for all its tiles, so they compare.
+    A non-square crop keeps its aspect and is padded to square with neutral grey.
     """
     height, width = image.shape[:2]
     left, top, right, bottom = box if box is not None else (0, 0, width, height)

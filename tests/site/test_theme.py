@@ -327,7 +327,7 @@ def test_unit_page(rendered):
     assert '<link rel="next" href="../8/index.html">' in html
     assert '<link rel="up" href="../index.html">' in html
     assert 'href="unit.json"' in html
-    assert 'href="./"' in html
+    assert 'rel="bookmark"' in html  # permalink: the canonical url, else this page's file
     assert "7.91" in html and "0.423" in html and "12.3%" in html and "123,456" in html
     assert "<svg" in html and "hist-bar" in html  # histogram Markup passed through unescaped
     assert 'class="legend-svg"' in html
