@@ -10,7 +10,7 @@ import torch
 from galleria.config import ModelConfig
 from galleria.errors import BuildError, ConfigError
 from galleria.extract.hooks import capture, first_tensor
-from galleria.sources.models import LoadedModel
+from galleria.sources.models import LoadedModel, hookable_names, module_kind
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ModelLayout:
 def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayout:
     """Resolve layer patterns and learn shapes before any heavy work, so errors come early."""
     cfg = model.config
-    names = [name for name, _ in model.module.named_modules() if name]
+    names = hookable_names(model.module)
     chosen = resolve_layers(cfg, names, config_file)
     shapes, output_shape, outputs = _probe_shapes(model.module, [name for name, _ in chosen], cfg)
     layers = []
@@ -43,7 +43,7 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayo
         if units and max(units) >= count:
             raise ConfigError(f"layer '{name}' has {count} units (0-{count - 1}), asked for unit {max(units)}",
                               config_file, spec_line, f"models.{cfg.id}.layers")
-        layers.append(LayerInfo(name, type(model.module.get_submodule(name)).__name__, shapes[name],
+        layers.append(LayerInfo(name, module_kind(model.module.get_submodule(name)), shapes[name],
                                 tuple(range(count)) if units is None else units, name in outputs))
     labels = model.labels
     if labels is not None and len(output_shape) == 1 and len(labels) != output_shape[0]:
@@ -87,9 +87,8 @@ def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
                          f"{str(exc).strip().splitlines()[0]} (check preprocessing.size and channels)") from None
     missing = [n for n in names if n not in seen]
     if missing:
-        why = (" (TorchScript runs compiled code that hooks cannot see)"
-               if isinstance(module, torch.jit.ScriptModule) else " (it is never called in forward)")
-        raise BuildError(f"model '{cfg.id}': layer '{missing[0]}' produced no output{why}")
+        raise BuildError(f"model '{cfg.id}': layer '{missing[0]}' produced no output "
+                         "(it is never called in forward, or returns no tensor)")
     output = first_tensor(output)
     if output is None:
         raise BuildError(f"model '{cfg.id}' returned no tensor")
@@ -99,9 +98,9 @@ def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
 
 def module_tree(model: LoadedModel) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Every named module with its output shape (None when it is not called or returns no tensor)."""
-    names = [name for name, _ in model.module.named_modules() if name]
+    names = hookable_names(model.module)
     pre = model.config.preprocessing
     with capture(model.module, names) as seen, torch.inference_mode():
         model.module(torch.zeros(1, pre.channels, *pre.size))
-    return [(n, type(model.module.get_submodule(n)).__name__,
+    return [(n, module_kind(model.module.get_submodule(n)),
              tuple(seen[n].shape[1:]) if n in seen else None) for n in names]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from galleria.cache import Cache, content_key
 from galleria.config import Config
+from galleria.errors import BuildError
 from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.probe import LayerInfo, ModelLayout
 from galleria.extract.reducers import LayerReducer
@@ -85,28 +87,59 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
         probabilities = np.lib.format.open_memmap(folder / "probabilities.npy", "w+", np.float32,
                                                   (n, TOP_PREDICTIONS))
 
-    def keep(name: str, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor if all_units[name] else tensor.index_select(1, index[name])
+    batch = {"start": 0, "index": None}
+    in_flight: list[Future] = []  # reductions of the batch before: at most two batches held at once
+
+    def reduce(name: str, acts: torch.Tensor, index: torch.Tensor, rows: slice) -> None:
+        with torch.inference_mode():
+            reducers[name].update(acts, index)
+            peaks[name][rows] = (acts.flatten(2).amax(2) if acts.dim() > 2 else acts).cpu().numpy()
+
+    def consume(name: str, tensor: torch.Tensor) -> None:
+        """Hand a layer's output to the reducing thread, which overlaps with the next forward pass.
+
+        The hook keeps a copy: later in-place ops (ReLU(inplace=True), ``out += identity``) would
+        otherwise rewrite the tensor before it is reduced. A module called twice in one forward
+        pass counts once, at its first call.
+        """
+        if name in seen:
+            return None
+        acts = (tensor if all_units[name] else tensor.index_select(1, index[name])).float()
+        if acts.data_ptr() == tensor.data_ptr():
+            acts = acts.clone()
+        rows = slice(batch["start"], batch["start"] + acts.shape[0])
+        batch["futures"].append(worker.submit(reduce, name, acts, batch["index"], rows))
+        return None
 
     loader = ImageLoader(model.config.preprocessing)
-    start = 0
-    with capture(module, names, keep) as seen, torch.inference_mode():
-        for items, x in _prefetch(inputs.items, config.extract.batch_size, loader):
-            output = first_tensor(module(x.to(device)))
-            batch_index = torch.arange(start, start + len(items))
-            for name in names:
-                acts = seen.pop(name).float()
-                reducers[name].update(acts.cpu(), batch_index)
-                peaks[name][start:start + len(items)] = acts.flatten(2).amax(2).cpu().numpy() \
-                    if acts.dim() > 2 else acts.cpu().numpy()
-            if layout.classifier:
-                k = min(TOP_PREDICTIONS, output.shape[1])
-                top = output.float().softmax(1).topk(k, dim=1)
-                predictions[start:start + len(items), :k] = top.indices.cpu().numpy()
-                probabilities[start:start + len(items), :k] = top.values.cpu().numpy()
-            start += len(items)
-            if progress is not None:
-                progress.update(len(items))
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="galleria-reduce")
+    try:
+        with capture(module, names, consume) as seen, torch.inference_mode():
+            for items, x in _prefetch(inputs.items, config.extract.batch_size, loader):
+                batch["index"] = torch.arange(batch["start"], batch["start"] + len(items))
+                batch["futures"] = []
+                output = first_tensor(module(x.to(device)))
+                missing = [name for name in names if name not in seen]
+                if missing:
+                    raise BuildError(f"model '{model.config.id}': layer '{missing[0]}' produced no output "
+                                     "on an input")
+                seen.clear()
+                if layout.classifier:
+                    start = batch["start"]
+                    k = min(TOP_PREDICTIONS, output.shape[1])
+                    top = output.float().softmax(1).topk(k, dim=1)
+                    predictions[start:start + len(items), :k] = top.indices.cpu().numpy()
+                    probabilities[start:start + len(items), :k] = top.values.cpu().numpy()
+                for future in in_flight:
+                    future.result()  # re-raises a reducer's error here
+                in_flight[:] = batch["futures"]
+                batch["start"] += len(items)
+                if progress is not None:
+                    progress.update(len(items))
+            for future in in_flight:
+                future.result()
+    finally:
+        worker.shutdown(wait=True, cancel_futures=True)
     module.to("cpu")
     for i, layer in enumerate(layout.layers):
         torch.save(reducers[layer.name].state_dict(), folder / f"reducer-{i}.pt")

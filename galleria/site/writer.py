@@ -262,6 +262,7 @@ class SiteWriter:
                      "note_html": note.html if note else "", "stats": stats_dict, "flags": flags,
                      "histogram_svg": _markup(histogram_svg(stats.histogram)),
                      "legend_svg": _markup(legend_svg(images.scale_top)),
+                     "legend_bottom_svg": _markup(legend_svg((0.0, -images.scale_bottom[1]))) if bottom else "",
                      "receptive": _receptive_text(rf), "json_url": "unit.json", "top": top, "bottom": bottom},
         })
 

@@ -5,6 +5,7 @@ import difflib
 import hashlib
 import importlib
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,7 @@ def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
                                  + (f" (did you mean '{close[0]}'?)" if close else ""))
             module = timm.create_model(name, pretrained=False, **cfg.kwargs)
         elif kind == "torchscript":
-            try:
-                module = torch.jit.load(str(root / name), map_location="cpu")
-            except RuntimeError as exc:
-                raise BuildError(f"{root / name}: not a TorchScript file: {str(exc).splitlines()[0]}") from None
+            module = _script_chain(cfg, root / name)
         else:
             module = _from_user_code(cfg, root)
     except TypeError as exc:
@@ -69,6 +67,67 @@ def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
     if cfg.weights is not None:
         apply_weights(module, cfg.weights)
     return module
+
+
+class ScriptTap(torch.nn.Identity):
+    """Marks where a TorchScript child's output passes, so a Python hook can see it."""
+
+    def __init__(self, original_name: str):
+        super().__init__()
+        self.original_name = original_name
+
+
+class ScriptChain(torch.nn.Module):
+    """A TorchScript model run as the chain of its top-level children.
+
+    Compiled code cannot carry Python hooks, so galleria calls the children itself, one after
+    another, with a tap after each; the children's names are the layer names.
+    """
+
+    def __init__(self, script: torch.jit.ScriptModule):
+        super().__init__()
+        self.script = script
+        self.order = [name for name, _ in script.named_children()]
+        for name, child in script.named_children():
+            self.add_module(name, ScriptTap(getattr(child, "original_name", type(child).__name__)))
+
+    def forward(self, x):
+        children = dict(self.script.named_children())
+        for name in self.order:
+            x = getattr(self, name)(children[name](x))
+        return x
+
+
+def _script_chain(cfg: ModelConfig, path: Path) -> ScriptChain:
+    try:
+        with warnings.catch_warnings():  # torch deprecates TorchScript; users with .pt files still need it
+            warnings.simplefilter("ignore", FutureWarning)
+            script = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as exc:
+        raise BuildError(f"{path}: not a TorchScript file: {str(exc).strip().splitlines()[0]}") from None
+    chain = ScriptChain(script).eval()
+    pre = cfg.preprocessing
+    x = torch.rand(2, pre.channels, *pre.size, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.inference_mode():
+            same = torch.allclose(chain(x), script(x), rtol=1e-4, atol=1e-5)
+    except (RuntimeError, TypeError):
+        same = False
+    if not same:
+        raise BuildError(f"{path}: this TorchScript model is not a plain chain of its children, so galleria "
+                         "cannot see its layers; give the model as Python code (module:callable) with a "
+                         "state dict instead")
+    return chain
+
+
+def module_kind(module: torch.nn.Module) -> str:
+    """The class name people know a layer by (TorchScript keeps it as original_name)."""
+    return getattr(module, "original_name", None) or type(module).__name__
+
+
+def hookable_names(module: torch.nn.Module) -> list[str]:
+    """Names of the modules a forward hook can watch: compiled TorchScript modules are not."""
+    return [name for name, m in module.named_modules() if name and not isinstance(m, torch.jit.ScriptModule)]
 
 
 def _from_user_code(cfg: ModelConfig, root: Path) -> torch.nn.Module:

@@ -68,8 +68,8 @@ def render_tile(
     """
     height, width = image.shape[:2]
     left, top, right, bottom = box if box is not None else (0, 0, width, height)
-    if right <= left or bottom <= top:
-        raise ValueError(f"empty box {box}")
+    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
+        raise ValueError(f"box {box} is empty or leaves the {width} x {height} image")
     zoom = size / max(right - left, bottom - top)
     shape = (max(1, round((right - left) * zoom)), max(1, round((bottom - top) * zoom)))
     resample = Image.Resampling.NEAREST if zoom >= _BLOCKY else Image.Resampling.BILINEAR

@@ -108,6 +108,12 @@ def test_much_enlarged_crops_show_their_pixels_as_blocks():
     assert (tile[96:, 96:] == photo[106, 106]).all()
 
 
+@pytest.mark.parametrize("box", [(5, 5, 5, 10), (-1, 0, 10, 10), (0, 0, 225, 10)])
+def test_a_box_that_is_empty_or_leaves_the_image_is_refused(box):
+    with pytest.raises(ValueError):
+        render_tile(_photo(), box, None, (0.0, 1.0), 32)
+
+
 def test_colormap_runs_from_black_to_pale_yellow_with_rising_lightness():
     ends = colormap(np.array([0.0, 1.0]))
     assert ends.dtype == np.uint8 and ends.shape == (2, 3)
