@@ -99,8 +99,10 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
-            writer = SiteWriter(config, theme, notes, inputs, tmp)
-            writer.write(builds)
+            with _bar(show, None, "pages", "page") as bar:
+                writer = SiteWriter(config, theme, notes, inputs, tmp, bar)
+                bar.reset(total=writer.page_count(builds))
+                writer.write(builds)
             (tmp / MARKER).write_text("\n".join([MARKER_TITLE, f"fingerprint: {fingerprint}",
                                                   *[f"warning: {w}" for w in report.warnings]]) + "\n")
             _swap(tmp, out)

@@ -43,8 +43,10 @@ class ModelBuild:
 
 
 class SiteWriter:
-    def __init__(self, config: Config, theme: Theme, notes: dict[str, Note], inputs: InputSet, out: Path):
+    def __init__(self, config: Config, theme: Theme, notes: dict[str, Note], inputs: InputSet, out: Path,
+                 progress=None):
         self.config, self.theme, self.notes, self.inputs, self.out = config, theme, notes, inputs, out
+        self.progress = progress
         self.pages: list[str] = []  # folders of written pages, for the sitemap
         self.files = 0
         self._made: set[str] = set()  # folders already created: mkdir is a syscall per call
@@ -76,6 +78,13 @@ class SiteWriter:
     def _write(self, folder: str, template: str, context: dict) -> None:
         (self._folder(folder) / "index.html").write_text(self.theme.render(template, **context), encoding="utf-8")
         self.pages.append(folder)
+        if self.progress is not None:
+            self.progress.update(1)
+
+    def page_count(self, builds: list[ModelBuild]) -> int:
+        """Pages write() will produce: the index, then per model its page, layers, units and inputs."""
+        return 1 + sum(2 + len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
+                       + len(self.inputs.items) for b in builds)
 
     def _place(self, cached: Path, target: str) -> None:
         """Link a cached image into the output: instant, and costs no disk space."""
