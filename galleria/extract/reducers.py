@@ -225,7 +225,7 @@ def _bin(x: torch.Tensor, e: torch.Tensor, lo: torch.Tensor, bins: int, out: tor
 
 
 def _row_moments(x: torch.Tensor, finite: torch.Tensor | None):
-    """Count, mean, M2 and number of positive values of every (input, unit) map of x [B, C, S].
+    """Count, mean, M2 and sum of signs of every (input, unit) map of x [B, C, S].
 
     M2 sums squared deviations from the map's rounded mean, which stays accurate when the
     mean dwarfs the spread (a plain sum of squares would cancel catastrophically).
@@ -236,7 +236,7 @@ def _row_moments(x: torch.Tensor, finite: torch.Tensor | None):
         n = torch.full(x.shape[:2], x.shape[2], dtype=torch.int64, device=x.device)
     else:
         n = finite.sum(-1)
-    positive = torch.gt(x, 0).sum(-1)  # a byte per value: cheaper than summing signs
+    signs = torch.sign(x, out=buffer).sum(-1)
     total = x.sum(-1)
     shift = total / n.clamp(min=1)
     deviation = torch.sub(x, shift.unsqueeze(-1), out=buffer)
@@ -246,7 +246,7 @@ def _row_moments(x: torch.Tensor, finite: torch.Tensor | None):
     nf = n.double().clamp(min=1)
     mean = total.double() / nf
     # sum((x - shift)**2) == M2 + n * (mean - shift)**2
-    return n, mean, (squares - nf * (mean - shift.double()) ** 2).clamp(min=0), positive, buffer
+    return n, mean, (squares - nf * (mean - shift.double()) ** 2).clamp(min=0), signs, buffer
 
 
 def _combine_moments(na, mean_a, m2a, nb, mean_b, m2b):
@@ -372,7 +372,7 @@ class LayerReducer:
         xc = x.to(torch.float32 if exact_in_float32 else torch.float64)
         if finite is not None:
             xc = xc.masked_fill(~finite, 0)
-        n, mean, m2, positive, buffer = _row_moments(xc, finite)
+        n, mean, m2, signs, buffer = _row_moments(xc, finite)
         if finite is not None:
             # Park non-finite values at the bottom edge of the window (bin 0), then uncount them.
             edge = (lo.double() * _pow2(e, torch.float64)).to(xc.dtype).to(xc.device)
@@ -382,7 +382,8 @@ class LayerReducer:
         if finite is not None:
             nonfinite = (~finite).sum((0, 2)).cpu()
             batch_counts[:, 0] -= nonfinite
-        positive = positive.sum(0).to("cpu", torch.int64)
+        negative = (batch_counts * ((lo.unsqueeze(1) + torch.arange(bins)) < 0)).sum(1)
+        positive = signs.double().sum(0).round().to("cpu", torch.int64) + negative  # signs sum to pos - neg
         batch_n = n.sum(0)
         batch_mean = (n * mean).sum(0) / batch_n.clamp(min=1)
         batch_m2 = (m2 + n * (mean - batch_mean) ** 2).sum(0)
