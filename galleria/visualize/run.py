@@ -7,6 +7,7 @@ the output. Work is grouped by input so each input is decoded once however many 
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,18 +118,49 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
         progress.reset(total=max(total, 1))
         if not total:
             progress.update(1)
-    loader = ImageLoader(pre)
+    by_source: dict[str, list] = defaultdict(list)  # a worker decodes each source file once
     for index in sorted(jobs):
-        pixels = loader.pixels(inputs.items[index])
-        for path, key, box, act_map, scale, size in jobs[index]:
+        item = inputs.items[index]
+        by_source[item.source].append((item, jobs[index]))
+    chunks = sorted(by_source.values(), key=lambda c: -sum(len(j) for _, j in c))  # big first: even finish
+    tasks = [(pre, cache, chunk) for chunk in chunks]
+    for drawn in _map(_draw_source, tasks):
+        if progress is not None:
+            progress.update(drawn)
+    return ModelImages(layers, fields, input_paths, total)
+
+
+def _draw_source(task) -> int:
+    """Draw and cache every pending image of the inputs cut from one source file."""
+    pre, cache, chunk = task
+    loader = ImageLoader(pre)
+    drawn = 0
+    for item, item_jobs in chunk:
+        pixels = loader.pixels(item)
+        for path, key, box, act_map, scale, size in item_jobs:
             if size is None:
                 data = encode(_as_image(pixels), quality=INPUT_QUALITY)
             else:
                 data = encode(render_tile(pixels, box, act_map, scale, size, heatmap=act_map is not None))
             cache.put_file(path.parent.parent.name, key, ".jpg", data)
-            if progress is not None:
-                progress.update(1)
-    return ModelImages(layers, fields, input_paths, total)
+            drawn += 1
+    return drawn
+
+
+def _map(function, tasks: list):
+    """Run tasks on every core: drawing is CPU-bound numpy and PIL work, one process per core.
+
+    Forked workers only touch numpy and PIL, never torch, so torch's threads are safe to
+    leave behind; where fork is unavailable (Windows, macOS default) tasks run here.
+    """
+    import multiprocessing
+
+    workers = min(len(tasks), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(function, tasks)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap_unordered(function, tasks)
 
 
 def with_context(box: tuple[int, int, int, int], input_size: tuple[int, int]) -> tuple[int, int, int, int]:
