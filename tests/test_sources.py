@@ -78,6 +78,7 @@ def test_in_place_activations_do_not_rewrite_captured_outputs(project, tmp_path)
     assert conv["stats"]["max"] == pytest.approx(relu["stats"]["max"])
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch deprecates TorchScript; users still have .pt files
 def test_torchscript_chain(project):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)).eval()
@@ -97,6 +98,7 @@ class Branchy(nn.Module):
         return self.a(x) + self.b(x)  # not a chain: a naive child-by-child run would be wrong
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_torchscript_that_is_not_a_chain_is_refused(project, capsys):
     torch.jit.save(torch.jit.script(Branchy().eval()), str(project / "branchy.pt"))
     assert build(project, "torchscript:branchy.pt", "[a]") == 1
