@@ -28,6 +28,7 @@ from galleria.sources.models import LoadedModel
 FORMAT = 1  # bump when what is stored changes meaning
 HIST_BINS = 64
 TOP_PREDICTIONS = 5
+CANDIDATES = 3  # examples kept per example shown, so repeats of one spot can be skipped
 
 
 @dataclass
@@ -58,7 +59,7 @@ def extract(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: C
     """Reducer results for every chosen layer, from cache when nothing they depend on changed."""
     ex = config.examples
     key = content_key(FORMAT, model.key, inputs.key, [(l.name, l.units) for l in layout.layers],
-                      ex.top, ex.bottom, HIST_BINS, layout.classifier)
+                      ex.top, ex.bottom, CANDIDATES, HIST_BINS, layout.classifier)
     entry = cache.entry("activations", key)
     cached = entry is not None
     if not cached:
@@ -76,7 +77,8 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     module = model.module.to(device)
     n = len(inputs.items)
     names = [layer.name for layer in layout.layers]
-    reducers = {l.name: LayerReducer(len(l.units), config.examples.top, config.examples.bottom, HIST_BINS)
+    ex = config.examples
+    reducers = {l.name: LayerReducer(len(l.units), ex.top * CANDIDATES, ex.bottom * CANDIDATES, HIST_BINS)
                 for l in layout.layers}
     index = {l.name: torch.tensor(l.units, device=device) for l in layout.layers}
     all_units = {l.name: l.units == tuple(range(l.shape[0])) for l in layout.layers}

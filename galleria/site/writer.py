@@ -203,7 +203,7 @@ class SiteWriter:
                    "up": folder}
             self._write_unit(build, summary, layer_ctx, unit, summaries[position], images[position], crumbs, nav)
 
-    def _examples(self, build: ModelBuild, folder: str, kind: str, examples: tuple[Example, ...],
+    def _examples(self, build: ModelBuild, folder: str, kind: str, examples: list[Example],
                   tiles: list[Path], boxes: list) -> tuple[list[dict], list[dict]]:
         """Example contexts for the page and records for unit.json."""
         cfg = build.model.config
@@ -234,8 +234,8 @@ class SiteWriter:
         folder = S.unit_dir(cfg.id, layer_ctx["name"], unit)
         note = self.notes.get(folder)
         stats = unit_summary.stats
-        top, top_json = self._examples(build, folder, "top", unit_summary.top, images.top, images.top_boxes)
-        bottom, bottom_json = self._examples(build, folder, "bottom", unit_summary.bottom, images.bottom,
+        top, top_json = self._examples(build, folder, "top", images.top_examples, images.top, images.top_boxes)
+        bottom, bottom_json = self._examples(build, folder, "bottom", images.bottom_examples, images.bottom,
                                              images.bottom_boxes)
         flags = _flags(unit_summary)
         label = _unit_label(build, layer_ctx["name"], unit, note)

@@ -17,6 +17,7 @@ import numpy as np
 from galleria.cache import Cache, content_key
 from galleria.config import ExamplesConfig
 from galleria.extract.run import ModelActivations
+from galleria.records import Example
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
 from galleria.visualize.receptive import ReceptiveField, receptive_fields
@@ -25,11 +26,14 @@ from galleria.visualize.tiles import encode, render_tile
 FORMAT = 2  # bump when the drawing changes
 THUMB_SIZE = 64
 MIN_CONTEXT_DIVISOR = 4  # tiles show at least a quarter of the input's side
+SAME_SPOT_IOU = 0.5  # two examples whose fields overlap this much in one photo show the same thing
 INPUT_QUALITY = 88
 
 
 @dataclass
 class UnitImages:
+    top_examples: list[Example]  # the examples shown: the best, with repeats of one spot left out
+    bottom_examples: list[Example]
     top: list[Path]
     bottom: list[Path]
     top_boxes: list[tuple[int, int, int, int] | None]
@@ -77,14 +81,16 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
             stats = summary.stats
             scale_top = (0.0, max(stats.max, 1e-6))
             scale_bottom = (0.0, max(-stats.min, 1e-6))
-            images = UnitImages([], [], [], [], None, scale_top, scale_bottom)
-            for kind, examples_, maps in (("top", summary.top, reducer.top_maps(position)),
-                                          ("bottom", summary.bottom, reducer.bottom_maps(position))):
-                for rank, example in enumerate(examples_):
+            images = UnitImages([], [], [], [], [], [], None, scale_top, scale_bottom)
+            for kind, candidates, maps, want in (
+                    ("top", summary.top, reducer.top_maps(position), examples.top),
+                    ("bottom", summary.bottom, reducer.bottom_maps(position), examples.bottom)):
+                for rank, (slot, example) in enumerate(distinct(candidates, rf, inputs, want)):
+                    getattr(images, f"{kind}_examples").append(example)
                     box = None
                     if rf is not None and example.position is not None:
                         box = with_context(rf.box(example.position), rf.input_size)
-                    act_map = None if maps is None else maps[rank].astype(np.float32)
+                    act_map = None if maps is None else maps[slot].astype(np.float32)
                     if act_map is not None and act_map.ndim != 2:
                         act_map = None  # only 2-D maps can be laid over an image
                     if kind == "bottom" and act_map is not None:
@@ -92,7 +98,7 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
                     scale = scale_top if kind == "top" else scale_bottom
                     sizes = [examples.tile_size] + ([THUMB_SIZE] if kind == "top" and rank == 0 else [])
                     for size in sizes:
-                        key = content_key(settings, acts.key, layer.info.name, position, kind, rank, size)
+                        key = content_key(settings, acts.key, layer.info.name, position, kind, slot, size)
                         path = cache.file("tiles", key, ".jpg")
                         if size == THUMB_SIZE:
                             images.thumb = path
@@ -161,6 +167,41 @@ def _map(function, tasks: list):
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield from pool.imap_unordered(function, tasks)
+
+
+def distinct(candidates: tuple[Example, ...], rf: ReceptiveField | None, inputs: InputSet,
+             want: int) -> list[tuple[int, Example]]:
+    """The best ``want`` candidates, skipping any that shows the same spot of the same photo as
+    a better one (overlapping crops see it more than once), as (slot among candidates, example)."""
+    chosen: list[tuple[int, Example]] = []
+    seen: list[tuple[str, tuple[float, float, float, float]]] = []
+    for slot, example in enumerate(candidates):
+        item = inputs.items[example.input_index]
+        spot = _source_box(item, rf, example.position)
+        if any(source == item.source and _iou(spot, other) > SAME_SPOT_IOU for source, other in seen):
+            continue
+        chosen.append((slot, example))
+        seen.append((item.source, spot))
+        if len(chosen) == want:
+            break
+    return chosen
+
+
+def _source_box(item, rf: ReceptiveField | None, position) -> tuple[float, float, float, float]:
+    """Where a unit looked, in the source photo's pixels."""
+    left, top, right, bottom = item.box or (0, 0, 1, 1)
+    if rf is None or position is None:
+        return float(left), float(top), float(right), float(bottom)
+    height, width = rf.input_size
+    sx, sy = (right - left) / width, (bottom - top) / height
+    x0, y0, x1, y1 = rf.box(position)
+    return left + x0 * sx, top + y0 * sy, left + x1 * sx, top + y1 * sy
+
+
+def _iou(a, b) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 1.0
 
 
 def with_context(box: tuple[int, int, int, int], input_size: tuple[int, int]) -> tuple[int, int, int, int]:
