@@ -43,6 +43,7 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
 def _build(config, out: Path, fingerprint: str, report: BuildReport, started: float, clean: bool, strict: bool,
            quiet: bool) -> BuildReport:
     from galleria.cache import Cache
+    from galleria.extract.health import layer_health
     from galleria.extract.probe import probe_model
     from galleria.extract.run import extract
     from galleria.site.content import load_notes
@@ -89,7 +90,8 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
         with _stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
             images = render_images(model, acts, inputs, config.examples, cache, bar)
         report.images += images.rendered
-        builds.append(ModelBuild(model, layout, acts, images))
+        health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks) for l in acts.layers}
+        builds.append(ModelBuild(model, layout, acts, images, health))
     _check_notes(notes, builds, report, show)
 
     if strict and report.warnings:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-RESERVED = {"inputs", "assets"}  # folders a model page already uses
+RESERVED = {"inputs", "assets", "health"}  # folders a model page already uses
 
 
 def slug(name: str) -> str:
@@ -30,6 +30,11 @@ def unit_dir(model: str, layer: str, unit: int) -> str:
 
 def inputs_dir(model: str) -> str:
     return f"{model}/inputs"
+
+
+def health_dir(model: str, layer: str | None = None) -> str:
+    """The health page of a whole model, or of one layer."""
+    return f"{layer_dir(model, layer) if layer else model}/health"
 
 
 def input_dir(model: str, input_id: str) -> str:

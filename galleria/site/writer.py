@@ -17,6 +17,7 @@ import numpy as np
 
 from galleria import __version__
 from galleria.config import Config
+from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
 from galleria.extract.probe import ModelLayout
 from galleria.extract.run import ModelActivations
 from galleria.records import Example, UnitSummary
@@ -40,6 +41,7 @@ class ModelBuild:
     layout: ModelLayout
     acts: ModelActivations
     images: ModelImages
+    health: dict[str, LayerHealth]  # per layer name
 
 
 class SiteWriter:
@@ -83,7 +85,7 @@ class SiteWriter:
 
     def page_count(self, builds: list[ModelBuild]) -> int:
         """Pages write() will produce: the index, then per model its page, layers, units and inputs."""
-        return 1 + sum(2 + len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
+        return 1 + sum(3 + 2 * len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
                        + len(self.inputs.items) for b in builds)
 
     def _place(self, cached: Path, target: str) -> None:
@@ -146,7 +148,8 @@ class SiteWriter:
             "num_classes": build.layout.output_shape[0] if build.layout.classifier else None,
             "note_html": note.html if note else "", "label": note.label if note else "",
             "inputs_url": S.href(folder, S.page_file(S.inputs_dir(cfg.id))), "num_inputs": len(self.inputs.items),
-            "layers": layers,
+            "layers": layers, "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id))),
+            "flagged": sum(len(h.by_unit) for h in build.health.values()),
         }
 
     def _write_model(self, build: ModelBuild, summary: dict, crumbs: list) -> None:
@@ -160,6 +163,9 @@ class SiteWriter:
         names = [l.name for l in build.layout.layers]
         for i, layer in enumerate(build.layout.layers):
             self._write_layer(build, summary, i, crumbs, names)
+        self._write_health(build, summary, crumbs, None)
+        for layer in build.layout.layers:
+            self._write_health(build, summary, crumbs + [(layer.name, S.layer_dir(cfg.id, layer.name))], layer.name)
         self._write_inputs(build, summary, crumbs)
 
     def _write_layer(self, build: ModelBuild, summary: dict, index: int, crumbs: list, names: list[str]) -> None:
@@ -175,7 +181,9 @@ class SiteWriter:
         layer_ctx = {"name": layer.name, "url": S.href(folder, S.page_file(folder)), "module": layer.module,
                      "shape": " × ".join(map(str, layer.shape)), "num_units": len(layer.units),
                      "receptive": _receptive_text(rf), "note_html": note.html if note else "",
-                     "label": note.label if note else ""}
+                     "label": note.label if note else "",
+                     "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id, layer.name))),
+                     "flagged": len(build.health[layer.name].by_unit)}
         units = []
         for position, (unit, unit_summary) in enumerate(zip(layer.units, summaries)):
             unit_folder = S.unit_dir(cfg.id, layer.name, unit)
@@ -187,7 +195,7 @@ class SiteWriter:
                           "label": _unit_label(build, layer.name, unit, unit_note),
                           "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if images[position].thumb else None,
                           "max": stats.max, "mean": stats.mean, "frac_active": stats.frac_active,
-                          "flags": _flags(unit_summary)})
+                          "flags": build.health[layer.name].flags(unit)})
         prev_layer = S.layer_dir(cfg.id, names[index - 1]) if index > 0 else None
         next_layer = S.layer_dir(cfg.id, names[index + 1]) if index + 1 < len(names) else None
         self._write(folder, "layer.html", {
@@ -237,7 +245,12 @@ class SiteWriter:
         top, top_json = self._examples(build, folder, "top", images.top_examples, images.top, images.top_boxes)
         bottom, bottom_json = self._examples(build, folder, "bottom", images.bottom_examples, images.bottom,
                                              images.bottom_boxes)
-        flags = _flags(unit_summary)
+        health = build.health[layer_ctx["name"]]
+        flags = health.flags(unit)
+        duplicates = [{"unit": d.other if d.unit == unit else d.unit, "similarity": d.similarity}
+                      for d in health.duplicates_of(unit)]
+        for d in duplicates:
+            d["url"] = S.href(folder, S.page_file(S.unit_dir(cfg.id, layer_ctx["name"], d["unit"])))
         label = _unit_label(build, layer_ctx["name"], unit, note)
         stats_dict = {"count": stats.count, "mean": stats.mean, "std": stats.std, "min": stats.min,
                       "max": stats.max, "frac_active": stats.frac_active, "nonfinite": stats.nonfinite}
@@ -249,6 +262,8 @@ class SiteWriter:
         record = {
             "model": cfg.id, "layer": layer_ctx["name"], "unit": unit, "url": f"{folder}/",
             "label": label, "tags": list(note.tags) if note else [], "flags": flags, "stats": stats_dict,
+            "duplicates": [{"unit": d["unit"], "similarity": d["similarity"]} for d in duplicates],
+            "saturation": health.saturation.get(unit),
             "histogram": {"width": stats.histogram.width, "lo": stats.histogram.lo,
                           "counts": list(stats.histogram.counts), "edges": stats.histogram.edges},
             "receptive_field": None if rf is None else {"size": list(rf.size), "stride": list(rf.stride),
@@ -269,10 +284,56 @@ class SiteWriter:
             "layer": {**layer_ctx, "url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer_ctx["name"])))},
             "unit": {"id": unit, "label": label, "tags": list(note.tags) if note else [],
                      "note_html": note.html if note else "", "stats": stats_dict, "flags": flags,
+                     "duplicates": duplicates,
                      "histogram_svg": _markup(histogram_svg(stats.histogram)),
                      "legend_svg": _markup(legend_svg(images.scale_top)),
                      "legend_bottom_svg": _markup(legend_svg((0.0, -images.scale_bottom[1]))) if bottom else "",
                      "receptive": _receptive_text(rf), "json_url": "unit.json", "top": top, "bottom": bottom},
+        })
+
+    def _write_health(self, build: ModelBuild, summary: dict, crumbs: list, only: str | None) -> None:
+        """The health page of the whole model (only=None) or of one layer."""
+        cfg = build.model.config
+        folder = S.health_dir(cfg.id, only)
+        layers = []
+        for layer in build.layout.layers:
+            if only is not None and layer.name != only:
+                continue
+            health = build.health[layer.name]
+            notes = {u: self.notes.get(S.unit_dir(cfg.id, layer.name, u)) for u in health.by_unit}
+
+            thumbs = {u: images.thumb is not None for u, images in zip(layer.units, build.images.layers[layer.name])}
+
+            def chip(unit: int, detail: str = "") -> dict:
+                unit_folder = S.unit_dir(cfg.id, layer.name, unit)
+                return {"id": unit, "url": S.href(folder, S.page_file(unit_folder)),
+                        "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if thumbs[unit] else None,
+                        "detail": detail,
+                        "label": _unit_label(build, layer.name, unit, notes.get(unit))}
+
+            groups = [{"flag": flag, "units": [chip(u, f"{health.saturation[u]:.0%} of inputs" if flag == "saturated"
+                                                    else "") for u in health.units[flag]]}
+                      for flag in FLAGS if health.units[flag] and flag != "duplicate"]
+            layers.append({
+                "name": layer.name, "url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer.name))),
+                "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id, layer.name))),
+                "num_units": len(layer.units), "counts": {flag: len(health.units[flag]) for flag in FLAGS},
+                "total": len(health.by_unit), "groups": groups,
+                "duplicates": [{"unit": d.unit, "other": d.other, "similarity": d.similarity,
+                                "unit_url": S.href(folder, S.page_file(S.unit_dir(cfg.id, layer.name, d.unit))),
+                                "other_url": S.href(folder, S.page_file(S.unit_dir(cfg.id, layer.name, d.other)))}
+                               for d in health.duplicates],
+            })
+        scope = only or "model"
+        up = S.layer_dir(cfg.id, only) if only else S.model_dir(cfg.id)
+        self._write(folder, "health.html", {
+            **self._common(folder, "health", f"Health · {only + ' · ' if only else ''}{cfg.title}",
+                           f"Dead, always-on, saturated, non-finite and duplicate units of {only or cfg.title}",
+                           crumbs + [("health", folder)], {"prev": None, "next": None, "up": up}),
+            "model": {**summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id))),
+                      "num_inputs": len(self.inputs.items)},
+            "health": {"scope": scope, "definitions": [{"flag": f, "text": t} for f, t in DEFINITIONS.items()],
+                       "layers": layers},
         })
 
     def _write_inputs(self, build: ModelBuild, summary: dict, crumbs: list) -> None:
@@ -358,16 +419,6 @@ def _markup(svg: str):
     from markupsafe import Markup
 
     return Markup(svg)  # drawn by our own code from numbers, never from user text
-
-
-def _flags(summary: UnitSummary) -> list[str]:
-    stats = summary.stats
-    flags = []
-    if stats.count and stats.max <= 0:
-        flags.append("dead")
-    if stats.nonfinite:
-        flags.append("non-finite")
-    return flags
 
 
 def _json_safe(value):

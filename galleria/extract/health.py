@@ -1,0 +1,97 @@
+"""Which units are broken: dead, always on, saturated, non-finite, or copies of another unit.
+
+Everything is read off what extraction already keeps (each unit's statistics and its peak on
+every input), so checking health costs no extra pass over the inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from galleria.records import UnitSummary
+
+ALWAYS_ON = 0.99  # share of values above zero from which a unit counts as never off
+SATURATED = 0.5  # share of inputs on which a unit's peak sits at its overall maximum
+SAME_PEAK = 1e-6  # relative tolerance for "at its maximum" (clipped units hit it exactly)
+DUPLICATE = 0.98  # correlation of two units' peaks over all inputs from which they are copies
+DEFINITIONS = {  # each flag, and how it is decided, as pages explain it
+    "dead": "never above zero, on any input at any position",
+    "always on": f"above zero at {ALWAYS_ON:.0%} or more of all positions of all inputs",
+    "saturated": f"its peak sits at its overall maximum on {SATURATED:.0%} or more of the inputs "
+                 "(a clipped activation such as ReLU6)",
+    "non-finite": "produced NaN or infinite values",
+    "duplicate": f"its peaks over all inputs correlate at {DUPLICATE} or more with another unit's",
+}
+FLAGS = tuple(DEFINITIONS)
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    unit: int  # unit numbers as shown, not positions
+    other: int
+    similarity: float
+
+
+@dataclass
+class LayerHealth:
+    """Per flag, the units that carry it, and the near-duplicate pairs."""
+
+    units: dict[str, list[int]] = field(default_factory=lambda: {flag: [] for flag in FLAGS})
+    duplicates: list[Duplicate] = field(default_factory=list)
+    saturation: dict[int, float] = field(default_factory=dict)  # unit -> share of inputs at its max
+    by_unit: dict[int, list[str]] = field(default_factory=dict)  # unit -> its flags, in FLAGS order
+
+    def flags(self, unit: int) -> list[str]:
+        return self.by_unit.get(unit, [])
+
+    def duplicates_of(self, unit: int) -> list[Duplicate]:
+        return [d for d in self.duplicates if unit in (d.unit, d.other)]
+
+
+def layer_health(units: tuple[int, ...], summaries: list[UnitSummary], peaks: np.ndarray) -> LayerHealth:
+    """Health of one layer; ``peaks`` is [inputs, units], each unit's highest value per input."""
+    health = LayerHealth()
+    peaks = np.asarray(peaks, dtype=np.float64)
+    for position, (unit, summary) in enumerate(zip(units, summaries)):
+        stats = summary.stats
+        if stats.nonfinite:
+            health.units["non-finite"].append(unit)
+        if not stats.count:
+            continue
+        if stats.max <= 0:
+            health.units["dead"].append(unit)
+        elif stats.frac_active >= ALWAYS_ON:
+            health.units["always on"].append(unit)
+        column = peaks[:, position]
+        finite = column[np.isfinite(column)]
+        if finite.size and stats.max > stats.min:
+            share = float(np.mean(finite >= stats.max - SAME_PEAK * abs(stats.max)))
+            if share >= SATURATED:
+                health.units["saturated"].append(unit)
+                health.saturation[unit] = share
+    health.duplicates = _duplicates(units, peaks, set(health.units["dead"]))
+    health.units["duplicate"] = sorted({u for d in health.duplicates for u in (d.unit, d.other)})
+    for flag in FLAGS:
+        for unit in health.units[flag]:
+            health.by_unit.setdefault(unit, []).append(flag)
+    return health
+
+
+def _duplicates(units: tuple[int, ...], peaks: np.ndarray, dead: set[int]) -> list[Duplicate]:
+    """Pairs whose peaks over the inputs correlate above DUPLICATE (cosine of centred patterns).
+
+    Dead and constant units are left out: any two of them would look identical.
+    """
+    if peaks.shape[0] < 3:
+        return []
+    values = np.nan_to_num(peaks, nan=0.0, posinf=0.0, neginf=0.0)
+    centred = values - values.mean(0)
+    norms = np.linalg.norm(centred, axis=0)
+    keep = [i for i, unit in enumerate(units) if norms[i] > 1e-12 and unit not in dead]
+    if len(keep) < 2:
+        return []
+    unit_vectors = centred[:, keep] / norms[keep]
+    similarity = unit_vectors.T @ unit_vectors
+    rows, cols = np.nonzero(np.triu(similarity, k=1) >= DUPLICATE)
+    return [Duplicate(units[keep[r]], units[keep[c]], float(similarity[r, c])) for r, c in zip(rows, cols)]
