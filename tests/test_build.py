@@ -45,7 +45,7 @@ models:
     source: tinymodel_e2e:tiny
     preprocessing: {size: 32, mean: 0.5, std: 0.25}
     labels: [cat, dog, eel]
-    layers: ['0', '2', '6']
+    layers: ['0', '2', '5', '6']
 examples: {top: 3, bottom: 2, tile_size: 48}
 extract: {batch_size: 4}
 """
@@ -195,6 +195,26 @@ def test_classifier_layer_has_no_spatial_position(built):
     assert json.loads((built / "tiny" / "2" / "0" / "unit.json").read_text())["label"] == ""
 
 
+def test_pooled_features_show_their_exact_votes(project, built):
+    import sys
+
+    sys.path.insert(0, str(project))
+    from tinymodel_e2e import tiny
+
+    weight = tiny()[6].weight.detach()  # [classes, features]: the final layer the pooled units feed
+    for unit in range(6):
+        effects = json.loads((built / "tiny" / "5" / str(unit) / "unit.json").read_text())["logit_effects"]
+        column = weight[:, unit].tolist()
+        expected_up = sorted(((v, c) for c, v in enumerate(column) if v > 0), reverse=True)
+        assert [e["class"] for e in effects["up"]] == [c for _, c in expected_up]
+        assert [e["value"] for e in effects["up"]] == pytest.approx([v for v, _ in expected_up])
+        assert all(e["value"] < 0 for e in effects["down"]) and effects["method"].startswith("exact")
+        assert [e["label"] for e in effects["up"]] == [["cat", "dog", "eel"][c] for _, c in expected_up]
+    page = (built / "tiny" / "5" / "0" / "index.html").read_text()
+    assert "pushes up" in page and "exact:" in page
+    assert json.loads((built / "tiny" / "2" / "0" / "unit.json").read_text())["logit_effects"] is None
+
+
 def test_input_page_lists_responsive_units(built):
     page = built / "tiny" / "inputs" / "photo0" / "index.html"
     links = parse(page).links
@@ -226,7 +246,7 @@ def test_strict_fails_on_warnings_and_keeps_the_old_site(project, built, capsys)
 
 def test_bad_layer_names_the_closest(project, built, capsys):
     bad = project / "bad.yaml"
-    bad.write_text(SITE.replace("layers: ['0', '2', '6']", "layers: ['0', '22']"))
+    bad.write_text(SITE.replace("layers: ['0', '2', '5', '6']", "layers: ['0', '22']"))
     assert main(["build", "-f", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml:13: models.tiny.layers" in err and "has no layer '22'" in err and "closest: 2" in err

@@ -23,3 +23,7 @@ def test_default_gallery_builds(tmp_path):
         assert f'href="{layer}/index.html"' in model_page
     assert len(list((out / "efficientnet-lite0" / "blocks.6").iterdir())) >= 320
     assert "cat fur and whiskers" in (out / "efficientnet-lite0" / "blocks.6" / "index.html").read_text()
+    pooled = json.loads((out / "efficientnet-lite0" / "global_pool" / "0" / "unit.json").read_text())
+    assert len(pooled["logit_effects"]["up"]) == 10 and len(pooled["logit_effects"]["down"]) == 5
+    health = (out / "efficientnet-lite0" / "health" / "index.html").read_text()
+    assert "global_pool" in health and "never above zero" in health

@@ -43,6 +43,7 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
 def _build(config, out: Path, fingerprint: str, report: BuildReport, started: float, clean: bool, strict: bool,
            quiet: bool) -> BuildReport:
     from galleria.cache import Cache
+    from galleria.extract.effects import exact_effects
     from galleria.extract.health import layer_health
     from galleria.extract.probe import probe_model
     from galleria.extract.run import extract
@@ -91,7 +92,8 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
             images = render_images(model, acts, inputs, config.examples, cache, bar)
         report.images += images.rendered
         health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks) for l in acts.layers}
-        builds.append(ModelBuild(model, layout, acts, images, health))
+        effects = {l.name: exact_effects(model.module, layout, l) for l in layout.layers}
+        builds.append(ModelBuild(model, layout, acts, images, health, effects))
     _check_notes(notes, builds, report, show)
 
     if strict and report.warnings:

@@ -22,6 +22,7 @@ class LayerInfo:
     shape: tuple[int, ...]  # output shape without the batch dimension: (C,), (C, H, W), ...
     units: tuple[int, ...]  # the unit (channel) numbers shown
     is_output: bool = False  # its output is the model's output: units are classes when labelled
+    feeds_head: bool = False  # its output is exactly the input of the final linear layer
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ModelLayout:
     layers: tuple[LayerInfo, ...]
     output_shape: tuple[int, ...]
     classifier: bool  # one score per class label
+    head: str | None = None  # the linear layer that produces the model's output, if one does
 
 
 def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayout:
@@ -36,7 +38,7 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayo
     cfg = model.config
     names = hookable_names(model.module)
     chosen = resolve_layers(cfg, names, config_file)
-    shapes, output_shape, outputs = _probe_shapes(model.module, [name for name, _ in chosen], cfg)
+    shapes, output_shape, outputs, head, feeding = _probe_shapes(model.module, [name for name, _ in chosen], cfg)
     layers = []
     for (name, units), spec_line in zip(chosen, _lines(cfg, chosen)):
         count = shapes[name][0]
@@ -44,12 +46,13 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayo
             raise ConfigError(f"layer '{name}' has {count} units (0-{count - 1}), asked for unit {max(units)}",
                               config_file, spec_line, f"models.{cfg.id}.layers")
         layers.append(LayerInfo(name, module_kind(model.module.get_submodule(name)), shapes[name],
-                                tuple(range(count)) if units is None else units, name in outputs))
+                                tuple(range(count)) if units is None else units, name in outputs,
+                                name in feeding))
     labels = model.labels
     if labels is not None and len(output_shape) == 1 and len(labels) != output_shape[0]:
         raise BuildError(f"model '{cfg.id}': {len(labels)} labels for {output_shape[0]} outputs; "
                          "check the model's labels")
-    return ModelLayout(tuple(layers), output_shape, labels is not None and len(output_shape) == 1)
+    return ModelLayout(tuple(layers), output_shape, labels is not None and len(output_shape) == 1, head)
 
 
 def _lines(cfg: ModelConfig, chosen):
@@ -77,14 +80,24 @@ def resolve_layers(cfg: ModelConfig, names: list[str], config_file: str):
 
 
 def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
+    """Output shapes of the named layers, the model's output shape, which layers' outputs are the
+    model's output, the final linear layer (if the output comes from one) and which layers feed it."""
     pre = cfg.preprocessing
     x = torch.zeros(1, pre.channels, *pre.size)
+    linears = [n for n, m in module.named_modules() if n and isinstance(m, torch.nn.Linear)]
+    linear_inputs: dict[str, torch.Tensor] = {}
+    handles = [module.get_submodule(n).register_forward_hook(
+        lambda m, args, out, n=n: linear_inputs.__setitem__(n, (args[0], out)) if args else None)
+        for n in linears]
     try:
         with capture(module, names) as seen, torch.inference_mode():
             output = module(x)
     except RuntimeError as exc:
         raise BuildError(f"model '{cfg.id}' fails on a {pre.channels}×{pre.size[0]}×{pre.size[1]} input: "
                          f"{str(exc).strip().splitlines()[0]} (check preprocessing.size and channels)") from None
+    finally:
+        for handle in handles:
+            handle.remove()
     missing = [n for n in names if n not in seen]
     if missing:
         raise BuildError(f"model '{cfg.id}': layer '{missing[0]}' produced no output "
@@ -93,7 +106,14 @@ def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
     if output is None:
         raise BuildError(f"model '{cfg.id}' returned no tensor")
     outputs = {n for n, t in seen.items() if t is output}  # the very tensor the model returned
-    return {n: tuple(t.shape[1:]) for n, t in seen.items()}, tuple(output.shape[1:]), outputs
+    head = next((n for n, (_, out) in linear_inputs.items() if out is output), None)
+    feeding: set[str] = set()
+    if head is not None:
+        features = linear_inputs[head][0]
+        # the same memory, seen whole (a flatten between them is only a view)
+        feeding = {n for n, t in seen.items() if t.data_ptr() == features.data_ptr()
+                   and t.numel() == features.numel() and t.shape[1] == features.shape[-1]}
+    return ({n: tuple(t.shape[1:]) for n, t in seen.items()}, tuple(output.shape[1:]), outputs, head, feeding)
 
 
 def module_tree(model: LoadedModel) -> list[tuple[str, str, tuple[int, ...] | None]]:

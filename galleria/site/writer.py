@@ -17,6 +17,7 @@ import numpy as np
 
 from galleria import __version__
 from galleria.config import Config
+from galleria.extract.effects import UnitEffects
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
 from galleria.extract.probe import ModelLayout
 from galleria.extract.run import ModelActivations
@@ -42,6 +43,7 @@ class ModelBuild:
     acts: ModelActivations
     images: ModelImages
     health: dict[str, LayerHealth]  # per layer name
+    effects: dict[str, list[UnitEffects] | None]  # per layer name, per shown unit
 
 
 class SiteWriter:
@@ -209,7 +211,9 @@ class SiteWriter:
                    "next": S.unit_dir(cfg.id, layer.name, layer.units[position + 1])
                    if position + 1 < len(layer.units) else None,
                    "up": folder}
-            self._write_unit(build, summary, layer_ctx, unit, summaries[position], images[position], crumbs, nav)
+            effects = build.effects[layer.name]
+            self._write_unit(build, summary, layer_ctx, unit, summaries[position], images[position], crumbs, nav,
+                             effects[position] if effects else None)
 
     def _examples(self, build: ModelBuild, folder: str, kind: str, examples: list[Example],
                   tiles: list[Path], boxes: list) -> tuple[list[dict], list[dict]]:
@@ -237,7 +241,7 @@ class SiteWriter:
         return {"label": build.model.labels[cls], "prob": float(build.acts.probabilities[index, 0])}
 
     def _write_unit(self, build: ModelBuild, summary: dict, layer_ctx: dict, unit: int, unit_summary: UnitSummary,
-                    images: UnitImages, crumbs: list, nav: dict) -> None:
+                    images: UnitImages, crumbs: list, nav: dict, effects: UnitEffects | None) -> None:
         cfg = build.model.config
         folder = S.unit_dir(cfg.id, layer_ctx["name"], unit)
         note = self.notes.get(folder)
@@ -264,6 +268,7 @@ class SiteWriter:
             "label": label, "tags": list(note.tags) if note else [], "flags": flags, "stats": stats_dict,
             "duplicates": [{"unit": d["unit"], "similarity": d["similarity"]} for d in duplicates],
             "saturation": health.saturation.get(unit),
+            "logit_effects": self._effects(build, effects),
             "histogram": {"width": stats.histogram.width, "lo": stats.histogram.lo,
                           "counts": list(stats.histogram.counts), "edges": stats.histogram.edges},
             "receptive_field": None if rf is None else {"size": list(rf.size), "stride": list(rf.stride),
@@ -284,12 +289,20 @@ class SiteWriter:
             "layer": {**layer_ctx, "url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer_ctx["name"])))},
             "unit": {"id": unit, "label": label, "tags": list(note.tags) if note else [],
                      "note_html": note.html if note else "", "stats": stats_dict, "flags": flags,
-                     "duplicates": duplicates,
+                     "duplicates": duplicates, "effects": self._effects(build, effects),
                      "histogram_svg": _markup(histogram_svg(stats.histogram)),
                      "legend_svg": _markup(legend_svg(images.scale_top)),
-                     "legend_bottom_svg": _markup(legend_svg((0.0, -images.scale_bottom[1]))) if bottom else "",
+                     "legend_bottom_svg": _markup(legend_svg((0.0, stats.min))) if bottom and stats.min < 0 else "",
                      "receptive": _receptive_text(rf), "json_url": "unit.json", "top": top, "bottom": bottom},
         })
+
+    def _effects(self, build: ModelBuild, effects: UnitEffects | None) -> dict | None:
+        if effects is None:
+            return None
+        labels = build.model.labels
+        return {"method": effects.method,
+                "up": [{"label": labels[e.cls], "class": e.cls, "value": e.value} for e in effects.up],
+                "down": [{"label": labels[e.cls], "class": e.cls, "value": e.value} for e in effects.down]}
 
     def _write_health(self, build: ModelBuild, summary: dict, crumbs: list, only: str | None) -> None:
         """The health page of the whole model (only=None) or of one layer."""
