@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from galleria.cache import Cache
 from galleria.config import load_config
 from galleria.errors import BuildError
 from galleria.fingerprint import site_fingerprint
@@ -42,18 +43,6 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
 
 def _build(config, out: Path, fingerprint: str, report: BuildReport, started: float, clean: bool, strict: bool,
            quiet: bool) -> BuildReport:
-    from galleria.cache import Cache
-    from galleria.extract.effects import exact_effects
-    from galleria.extract.health import layer_health
-    from galleria.extract.probe import probe_model
-    from galleria.extract.run import extract
-    from galleria.site.content import load_notes
-    from galleria.site.theme import Theme
-    from galleria.site.writer import ModelBuild, SiteWriter
-    from galleria.sources.images import discover
-    from galleria.sources.models import load_model
-    from galleria.visualize.run import render_images
-
     for stale in out.parent.glob(f".{out.name}.old-*") if out.parent.is_dir() else ():
         _remove_later(stale)
     cache_dir = config.site.cache_dir
@@ -65,7 +54,17 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
     cache = Cache(cache_dir)
     show = not quiet
 
-    with _stage(report, "load"):
+    with _stage(report, "load"):  # torch and timm imports included: seconds on a small machine
+        from galleria.extract.effects import exact_effects
+        from galleria.extract.health import layer_health
+        from galleria.extract.probe import probe_model
+        from galleria.extract.run import extract
+        from galleria.site.content import load_notes
+        from galleria.site.theme import Theme
+        from galleria.site.writer import ModelBuild, SiteWriter
+        from galleria.sources.images import discover
+        from galleria.sources.models import load_model
+        from galleria.visualize.run import render_images
         theme = Theme(config.site.theme_dir)
         notes = load_notes(config.site.content_dir)
         loaded = []

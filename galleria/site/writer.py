@@ -51,6 +51,7 @@ class SiteWriter:
                  progress=None):
         self.config, self.theme, self.notes, self.inputs, self.out = config, theme, notes, inputs, out
         self.progress = progress
+        self._shared_pages = 0  # pages written by this process before the workers start
         self.pages: list[str] = []  # folders of written pages, for the sitemap
         self.files = 0
         self._made: set[str] = set()  # folders already created: mkdir is a syscall per call
@@ -84,6 +85,7 @@ class SiteWriter:
         self.pages.append(folder)
         if self.progress is not None:
             self.progress.update(1)
+            self._shared_pages += 1
 
     def page_count(self, builds: list[ModelBuild]) -> int:
         """Pages write() will produce: the index, then per model its page, layers, units and inputs."""
@@ -105,18 +107,56 @@ class SiteWriter:
     def write(self, builds: list[ModelBuild]) -> None:
         self.theme.copy_assets(self.out)
         models = [self._model_summary(b) for b in builds]
-        crumbs_root = [(self.config.site.title, "")]
         self._write("", "index.html", {
             **self._common("", "index", self.config.site.title, self.config.site.description, []),
             "models": [{**m, "url": S.href("", S.page_file(S.model_dir(m["id"]))),
                         "thumb": S.href("", m["thumb"]) if m["thumb"] else None} for m in models],
         })
         for build, summary in zip(builds, models):
-            self._write_model(build, summary, crumbs_root)
+            self._write_model(build, summary)
+        self._write_everywhere(builds, models)
         self._write_404()
         (self.out / ".nojekyll").write_text("")
         if self.config.site.url:
             self._write_sitemap()
+
+    def _write_everywhere(self, builds: list[ModelBuild], models: list[dict]) -> None:
+        """Unit and input pages, the bulk of a site, rendered by one forked process per core.
+
+        Workers render templates and link files only (no torch), so forking is safe; where fork
+        is unavailable, or there is one core, the pages are written here.
+        """
+        import multiprocessing
+
+        workers = min(os.cpu_count() or 1, 8)
+        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            self._write_shard(builds, models, 0, 1)
+            return
+        global _SHARDING
+        context = multiprocessing.get_context("fork")
+        done = context.Value("i", 0)
+        _SHARDING = (self, builds, models, done)
+        try:
+            with context.Pool(workers) as pool:
+                result = pool.map_async(_shard, [(w, workers) for w in range(workers)])
+                while not result.ready():
+                    result.wait(0.2)
+                    if self.progress is not None:
+                        self.progress.update(done.value - self.progress.n + self._shared_pages)
+                for pages, files in result.get():
+                    self.pages.extend(pages)
+                    self.files += files
+        finally:
+            _SHARDING = None
+        if self.progress is not None:
+            self.progress.update(len(self.pages) - self.progress.n)
+
+    def _write_shard(self, builds: list[ModelBuild], models: list[dict], worker: int, workers: int) -> None:
+        for build, summary in zip(builds, models):
+            crumbs = self._model_crumbs(build)
+            for index in range(len(build.layout.layers)):
+                self._write_units(build, summary, index, crumbs, worker, workers)
+            self._write_input_pages(build, summary, crumbs, worker, workers)
 
     def _model_summary(self, build: ModelBuild) -> dict:
         cfg = build.model.config
@@ -154,47 +194,53 @@ class SiteWriter:
             "flagged": sum(len(h.by_unit) for h in build.health.values()),
         }
 
-    def _write_model(self, build: ModelBuild, summary: dict, crumbs: list) -> None:
+    def _model_crumbs(self, build: ModelBuild) -> list[tuple[str, str]]:
+        cfg = build.model.config
+        return [(self.config.site.title, ""), (cfg.title, S.model_dir(cfg.id))]
+
+    def _write_model(self, build: ModelBuild, summary: dict) -> None:
+        """The model's pages that are one of a kind: model, layer grids, health, inputs listing."""
         cfg = build.model.config
         folder = S.model_dir(cfg.id)
-        crumbs = crumbs + [(cfg.title, folder)]
+        crumbs = self._model_crumbs(build)
         self._write(folder, "model.html", {
             **self._common(folder, "model", cfg.title, cfg.description, crumbs, {"prev": None, "next": None, "up": ""}),
             "model": self._model_context(build, summary, folder),
         })
         names = [l.name for l in build.layout.layers]
-        for i, layer in enumerate(build.layout.layers):
+        for i in range(len(build.layout.layers)):
             self._write_layer(build, summary, i, crumbs, names)
         self._write_health(build, summary, crumbs, None)
         for layer in build.layout.layers:
             self._write_health(build, summary, crumbs + [(layer.name, S.layer_dir(cfg.id, layer.name))], layer.name)
         self._write_inputs(build, summary, crumbs)
 
+    def _layer_context(self, build: ModelBuild, index: int) -> dict:
+        cfg = build.model.config
+        layer = build.layout.layers[index]
+        folder = S.layer_dir(cfg.id, layer.name)
+        note = self.notes.get(folder)
+        return {"name": layer.name, "url": S.href(folder, S.page_file(folder)), "module": layer.module,
+                "shape": " × ".join(map(str, layer.shape)), "num_units": len(layer.units),
+                "receptive": _receptive_text(build.images.receptive[layer.name]),
+                "note_html": note.html if note else "", "label": note.label if note else "",
+                "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id, layer.name))),
+                "flagged": len(build.health[layer.name].by_unit)}
+
     def _write_layer(self, build: ModelBuild, summary: dict, index: int, crumbs: list, names: list[str]) -> None:
         cfg = build.model.config
         layer = build.layout.layers[index]
-        acts = build.acts.layers[index]
         images = build.images.layers[layer.name]
         folder = S.layer_dir(cfg.id, layer.name)
-        note = self.notes.get(folder)
-        crumbs = crumbs + [(layer.name, folder)]
-        summaries = acts.summaries
-        rf = build.images.receptive[layer.name]
-        layer_ctx = {"name": layer.name, "url": S.href(folder, S.page_file(folder)), "module": layer.module,
-                     "shape": " × ".join(map(str, layer.shape)), "num_units": len(layer.units),
-                     "receptive": _receptive_text(rf), "note_html": note.html if note else "",
-                     "label": note.label if note else "",
-                     "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id, layer.name))),
-                     "flagged": len(build.health[layer.name].by_unit)}
+        layer_ctx = self._layer_context(build, index)
         units = []
-        for position, (unit, unit_summary) in enumerate(zip(layer.units, summaries)):
+        for position, (unit, unit_summary) in enumerate(zip(layer.units, build.acts.layers[index].summaries)):
             unit_folder = S.unit_dir(cfg.id, layer.name, unit)
-            unit_note = self.notes.get(unit_folder)
             stats = unit_summary.stats
             if images[position].thumb is not None:
                 self._place(images[position].thumb, f"{unit_folder}/thumb.jpg")
             units.append({"id": unit, "url": S.href(folder, S.page_file(unit_folder)),
-                          "label": _unit_label(build, layer.name, unit, unit_note),
+                          "label": _unit_label(build, layer.name, unit, self.notes.get(unit_folder)),
                           "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if images[position].thumb else None,
                           "max": stats.max, "mean": stats.mean, "frac_active": stats.frac_active,
                           "flags": build.health[layer.name].flags(unit)})
@@ -202,16 +248,28 @@ class SiteWriter:
         next_layer = S.layer_dir(cfg.id, names[index + 1]) if index + 1 < len(names) else None
         self._write(folder, "layer.html", {
             **self._common(folder, "layer", f"{layer.name} · {cfg.title}", layer_ctx["label"] or
-                           f"{len(layer.units)} units of {layer.name} in {cfg.title}", crumbs,
+                           f"{len(layer.units)} units of {layer.name} in {cfg.title}", crumbs + [(layer.name, folder)],
                            {"prev": prev_layer, "next": next_layer, "up": S.model_dir(cfg.id)}),
             "model": self._model_context(build, summary, folder), "layer": layer_ctx, "units": units,
         })
-        for position, unit in enumerate(layer.units):
+
+    def _write_units(self, build: ModelBuild, summary: dict, index: int, crumbs: list, worker: int,
+                     workers: int) -> None:
+        """This worker's share of one layer's unit pages."""
+        cfg = build.model.config
+        layer = build.layout.layers[index]
+        folder = S.layer_dir(cfg.id, layer.name)
+        layer_ctx = self._layer_context(build, index)
+        summaries = build.acts.layers[index].summaries
+        images = build.images.layers[layer.name]
+        effects = build.effects[layer.name]
+        crumbs = crumbs + [(layer.name, folder)]
+        for position in range(worker, len(layer.units), workers):
+            unit = layer.units[position]
             nav = {"prev": S.unit_dir(cfg.id, layer.name, layer.units[position - 1]) if position > 0 else None,
                    "next": S.unit_dir(cfg.id, layer.name, layer.units[position + 1])
                    if position + 1 < len(layer.units) else None,
                    "up": folder}
-            effects = build.effects[layer.name]
             self._write_unit(build, summary, layer_ctx, unit, summaries[position], images[position], crumbs, nav,
                              effects[position] if effects else None)
 
@@ -353,12 +411,9 @@ class SiteWriter:
         cfg = build.model.config
         listing = S.inputs_dir(cfg.id)
         crumbs = crumbs + [("inputs", listing)]
-        layers = build.layout.layers
-        maxima = [np.array([s.stats.max for s in a.summaries]) for a in build.acts.layers]
         entries = []
         for item in self.inputs.items:
             folder = S.input_dir(cfg.id, item.id)
-            self._place(build.images.inputs[item.index], f"{folder}/input.jpg")
             entries.append({"id": item.id, "title": item.title, "url": S.href(listing, S.page_file(folder)),
                             "thumb": S.href(listing, f"{folder}/input.jpg")})
         self._write(listing, "inputs.html", {
@@ -367,8 +422,16 @@ class SiteWriter:
                            {"prev": None, "next": None, "up": S.model_dir(cfg.id)}),
             "model": {**summary, "url": S.href(listing, S.page_file(S.model_dir(cfg.id)))}, "inputs": entries,
         })
-        for item in self.inputs.items:
+    def _write_input_pages(self, build: ModelBuild, summary: dict, crumbs: list, worker: int, workers: int) -> None:
+        """This worker's share of the input pages: each input and the units that respond most to it."""
+        cfg = build.model.config
+        listing = S.inputs_dir(cfg.id)
+        crumbs = crumbs + [("inputs", listing)]
+        layers = build.layout.layers
+        maxima = [np.array([s.stats.max for s in a.summaries]) for a in build.acts.layers]
+        for item in self.inputs.items[worker::workers]:
             folder = S.input_dir(cfg.id, item.id)
+            self._place(build.images.inputs[item.index], f"{folder}/input.jpg")
             units = []
             for layer, acts, peak_max in zip(layers, build.acts.layers, maxima):
                 peaks = np.asarray(acts.peaks[item.index], dtype=np.float64)
@@ -416,6 +479,28 @@ class SiteWriter:
         (self.out / "sitemap.xml").write_text(
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{urls}</urlset>\n', encoding="utf-8")
+
+
+_SHARDING = None  # (writer, builds, models, counter), inherited by forked page workers
+
+
+class _Counter:
+    """Stands in for the progress bar inside a worker: counts pages for the parent to show."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def update(self, count: int) -> None:
+        with self.value.get_lock():
+            self.value.value += count
+
+
+def _shard(job: tuple[int, int]) -> tuple[list[str], int]:
+    writer, builds, models, counter = _SHARDING
+    worker, workers = job
+    writer.pages, writer.files, writer.progress = [], 0, _Counter(counter)
+    writer._write_shard(builds, models, worker, workers)
+    return writer.pages, writer.files
 
 
 def _unit_label(build: ModelBuild, layer_name: str, unit: int, note: Note | None) -> str:
