@@ -27,3 +27,12 @@ def test_default_gallery_builds(tmp_path):
     assert len(pooled["logit_effects"]["up"]) == 10 and len(pooled["logit_effects"]["down"]) == 5
     health = (out / "efficientnet-lite0" / "health" / "index.html").read_text()
     assert "global_pool" in health and "never above zero" in health
+    from test_build import parse
+
+    for page in out.rglob("*.html"):  # notes and templates alike: every link resolves
+        if page.name != "404.html":
+            for link in parse(page).links:
+                target = link.split("#")[0]
+                assert not target or (page.parent / target).exists(), f"{page} links to missing {link}"
+    relu6 = json.loads((out / "efficientnet-lite0" / "blocks.6.0.bn2" / "494" / "unit.json").read_text())
+    assert relu6["flags"] == ["dead"] and relu6["stats"]["max"] == 0  # a ReLU6 channel that never fires here

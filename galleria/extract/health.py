@@ -18,8 +18,8 @@ DUPLICATE = 0.98  # correlation of two units' peaks over all inputs from which t
 DEFINITIONS = {  # each flag, and how it is decided, as pages explain it
     "dead": "never above zero, on any input at any position",
     "always on": f"above zero at {ALWAYS_ON:.0%} or more of all positions of all inputs",
-    "saturated": f"its peak sits at its overall maximum on {SATURATED:.0%} or more of the inputs "
-                 "(a clipped activation such as ReLU6)",
+    "saturated": f"its peak is its overall maximum, to the digit, on {SATURATED:.0%} or more of the inputs: "
+                 "clipped (ReLU6 at 6) or not responding to the input at all",
     "non-finite": "produced NaN or infinite values",
     "duplicate": f"its peaks over all inputs correlate at {DUPLICATE} or more with another unit's",
 }
