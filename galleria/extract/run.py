@@ -48,6 +48,27 @@ class ModelActivations:
     cached: bool
 
 
+class RowFile:
+    """A float32 .npy table written row block by row block through a plain file.
+
+    Writing through a memory map would keep every written page resident, so peak memory
+    would grow with the number of inputs; a file handle lets the page cache write them out.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int]):
+        np.lib.format.open_memmap(path, "w+", np.float32, shape).flush()  # header and size, all zeros
+        self.row_bytes = shape[1] * 4
+        self.offset = path.stat().st_size - shape[0] * self.row_bytes
+        self.file = open(path, "r+b")
+
+    def write(self, first_row: int, rows: np.ndarray) -> None:
+        self.file.seek(self.offset + first_row * self.row_bytes)
+        self.file.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -82,8 +103,7 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
                 for l in layout.layers}
     index = {l.name: torch.tensor(l.units, device=device) for l in layout.layers}
     all_units = {l.name: l.units == tuple(range(l.shape[0])) for l in layout.layers}
-    peaks = {l.name: np.lib.format.open_memmap(folder / f"peaks-{i}.npy", "w+", np.float32, (n, len(l.units)))
-             for i, l in enumerate(layout.layers)}
+    peaks = {l.name: RowFile(folder / f"peaks-{i}.npy", (n, len(l.units))) for i, l in enumerate(layout.layers)}
     if layout.classifier:
         predictions = np.lib.format.open_memmap(folder / "predictions.npy", "w+", np.int32, (n, TOP_PREDICTIONS))
         probabilities = np.lib.format.open_memmap(folder / "probabilities.npy", "w+", np.float32,
@@ -95,7 +115,7 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     def reduce(name: str, acts: torch.Tensor, index: torch.Tensor, rows: slice) -> None:
         with torch.inference_mode():
             reducers[name].update(acts, index)
-            peaks[name][rows] = (acts.flatten(2).amax(2) if acts.dim() > 2 else acts).cpu().numpy()
+            peaks[name].write(rows.start, (acts.flatten(2).amax(2) if acts.dim() > 2 else acts).cpu().numpy())
 
     def consume(name: str, tensor: torch.Tensor) -> None:
         """Hand a layer's output to the reducing thread, which overlaps with the next forward pass.
@@ -142,10 +162,11 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
                 future.result()
     finally:
         worker.shutdown(wait=True, cancel_futures=True)
+        for table in peaks.values():
+            table.close()
     module.to("cpu")
     for i, layer in enumerate(layout.layers):
         torch.save(reducers[layer.name].state_dict(), folder / f"reducer-{i}.pt")
-        peaks[layer.name].flush()
 
 
 def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader):
