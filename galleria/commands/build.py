@@ -31,8 +31,9 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
     out = Path(output_dir).resolve() if output_dir else config.site.output_dir
     _check_ours(out, "output")
     fingerprint = site_fingerprint(config)
-    if not clean and _previous(out) is not None and _previous(out)[0] == fingerprint:
-        report.warnings.extend(_previous(out)[1])
+    previous = None if clean else _previous(out)
+    if previous is not None and previous[0] == fingerprint:
+        report.warnings.extend(previous[1])
         if strict and report.warnings:
             raise BuildError(f"{len(report.warnings)} warning(s) and --strict: {report.warnings[0]}")
         report.up_to_date, report.output = True, str(out)

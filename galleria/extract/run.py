@@ -112,10 +112,10 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     batch = {"start": 0, "index": None}
     in_flight: list[Future] = []  # reductions of the batch before: at most two batches held at once
 
-    def reduce(name: str, acts: torch.Tensor, index: torch.Tensor, rows: slice) -> None:
+    def reduce(name: str, acts: torch.Tensor, inputs_index: torch.Tensor, first_row: int) -> None:
         with torch.inference_mode():
-            reducers[name].update(acts, index)
-            peaks[name].write(rows.start, (acts.flatten(2).amax(2) if acts.dim() > 2 else acts).cpu().numpy())
+            reducers[name].update(acts, inputs_index)
+            peaks[name].write(first_row, (acts.flatten(2).amax(2) if acts.dim() > 2 else acts).cpu().numpy())
 
     def consume(name: str, tensor: torch.Tensor) -> None:
         """Hand a layer's output to the reducing thread, which overlaps with the next forward pass.
@@ -129,8 +129,7 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
         acts = (tensor if all_units[name] else tensor.index_select(1, index[name])).float()
         if acts.data_ptr() == tensor.data_ptr():
             acts = acts.clone()
-        rows = slice(batch["start"], batch["start"] + acts.shape[0])
-        batch["futures"].append(worker.submit(reduce, name, acts, batch["index"], rows))
+        batch["futures"].append(worker.submit(reduce, name, acts, batch["index"], batch["start"]))
         return None
 
     loader = ImageLoader(model.config.preprocessing)

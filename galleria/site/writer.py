@@ -5,6 +5,7 @@ links, labels in grids, input pages) sees the same consistent picture of the sit
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from galleria.extract.effects import UnitEffects
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
 from galleria.extract.probe import ModelLayout
 from galleria.extract.run import ModelActivations
+from galleria.forking import fork_map
 from galleria.records import Example, UnitSummary
 from galleria.site import structure as S
 from galleria.site.content import Note
@@ -32,6 +34,7 @@ from galleria.visualize.run import ModelImages, UnitImages
 from galleria.visualize.tiles import legend_svg
 
 UNITS_PER_INPUT_LAYER = 6  # responsive units listed per layer on an input page
+PAGE_SHARDS_PER_CORE = 4
 
 
 @dataclass
@@ -51,7 +54,6 @@ class SiteWriter:
                  progress=None):
         self.config, self.theme, self.notes, self.inputs, self.out = config, theme, notes, inputs, out
         self.progress = progress
-        self._shared_pages = 0  # pages written by this process before the workers start
         self.pages: list[str] = []  # folders of written pages, for the sitemap
         self.files = 0
         self._made: set[str] = set()  # folders already created: mkdir is a syscall per call
@@ -85,7 +87,6 @@ class SiteWriter:
         self.pages.append(folder)
         if self.progress is not None:
             self.progress.update(1)
-            self._shared_pages += 1
 
     def page_count(self, builds: list[ModelBuild]) -> int:
         """Pages write() will produce: the index, then per model its page, layers, units and inputs."""
@@ -121,35 +122,21 @@ class SiteWriter:
             self._write_sitemap()
 
     def _write_everywhere(self, builds: list[ModelBuild], models: list[dict]) -> None:
-        """Unit and input pages, the bulk of a site, rendered by one forked process per core.
+        """Unit and input pages, the bulk of a site, in shards spread over every core.
 
-        Workers render templates and link files only (no torch), so forking is safe; where fork
-        is unavailable, or there is one core, the pages are written here.
+        More shards than cores, so the progress bar moves as each one finishes.
         """
-        import multiprocessing
-
-        workers = min(os.cpu_count() or 1, 8)
-        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-            self._write_shard(builds, models, 0, 1)
-            return
         global _SHARDING
-        context = multiprocessing.get_context("fork")
-        done = context.Value("i", 0)
-        _SHARDING = (self, builds, models, done)
+        shards = PAGE_SHARDS_PER_CORE * (os.cpu_count() or 1)
+        _SHARDING = (self, builds, models)
         try:
-            with context.Pool(workers) as pool:
-                result = pool.map_async(_shard, [(w, workers) for w in range(workers)])
-                while not result.ready():
-                    result.wait(0.2)
-                    if self.progress is not None:
-                        self.progress.update(done.value - self.progress.n + self._shared_pages)
-                for pages, files in result.get():
-                    self.pages.extend(pages)
-                    self.files += files
+            for pages, files in fork_map(_shard, [(s, shards) for s in range(shards)]):
+                self.pages.extend(pages)
+                self.files += files
+                if self.progress is not None:
+                    self.progress.update(len(pages))
         finally:
             _SHARDING = None
-        if self.progress is not None:
-            self.progress.update(len(self.pages) - self.progress.n)
 
     def _write_shard(self, builds: list[ModelBuild], models: list[dict], worker: int, workers: int) -> None:
         for build, summary in zip(builds, models):
@@ -481,26 +468,16 @@ class SiteWriter:
             f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{urls}</urlset>\n', encoding="utf-8")
 
 
-_SHARDING = None  # (writer, builds, models, counter), inherited by forked page workers
-
-
-class _Counter:
-    """Stands in for the progress bar inside a worker: counts pages for the parent to show."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def update(self, count: int) -> None:
-        with self.value.get_lock():
-            self.value.value += count
+_SHARDING = None  # (writer, builds, models) while shards are written; forked workers inherit it
 
 
 def _shard(job: tuple[int, int]) -> tuple[list[str], int]:
-    writer, builds, models, counter = _SHARDING
-    worker, workers = job
-    writer.pages, writer.files, writer.progress = [], 0, _Counter(counter)
-    writer._write_shard(builds, models, worker, workers)
-    return writer.pages, writer.files
+    """Write one shard of the unit and input pages; returns the pages written and files linked."""
+    writer, builds, models = _SHARDING
+    shard = copy.copy(writer)  # its own counts, so the parent's stay whole when shards run in-process
+    shard.pages, shard.files, shard.progress = [], 0, None
+    shard._write_shard(builds, models, *job)
+    return shard.pages, shard.files
 
 
 def _unit_label(build: ModelBuild, layer_name: str, unit: int, note: Note | None) -> str:

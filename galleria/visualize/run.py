@@ -7,7 +7,6 @@ the output. Work is grouped by input so each input is decoded once however many 
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from galleria.cache import Cache, content_key
 from galleria.config import ExamplesConfig
 from galleria.extract.run import ModelActivations
+from galleria.forking import fork_map
 from galleria.records import Example
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
@@ -106,7 +106,7 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
                             getattr(images, kind).append(path)
                             getattr(images, f"{kind}_boxes").append(box)
                         if not path.is_file():
-                            jobs[example.input_index].append((path, key, box, act_map, scale, size))
+                            jobs[example.input_index].append(("tiles", key, box, act_map, scale, size))
             units.append(images)
         layers[layer.info.name] = units
 
@@ -117,7 +117,7 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
         path = cache.file("inputs", key, ".jpg")
         input_paths[index] = path
         if not path.is_file():
-            jobs[index].append((path, key, None, None, None, None))
+            jobs[index].append(("inputs", key, None, None, None, None))
 
     total = sum(len(j) for j in jobs.values())
     if progress is not None:
@@ -130,7 +130,7 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
         by_source[item.source].append((item, jobs[index]))
     chunks = sorted(by_source.values(), key=lambda c: -sum(len(j) for _, j in c))  # big first: even finish
     tasks = [(pre, cache, chunk) for chunk in chunks]
-    for drawn in _map(_draw_source, tasks):
+    for drawn in fork_map(_draw_source, tasks):
         if progress is not None:
             progress.update(drawn)
     return ModelImages(layers, fields, input_paths, total)
@@ -143,30 +143,14 @@ def _draw_source(task) -> int:
     drawn = 0
     for item, item_jobs in chunk:
         pixels = loader.pixels(item)
-        for path, key, box, act_map, scale, size in item_jobs:
+        for kind, key, box, act_map, scale, size in item_jobs:
             if size is None:
                 data = encode(_as_image(pixels), quality=INPUT_QUALITY)
             else:
                 data = encode(render_tile(pixels, box, act_map, scale, size, heatmap=act_map is not None))
-            cache.put_file(path.parent.parent.name, key, ".jpg", data)
+            cache.put_file(kind, key, ".jpg", data)
             drawn += 1
     return drawn
-
-
-def _map(function, tasks: list):
-    """Run tasks on every core: drawing is CPU-bound numpy and PIL work, one process per core.
-
-    Forked workers only touch numpy and PIL, never torch, so torch's threads are safe to
-    leave behind; where fork is unavailable (Windows, macOS default) tasks run here.
-    """
-    import multiprocessing
-
-    workers = min(len(tasks), os.cpu_count() or 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        yield from map(function, tasks)
-        return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap_unordered(function, tasks)
 
 
 def distinct(candidates: tuple[Example, ...], rf: ReceptiveField | None, inputs: InputSet,
