@@ -17,20 +17,12 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
+from galleria.extract.binning import (E_MIN, EXPONENT_BIAS, MANTISSA_BITS, SAME_WIDTH_INT, bin_index,
+                                     fit_exponent, pow2, rebin)
 from galleria.records import Example, Histogram, UnitStats, UnitSummary
 
-# Histogram bins are [k * 2**e, (k + 1) * 2**e). The exponent e of a unit is the smallest
-# one, not below E_MIN, at which all its values fit in the bin window and no absolute bin
-# index exceeds INDEX_LIMIT in magnitude: a function of the unit's min and max alone, so
-# streaming and merging agree. INDEX_LIMIT also keeps float32 binning exact (see _bin);
-# it only bites when bins would be narrower than about two float32 ulps of the values.
-E_MIN = -24
-INDEX_LIMIT = 2**22
 NO_INPUT = torch.iinfo(torch.int64).max  # input index of an empty slot: sorts after any real one
 _F16_MAX = float(torch.finfo(torch.float16).max)
-_MANTISSA_BITS = {torch.float32: 23, torch.float64: 52}
-_EXPONENT_BIAS = {torch.float32: 127, torch.float64: 1023}
-_SAME_WIDTH_INT = {torch.float32: torch.int32, torch.float64: torch.int64}
 _STAT_FIELDS = ("count", "mean", "m2", "min", "max", "positive", "nonfinite", "exp", "lo", "counts")
 
 
@@ -153,56 +145,6 @@ def _to_map_storage(rows: torch.Tensor) -> torch.Tensor:
     return rows.clamp(-_F16_MAX, _F16_MAX).to("cpu", torch.float16)
 
 
-def _pow2(e: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """2**e assembled from its bit pattern, hence exact (pow/exp2 may round)."""
-    bits = (e.to(torch.int64) + _EXPONENT_BIAS[dtype]) << _MANTISSA_BITS[dtype]
-    return bits.to(_SAME_WIDTH_INT[dtype]).view(dtype)
-
-
-def _bin_index(v: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """floor(v / 2**e) in float64; 'floor' division stays exact where v / 2**e underflows."""
-    return torch.div(v, _pow2(e, torch.float64), rounding_mode="floor")
-
-
-def _fit_exponent(vmin: torch.Tensor, vmax: torch.Tensor, start: torch.Tensor,
-                  bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smallest e >= start at which [vmin, vmax] fits, per unit, with its window start lo.
-
-    Fitting is monotone in e, so for any start at or below the answer this is the smallest
-    e >= E_MIN that fits: the same for a stream, its shards and their merge. Units with
-    no data keep e = start and get lo = 0.
-    """
-    seen = vmin <= vmax
-    lo_v = torch.where(seen, vmin, 0.0)
-    hi_v = torch.where(seen, vmax, 0.0)
-    # Lower bounds on the answer (a little low, for rounding in log2), to skip ahead.
-    span_bound = torch.floor(torch.log2(hi_v * 0.5 - lo_v * 0.5)) - math.ceil(math.log2(bins)) - 1
-    size_bound = torch.floor(torch.log2(torch.maximum(lo_v.abs(), hi_v.abs()))) - 24
-    bound = torch.maximum(span_bound, size_bound).clamp(E_MIN, 1000).to(torch.int64)
-    e = torch.where(seen, torch.maximum(start, bound), start)
-    while True:
-        lo = _bin_index(lo_v, e)
-        hi = _bin_index(hi_v, e)
-        fits = (hi - lo < bins) & (torch.maximum(lo.abs(), hi.abs()) <= INDEX_LIMIT)
-        if bool(fits.all()):
-            return e, lo.to(torch.int64)
-        e = e + (~fits).to(torch.int64)
-
-
-def _rebin(counts: torch.Tensor, e: torch.Tensor, lo: torch.Tensor,
-           new_e: torch.Tensor, new_lo: torch.Tensor) -> torch.Tensor:
-    """Counts moved to a coarser (or equal) exponent and a new window start.
-
-    floor(v / 2**(e + d)) == floor(floor(v / 2**e) / 2**d), so absolute bin i becomes
-    i >> d exactly; shifts past 62 give the same 0 or -1 as an unbounded shift would.
-    """
-    bins = counts.shape[1]
-    shift = (new_e - e).clamp(max=62).unsqueeze(1)
-    target = ((lo.unsqueeze(1) + torch.arange(bins)) >> shift) - new_lo.unsqueeze(1)
-    # Bins outside the new window are empty; clamping only keeps their index legal.
-    return torch.zeros_like(counts).scatter_add_(1, target.clamp_(0, bins - 1), counts)
-
-
 def _bin(x: torch.Tensor, e: torch.Tensor, lo: torch.Tensor, bins: int, out: torch.Tensor) -> torch.Tensor:
     """Counts [C, bins] of every value of x [B, C, S] in its unit's window, using out as scratch.
 
@@ -214,13 +156,13 @@ def _bin(x: torch.Tensor, e: torch.Tensor, lo: torch.Tensor, bins: int, out: tor
     """
     units, dtype, device = x.shape[1], x.dtype, x.device
     e = e.to(device)
-    y = torch.mul(x, _pow2(-e.clamp(max=0), dtype).view(1, units, 1), out=out).floor_()
+    y = torch.mul(x, pow2(-e.clamp(max=0), dtype).view(1, units, 1), out=out).floor_()
     if bool((e > 0).any()):
-        y.mul_(_pow2(-e.clamp(min=0), dtype).view(1, units, 1)).floor_()
-    magic = 2 ** _MANTISSA_BITS[dtype]
+        y.mul_(pow2(-e.clamp(min=0), dtype).view(1, units, 1)).floor_()
+    magic = 2 ** MANTISSA_BITS[dtype]
     offset = torch.arange(units, device=device) * bins - lo.to(device) + magic
     y.add_(offset.to(dtype).view(1, units, 1))
-    slot = y.view(_SAME_WIDTH_INT[dtype]).sub_((_EXPONENT_BIAS[dtype] + _MANTISSA_BITS[dtype]) << _MANTISSA_BITS[dtype])
+    slot = y.view(SAME_WIDTH_INT[dtype]).sub_((EXPONENT_BIAS[dtype] + MANTISSA_BITS[dtype]) << MANTISSA_BITS[dtype])
     return _bincount(slot.view(-1), units * bins).view(units, bins).cpu()
 
 
@@ -363,8 +305,8 @@ class LayerReducer:
         units, bins = self.num_units, self.hist_bins
         vmin = torch.minimum(self._min, batch_min)
         vmax = torch.maximum(self._max, batch_max)
-        e, lo = _fit_exponent(vmin, vmax, self._exp, bins)
-        counts = _rebin(self._counts, self._exp, self._lo, e, lo)
+        e, lo = fit_exponent(vmin, vmax, self._exp, bins)
+        counts = rebin(self._counts, self._exp, self._lo, e, lo)
         magnitude = torch.maximum(batch_min.abs(), batch_max.abs()).nan_to_num(0, 0, 0).max()
         # float32 is exact for binning within these limits, and its squares cannot overflow.
         exact_in_float32 = (x.dtype != torch.float64 and x.shape[2] < 2**24 and units * bins <= 2**22
@@ -375,7 +317,7 @@ class LayerReducer:
         n, mean, m2, signs, buffer = _row_moments(xc, finite)
         if finite is not None:
             # Park non-finite values at the bottom edge of the window (bin 0), then uncount them.
-            edge = (lo.double() * _pow2(e, torch.float64)).to(xc.dtype).to(xc.device)
+            edge = (lo.double() * pow2(e, torch.float64)).to(xc.dtype).to(xc.device)
             xc = torch.where(finite, xc, edge.view(1, units, 1))
         batch_counts = _bin(xc, e, lo, bins, out=buffer)
         nonfinite = torch.zeros(units, dtype=torch.int64)
@@ -421,9 +363,9 @@ class LayerReducer:
         out._max = torch.maximum(self._max, other._max)
         out._positive = self._positive + other._positive
         out._nonfinite = self._nonfinite + other._nonfinite
-        out._exp, out._lo = _fit_exponent(out._min, out._max, torch.maximum(self._exp, other._exp), self.hist_bins)
-        out._counts = (_rebin(self._counts, self._exp, self._lo, out._exp, out._lo)
-                       + _rebin(other._counts, other._exp, other._lo, out._exp, out._lo))
+        out._exp, out._lo = fit_exponent(out._min, out._max, torch.maximum(self._exp, other._exp), self.hist_bins)
+        out._counts = (rebin(self._counts, self._exp, self._lo, out._exp, out._lo)
+                       + rebin(other._counts, other._exp, other._lo, out._exp, out._lo))
         return out
 
     def state_dict(self) -> dict:
@@ -474,8 +416,8 @@ class LayerReducer:
     def summaries(self) -> list[UnitSummary]:
         """One summary per unit; a unit with no finite value reports zeros and an empty histogram."""
         seen = self._count > 0
-        hi = torch.where(seen, _bin_index(self._max.nan_to_num(0, 0, 0), self._exp), 0).to(torch.int64)
-        widths = _pow2(self._exp, torch.float64).tolist()
+        hi = torch.where(seen, bin_index(self._max.nan_to_num(0, 0, 0), self._exp), 0).to(torch.int64)
+        widths = pow2(self._exp, torch.float64).tolist()
         lengths = torch.where(seen, hi - self._lo + 1, 0).tolist()
         std = (self._m2 / self._count.clamp(min=1)).sqrt()
         frac = self._positive.double() / self._count.clamp(min=1)

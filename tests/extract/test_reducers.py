@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from galleria.extract.reducers import E_MIN, INDEX_LIMIT, LayerReducer
+from galleria.extract.binning import E_MIN, INDEX_LIMIT
+from galleria.extract.reducers import LayerReducer
 from galleria.records import Example
 
 SHAPES = {"vector": (), "image": (5, 6), "sequence": (9,)}

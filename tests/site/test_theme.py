@@ -2,7 +2,6 @@
 links only relatively, and can be overridden from a site's custom theme dir."""
 from __future__ import annotations
 
-import pathlib
 import re
 from html.parser import HTMLParser
 
