@@ -96,6 +96,14 @@ class ExamplesConfig:
     bottom: int
     tile_size: int
     heatmap: bool
+    intervals: int = 4  # bands across each unit's range of per-input peaks; 0 shows none
+    per_interval: int = 3  # examples sampled per band
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    inputs: int = 128  # inputs sampled for the gradient views; 0 turns them off
+    examples: int = 2  # per unit, its strongest sampled inputs that "built from" averages over; 0: off
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,7 @@ class Config:
     extract: ExtractConfig
     seed: int
     warnings: tuple[str, ...] = field(default=())
+    attribution: AttributionConfig = AttributionConfig()
 
     @property
     def root(self) -> Path:
@@ -245,22 +254,30 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"invalid YAML: {exc}", file) from None
     except ConfigError as exc:  # raised by the loader, which does not know the file name
         raise ConfigError("duplicate key", file, exc.line, exc.key, "each key may appear once") from None
-    top = _Section(data, file, "", 1, ("site", "models", "inputs", "examples", "extract", "seed"))
+    top = _Section(data, file, "", 1, ("site", "models", "inputs", "examples", "extract", "attribution",
+                                                "seed"))
     root = path.resolve().parent
     warnings: list[str] = []
     site = _site(top.section("site", ("title", "description", "url", "output_dir", "theme_dir",
                                       "content_dir", "cache_dir")), root)
     models = _models(top, root, warnings)
     inputs = _inputs(top, root)
-    examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap"))
+    examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap", "intervals",
+                                                "per_interval"))
     examples = ExamplesConfig(
         top=examples_section.positive_int("top", 9),
         bottom=examples_section.get("bottom", int, 5),
         tile_size=examples_section.positive_int("tile_size", 112),
         heatmap=examples_section.get("heatmap", bool, True),
+        intervals=examples_section.get("intervals", int, 4),
+        per_interval=examples_section.positive_int("per_interval", 3),
     )
-    if examples.bottom < 0:
-        raise examples_section.error("bottom", "must be 0 or more")
+    for name in ("bottom", "intervals"):
+        if getattr(examples, name) < 0:
+            raise examples_section.error(name, "must be 0 or more")
+    if examples.intervals > 16:
+        raise examples_section.error("intervals", f"at most 16 bands, got {examples.intervals}",
+                                     "a handful reads best; 4 is the default")
     extract_section = top.section("extract", ("batch_size", "device"))
     device = extract_section.get("device", str, "auto")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
@@ -268,7 +285,14 @@ def load_config(path: str | Path) -> Config:
                                     "use auto, cpu, cuda, cuda:N or mps")
     extract = ExtractConfig(batch_size=extract_section.positive_int("batch_size", 32), device=device)
     seed = top.get("seed", int, 0)
-    return Config(path.resolve(), site, models, inputs, examples, extract, seed, tuple(warnings))
+    attribution_section = top.section("attribution", ("inputs", "examples"))
+    attribution = AttributionConfig(attribution_section.get("inputs", int, 128),
+                                    attribution_section.get("examples", int, 2))
+    for name in ("inputs", "examples"):
+        if getattr(attribution, name) < 0:
+            raise attribution_section.error(name, "must be 0 or more", "0 turns the view off")
+    return Config(path.resolve(), site, models, inputs, examples, extract, seed, attribution=attribution,
+                  warnings=tuple(warnings))
 
 
 def _site(s: _Section, root: Path) -> SiteConfig:

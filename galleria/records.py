@@ -56,6 +56,21 @@ class UnitStats:
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A band of a unit's per-input peaks, [lo, hi), with a fair sample of the inputs in it."""
+
+    lo: float
+    hi: float
+    count: int  # inputs whose peak falls in the band
+    total: int  # inputs with a finite peak, all bands together
+    examples: tuple[Example, ...]  # highest first
+
+    @property
+    def fraction(self) -> float:
+        return self.count / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
 class UnitSummary:
     """What extraction knows about one unit once all inputs have streamed past."""
 
@@ -63,6 +78,7 @@ class UnitSummary:
     stats: UnitStats
     top: tuple[Example, ...]
     bottom: tuple[Example, ...]
+    intervals: tuple[Interval, ...] = ()  # highest first
 
 
 @dataclass

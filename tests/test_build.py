@@ -212,7 +212,50 @@ def test_pooled_features_show_their_exact_votes(project, built):
         assert [e["label"] for e in effects["up"]] == [["cat", "dog", "eel"][c] for _, c in expected_up]
     page = (built / "tiny" / "5" / "0" / "index.html").read_text()
     assert "pushes up" in page and "exact:" in page
-    assert json.loads((built / "tiny" / "2" / "0" / "unit.json").read_text())["logit_effects"] is None
+
+
+def test_earlier_layers_show_gradient_effects_and_what_builds_them(built):
+    """The numbers themselves are checked against finite differences in tests/extract."""
+    for unit in range(6):
+        record = json.loads((built / "tiny" / "2" / str(unit) / "unit.json").read_text())
+        effects = record["logit_effects"]
+        assert effects["method"].startswith("activation × gradient of the predicted class's logit")
+        for e in effects["up"] + effects["down"]:
+            assert e["label"] == ["cat", "dog", "eel"][e["class"]]
+        built_from = record["built_from"]
+        assert built_from["layer"] == "0" and "strongest sampled inputs" in built_from["method"]
+        for side, sign in (("up", 1), ("down", -1)):
+            assert all(e["value"] * sign > 0 and 0 <= e["unit"] < 4 for e in built_from[side])
+    record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
+    page = built / "tiny" / "2" / "1" / "index.html"
+    assert "built from" in page.read_text()
+    links = parse(page).links
+    for e in record["built_from"]["up"] + record["built_from"]["down"]:
+        assert f"../../0/{e['unit']}/index.html" in links
+    assert json.loads((built / "tiny" / "0" / "0" / "unit.json").read_text())["built_from"] is None
+    classifier = json.loads((built / "tiny" / "6" / "0" / "unit.json").read_text())
+    assert classifier["logit_effects"] is None and classifier["built_from"]["layer"] == "5"
+
+
+def test_examples_across_the_whole_range(built):
+    record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
+    bands = record["intervals"]
+    assert 1 <= len(bands) <= 4
+    inputs = len(list((built / "tiny" / "inputs").iterdir())) - 1  # the listing page itself
+    assert sum(b["count"] for b in bands) == inputs
+    assert sum(b["fraction"] for b in bands) == pytest.approx(1.0)
+    for band, lower in zip(bands, bands[1:]):
+        assert band["lo"] == lower["hi"]
+    page = (built / "tiny" / "2" / "1" / "index.html").read_text()
+    assert "Across the range" in page and page.count('class="hist-interval"') == len(bands)
+    for number, band in enumerate(bands, start=1):
+        assert 1 <= len(band["examples"]) <= 3
+        for rank, example in enumerate(band["examples"], start=1):
+            assert band["lo"] <= example["value"] < band["hi"]
+            assert example["tile"] == f"range{number}-{rank}.jpg"
+            assert (built / "tiny" / "2" / "1" / example["tile"]).is_file()
+            assert f'id="range{number}-{rank}"' in page
+            assert f"../../inputs/{example['input']}/index.html" in page
 
 
 def test_input_page_lists_responsive_units(built):

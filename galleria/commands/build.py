@@ -56,7 +56,8 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
     show = not quiet
 
     with _stage(report, "load"):  # torch and timm imports included: seconds on a small machine
-        from galleria.extract.effects import exact_effects
+        from galleria.extract.attribution import attribute
+        from galleria.extract.effects import exact_effects, gradient_effects, unit_sources
         from galleria.extract.health import layer_health
         from galleria.extract.probe import probe_model
         from galleria.extract.run import extract
@@ -91,9 +92,23 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
         with _stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
             images = render_images(model, acts, inputs, config.examples, cache, bar)
         report.images += images.rendered
+        with _stage(report, "attribution"), _bar(show, None, f"{model.config.id}: attribution", "input") as bar:
+            if config.attribution.inputs:
+                bar.reset(total=min(config.attribution.inputs, len(inputs.items)))
+            attribution = attribute(model, layout, inputs, acts, config, cache, bar)
         health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks) for l in acts.layers}
-        effects = {l.name: exact_effects(model.module, layout, l) for l in layout.layers}
-        builds.append(ModelBuild(model, layout, acts, images, health, effects))
+        effects, sources = {}, {}
+        by_name = {l.name: l for l in layout.layers}
+        for layer in layout.layers:
+            effects[layer.name] = exact_effects(model.module, layout, layer)
+            sources[layer.name] = None
+            found = attribution.layers[layer.name] if attribution else None
+            if found is not None and effects[layer.name] is None and found.classes is not None:
+                effects[layer.name] = gradient_effects(found.classes, attribution.sample)
+            if found is not None and found.sources is not None:
+                sources[layer.name] = unit_sources(found.sources, by_name[found.source],
+                                                   min(attribution.examples, attribution.sample))
+        builds.append(ModelBuild(model, layout, acts, images, health, effects, sources))
     _check_notes(notes, builds, report, show)
 
     if strict and report.warnings:

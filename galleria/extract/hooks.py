@@ -42,3 +42,37 @@ def capture(module: torch.nn.Module, names: list[str],
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def perturbable(module: torch.nn.Module, names: list[str]) -> Iterator[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """Yield a dict that each forward pass fills with name -> (output, delta), in call order.
+
+    Each named layer passes ``output + delta`` on, where ``delta`` is a zero tensor that
+    requires grad: the gradient of anything downstream with respect to ``delta`` is its
+    gradient with respect to the layer's output, through every path. ``output`` itself is
+    what the layer computed, never touched by in-place operations further on.
+    """
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    handles = []
+
+    def hook_for(name: str):
+        def hook(_module, _inputs, output):
+            tensor = first_tensor(output)
+            if tensor is None or name in seen or not tensor.is_floating_point():
+                return None
+            delta = torch.zeros_like(tensor, requires_grad=True)
+            seen[name] = (tensor, delta)
+            moved = tensor + delta
+            if isinstance(output, torch.Tensor):
+                return moved
+            return type(output)([moved, *output[1:]])
+        return hook
+
+    try:
+        for name in names:
+            handles.append(module.get_submodule(name).register_forward_hook(hook_for(name)))
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()

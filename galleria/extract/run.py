@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,14 @@ from galleria.cache import Cache, content_key
 from galleria.config import Config
 from galleria.errors import BuildError
 from galleria.extract.hooks import capture, first_tensor
+from galleria.extract.intervals import IntervalSampler
 from galleria.extract.probe import LayerInfo, ModelLayout
 from galleria.extract.reducers import LayerReducer
 from galleria.records import InputItem, UnitSummary
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
 
-FORMAT = 1  # bump when what is stored changes meaning
+FORMAT = 2  # bump when what is stored changes meaning
 HIST_BINS = 64
 TOP_PREDICTIONS = 5
 CANDIDATES = 3  # examples kept per example shown, so repeats of one spot can be skipped
@@ -35,8 +36,9 @@ CANDIDATES = 3  # examples kept per example shown, so repeats of one spot can be
 class LayerActivations:
     info: LayerInfo
     reducer: LayerReducer
+    intervals: IntervalSampler | None  # None when no intervals are asked for
     peaks: np.ndarray  # [inputs, units]: each unit's highest value on each input
-    summaries: list[UnitSummary]  # the reducer's results, computed once
+    summaries: list[UnitSummary]  # the reducers' results, computed once
 
 
 @dataclass
@@ -80,7 +82,7 @@ def extract(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: C
     """Reducer results for every chosen layer, from cache when nothing they depend on changed."""
     ex = config.examples
     key = content_key(FORMAT, model.key, inputs.key, [(l.name, l.units) for l in layout.layers],
-                      ex.top, ex.bottom, CANDIDATES, HIST_BINS, layout.classifier)
+                      ex.top, ex.bottom, ex.intervals and ex.per_interval, CANDIDATES, HIST_BINS, layout.classifier)
     entry = cache.entry("activations", key)
     cached = entry is not None
     if not cached:
@@ -89,7 +91,7 @@ def extract(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: C
         entry = cache.entry("activations", key)
     elif progress is not None:
         progress.update(len(inputs.items))
-    return _load(entry, key, layout, cached)
+    return _load(entry, key, layout, ex.intervals, cached)
 
 
 def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Config, folder: Path,
@@ -101,6 +103,7 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     ex = config.examples
     reducers = {l.name: LayerReducer(len(l.units), ex.top * CANDIDATES, ex.bottom * CANDIDATES, HIST_BINS)
                 for l in layout.layers}
+    samplers = {l.name: IntervalSampler(len(l.units), ex.per_interval) for l in layout.layers if ex.intervals}
     index = {l.name: torch.tensor(l.units, device=device) for l in layout.layers}
     all_units = {l.name: l.units == tuple(range(l.shape[0])) for l in layout.layers}
     peaks = {l.name: RowFile(folder / f"peaks-{i}.npy", (n, len(l.units))) for i, l in enumerate(layout.layers)}
@@ -115,7 +118,11 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     def reduce(name: str, acts: torch.Tensor, inputs_index: torch.Tensor, first_row: int) -> None:
         with torch.inference_mode():
             reducers[name].update(acts, inputs_index)
-            peaks[name].write(first_row, (acts.flatten(2).amax(2) if acts.dim() > 2 else acts).cpu().numpy())
+            maps = acts.flatten(2) if acts.dim() > 2 else acts.unsqueeze(2)
+            peak = maps.amax(2)
+            peaks[name].write(first_row, peak.cpu().numpy())
+            if samplers:
+                samplers[name].update(peak, maps, inputs_index)
 
     def consume(name: str, tensor: torch.Tensor) -> None:
         """Hand a layer's output to the reducing thread, which overlaps with the next forward pass.
@@ -166,6 +173,8 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     module.to("cpu")
     for i, layer in enumerate(layout.layers):
         torch.save(reducers[layer.name].state_dict(), folder / f"reducer-{i}.pt")
+        if samplers:
+            torch.save(samplers[layer.name].state_dict(), folder / f"intervals-{i}.pt")
 
 
 def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader):
@@ -200,13 +209,18 @@ def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader
                 pass
 
 
-def _load(folder: Path, key: str, layout: ModelLayout, cached: bool) -> ModelActivations:
+def _load(folder: Path, key: str, layout: ModelLayout, intervals: int, cached: bool) -> ModelActivations:
     layers = []
     for i, info in enumerate(layout.layers):
-        state = torch.load(folder / f"reducer-{i}.pt", weights_only=True)
-        reducer = LayerReducer.from_state_dict(state)
-        layers.append(LayerActivations(info, reducer, np.load(folder / f"peaks-{i}.npy", mmap_mode="r"),
-                                       reducer.summaries()))
+        reducer = LayerReducer.from_state_dict(torch.load(folder / f"reducer-{i}.pt", weights_only=True))
+        summaries = reducer.summaries()
+        sampler = None
+        if intervals:
+            sampler = IntervalSampler.from_state_dict(torch.load(folder / f"intervals-{i}.pt", weights_only=True))
+            spatial = reducer.spatial_shape
+            summaries = [replace(s, intervals=tuple(sampler.intervals(s.unit, intervals, spatial))) for s in summaries]
+        layers.append(LayerActivations(info, reducer, sampler, np.load(folder / f"peaks-{i}.npy", mmap_mode="r"),
+                                       summaries))
     predictions = probabilities = None
     if layout.classifier:
         predictions = np.load(folder / "predictions.npy", mmap_mode="r")

@@ -18,7 +18,7 @@ import numpy as np
 
 from galleria import __version__
 from galleria.config import Config
-from galleria.extract.effects import UnitEffects
+from galleria.extract.effects import UnitEffects, UnitSources
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
 from galleria.extract.probe import ModelLayout
 from galleria.extract.run import ModelActivations
@@ -47,6 +47,7 @@ class ModelBuild:
     images: ModelImages
     health: dict[str, LayerHealth]  # per layer name
     effects: dict[str, list[UnitEffects] | None]  # per layer name, per shown unit
+    sources: dict[str, list[UnitSources] | None]  # per layer name, per shown unit
 
 
 class SiteWriter:
@@ -57,6 +58,7 @@ class SiteWriter:
         self.pages: list[str] = []  # folders of written pages, for the sitemap
         self.files = 0
         self._made: set[str] = set()  # folders already created: mkdir is a syscall per call
+        self._positions: dict[tuple[str, str], dict[int, int]] = {}  # (model, layer) -> unit -> position
 
     def _folder(self, folder: str) -> Path:
         path = self.out / folder
@@ -250,6 +252,7 @@ class SiteWriter:
         summaries = build.acts.layers[index].summaries
         images = build.images.layers[layer.name]
         effects = build.effects[layer.name]
+        sources = build.sources[layer.name]
         crumbs = crumbs + [(layer.name, folder)]
         for position in range(worker, len(layer.units), workers):
             unit = layer.units[position]
@@ -258,7 +261,7 @@ class SiteWriter:
                    if position + 1 < len(layer.units) else None,
                    "up": folder}
             self._write_unit(build, summary, layer_ctx, unit, summaries[position], images[position], crumbs, nav,
-                             effects[position] if effects else None)
+                             effects[position] if effects else None, sources[position] if sources else None)
 
     def _examples(self, build: ModelBuild, folder: str, kind: str, examples: list[Example],
                   tiles: list[Path], boxes: list) -> tuple[list[dict], list[dict]]:
@@ -286,7 +289,8 @@ class SiteWriter:
         return {"label": build.model.labels[cls], "prob": float(build.acts.probabilities[index, 0])}
 
     def _write_unit(self, build: ModelBuild, summary: dict, layer_ctx: dict, unit: int, unit_summary: UnitSummary,
-                    images: UnitImages, crumbs: list, nav: dict, effects: UnitEffects | None) -> None:
+                    images: UnitImages, crumbs: list, nav: dict, effects: UnitEffects | None,
+                    sources: UnitSources | None) -> None:
         cfg = build.model.config
         folder = S.unit_dir(cfg.id, layer_ctx["name"], unit)
         note = self.notes.get(folder)
@@ -294,6 +298,14 @@ class SiteWriter:
         top, top_json = self._examples(build, folder, "top", images.top_examples, images.top, images.top_boxes)
         bottom, bottom_json = self._examples(build, folder, "bottom", images.bottom_examples, images.bottom,
                                              images.bottom_boxes)
+        bands, bands_json = [], []
+        for number, (band, tiles, boxes) in enumerate(zip(unit_summary.intervals, images.intervals,
+                                                          images.interval_boxes), start=1):
+            shown, recorded = self._examples(build, folder, f"range{number}", list(band.examples), tiles, boxes)
+            numbers = {"lo": band.lo, "hi": band.hi, "count": band.count, "fraction": band.fraction}
+            bands.append({**numbers, "examples": shown})
+            bands_json.append({**numbers, "examples": recorded})
+        built_from = self._sources(build, folder, sources)
         health = build.health[layer_ctx["name"]]
         flags = health.flags(unit)
         duplicates = [{"unit": d.other if d.unit == unit else d.unit, "similarity": d.similarity}
@@ -314,12 +326,16 @@ class SiteWriter:
             "duplicates": [{"unit": d["unit"], "similarity": d["similarity"]} for d in duplicates],
             "saturation": health.saturation.get(unit),
             "logit_effects": self._effects(build, effects),
+            "built_from": None if built_from is None else {
+                "layer": built_from["layer"], "method": built_from["method"],
+                **{side: [{"unit": u["unit"], "value": u["value"]} for u in built_from[side]] for side in ("up", "down")}},
             "histogram": {"width": stats.histogram.width, "lo": stats.histogram.lo,
                           "counts": list(stats.histogram.counts), "edges": stats.histogram.edges},
             "receptive_field": None if rf is None else {"size": list(rf.size), "stride": list(rf.stride),
                                                         "offset": list(rf.offset)},
             "heatmap_scale": {"top": list(images.scale_top), "bottom": [-images.scale_bottom[1], 0.0]},
             "top": top_json, "bottom": bottom_json,
+            "intervals": bands_json,
             "note": note.text if note else "",
         }
         try:
@@ -335,7 +351,9 @@ class SiteWriter:
             "unit": {"id": unit, "label": label, "tags": list(note.tags) if note else [],
                      "note_html": note.html if note else "", "stats": stats_dict, "flags": flags,
                      "duplicates": duplicates, "effects": self._effects(build, effects),
-                     "histogram_svg": _markup(histogram_svg(stats.histogram)),
+                     "histogram_svg": _markup(histogram_svg(stats.histogram,
+                                                            intervals=[(b["lo"], b["hi"]) for b in bands])),
+                     "intervals": bands, "built_from": built_from,
                      "legend_svg": _markup(legend_svg(images.scale_top)),
                      "legend_bottom_svg": _markup(legend_svg((0.0, stats.min))) if bottom and stats.min < 0 else "",
                      "receptive": _receptive_text(rf), "json_url": "unit.json", "top": top, "bottom": bottom},
@@ -346,8 +364,28 @@ class SiteWriter:
             return None
         labels = build.model.labels
         return {"method": effects.method,
-                "up": [{"label": labels[e.cls], "class": e.cls, "value": e.value} for e in effects.up],
-                "down": [{"label": labels[e.cls], "class": e.cls, "value": e.value} for e in effects.down]}
+                "up": [{"label": labels[e.index], "class": e.index, "value": e.value} for e in effects.up],
+                "down": [{"label": labels[e.index], "class": e.index, "value": e.value} for e in effects.down]}
+
+    def _sources(self, build: ModelBuild, folder: str, sources: UnitSources | None) -> dict | None:
+        """The units of the layer before that build this one, linked, with their thumbnails."""
+        if sources is None:
+            return None
+        cfg = build.model.config
+        layer = next(l for l in build.layout.layers if l.name == sources.layer)
+        images = build.images.layers[layer.name]
+        positions = self._positions.setdefault((cfg.id, layer.name), {u: i for i, u in enumerate(layer.units)})
+
+        def link(effect) -> dict:
+            unit_folder = S.unit_dir(cfg.id, layer.name, effect.index)
+            has_thumb = images[positions[effect.index]].thumb is not None
+            return {"unit": effect.index, "value": effect.value, "url": S.href(folder, S.page_file(unit_folder)),
+                    "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if has_thumb else None,
+                    "label": _unit_label(build, layer.name, effect.index, self.notes.get(unit_folder))}
+
+        return {"layer": layer.name, "method": sources.effects.method,
+                "layer_url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer.name))),
+                "up": [link(e) for e in sources.effects.up], "down": [link(e) for e in sources.effects.down]}
 
     def _write_health(self, build: ModelBuild, summary: dict, crumbs: list, only: str | None) -> None:
         """The health page of the whole model (only=None) or of one layer."""

@@ -39,7 +39,9 @@ class UnitImages:
     top_boxes: list[tuple[int, int, int, int] | None]
     bottom_boxes: list[tuple[int, int, int, int] | None]
     thumb: Path | None
-    scale_top: tuple[float, float]  # heatmap colour scale of the top tiles
+    intervals: list[list[Path]]  # per band of summary.intervals, the tiles of its examples
+    interval_boxes: list[list[tuple[int, int, int, int] | None]]
+    scale_top: tuple[float, float]  # heatmap colour scale of the top tiles (and of the bands')
     scale_bottom: tuple[float, float]  # of the bottom tiles, drawn on the negated map
 
 
@@ -71,42 +73,58 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
     names = [layer.info.name for layer in acts.layers]
     fields = model_receptive_fields(model, names, cache)
     settings = (FORMAT, examples.tile_size, examples.heatmap)
+
+    def tile(layer, position, kind, slot, example, act_map, scale, size) -> tuple[Path, tuple | None]:
+        """The cached path of one tile, queued for drawing if it is not there yet."""
+        rf = fields[layer.info.name]
+        box = None
+        if rf is not None and example.position is not None:
+            box = with_context(rf.box(example.position), rf.input_size)
+        if act_map is not None and act_map.ndim != 2:
+            act_map = None  # only 2-D maps can be laid over an image
+        key = content_key(settings, acts.key, layer.info.name, position, kind, slot, size)
+        path = cache.file("tiles", key, ".jpg")
+        if not path.is_file():
+            jobs[example.input_index].append(("tiles", key, box, act_map, scale, size))
+        return path, box
+
     jobs: dict[int, list] = defaultdict(list)  # input index -> tiles to draw from it
     layers: dict[str, list[UnitImages]] = {}
     for layer in acts.layers:
         rf = fields[layer.info.name]
         reducer = layer.reducer
+        spatial = reducer.spatial_shape
         units = []
         for position, summary in enumerate(layer.summaries):
             stats = summary.stats
             scale_top = (0.0, max(stats.max, 1e-6))
             scale_bottom = (0.0, max(-stats.min, 1e-6))
-            images = UnitImages([], [], [], [], [], [], None, scale_top, scale_bottom)
+            images = UnitImages([], [], [], [], [], [], None, [], [], scale_top, scale_bottom)
             for kind, candidates, maps, want in (
                     ("top", summary.top, reducer.top_maps(position), examples.top),
                     ("bottom", summary.bottom, reducer.bottom_maps(position), examples.bottom)):
                 for rank, (slot, example) in enumerate(distinct(candidates, rf, inputs, want)):
                     getattr(images, f"{kind}_examples").append(example)
-                    box = None
-                    if rf is not None and example.position is not None:
-                        box = with_context(rf.box(example.position), rf.input_size)
                     act_map = None if maps is None else maps[slot].astype(np.float32)
-                    if act_map is not None and act_map.ndim != 2:
-                        act_map = None  # only 2-D maps can be laid over an image
                     if kind == "bottom" and act_map is not None:
                         act_map = -act_map
                     scale = scale_top if kind == "top" else scale_bottom
-                    sizes = [examples.tile_size] + ([THUMB_SIZE] if kind == "top" and rank == 0 else [])
-                    for size in sizes:
-                        key = content_key(settings, acts.key, layer.info.name, position, kind, slot, size)
-                        path = cache.file("tiles", key, ".jpg")
-                        if size == THUMB_SIZE:
-                            images.thumb = path
-                        else:
-                            getattr(images, kind).append(path)
-                            getattr(images, f"{kind}_boxes").append(box)
-                        if not path.is_file():
-                            jobs[example.input_index].append(("tiles", key, box, act_map, scale, size))
+                    path, box = tile(layer, position, kind, slot, example, act_map, scale, examples.tile_size)
+                    getattr(images, kind).append(path)
+                    getattr(images, f"{kind}_boxes").append(box)
+                    if kind == "top" and rank == 0:
+                        images.thumb = tile(layer, position, kind, slot, example, act_map, scale, THUMB_SIZE)[0]
+            for band_number, band in enumerate(summary.intervals):
+                maps = layer.intervals.interval_maps(position, band, spatial)
+                paths, boxes = [], []
+                for slot, example in enumerate(band.examples):
+                    act_map = None if maps is None else maps[slot]
+                    path, box = tile(layer, position, f"band{band_number}", slot, example, act_map, scale_top,
+                                     examples.tile_size)
+                    paths.append(path)
+                    boxes.append(box)
+                images.intervals.append(paths)
+                images.interval_boxes.append(boxes)
             units.append(images)
         layers[layer.info.name] = units
 

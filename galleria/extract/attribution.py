@@ -1,0 +1,190 @@
+"""Gradient attribution: what each unit does to the classes, and which earlier units build it.
+
+Both numbers are activation × gradient summed over a unit's positions: the first-order
+estimate of how much a quantity would drop if the unit were switched off. One pass over a
+sample of the inputs, each input on its own, serves every layer:
+
+- classes: the gradient of the logit of the class the model predicts for the input, so each
+  input tells what the unit does to the class it is about. Averaged over the sample.
+- sources: for each unit, the gradient of its peak on each of its strongest sampled inputs,
+  taken with respect to the chosen layer that runs before it. Averaged over those inputs.
+
+Results are cached under the activations' key and the sample settings.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from galleria.cache import Cache, content_key
+from galleria.config import Config
+from galleria.extract.hooks import first_tensor, perturbable
+from galleria.extract.probe import ModelLayout
+from galleria.extract.run import ModelActivations, pick_device
+from galleria.sources.images import ImageLoader, InputSet
+from galleria.sources.models import LoadedModel
+
+FORMAT = 1
+ROWS_PER_CALL = 256  # gradients taken at once for one input: bounds the memory of a batched backward
+
+
+@dataclass
+class LayerAttribution:
+    classes: np.ndarray | None  # [units, classes]: mean effect on each class logit; None if not computed
+    source: str | None  # the chosen layer that runs just before this one
+    sources: np.ndarray | None  # [units, source units]: mean contribution of each to the unit's peak
+
+
+@dataclass
+class ModelAttribution:
+    layers: dict[str, LayerAttribution]
+    sample: int  # inputs the averages run over
+    examples: int  # strongest sampled inputs per unit, for sources
+    cached: bool
+
+
+def sample_inputs(inputs: InputSet, size: int) -> list[int]:
+    """The ``size`` inputs with the lowest hash of their id, in input order.
+
+    Stable: adding inputs to a set changes the sample only where a new one hashes lower.
+    """
+    ranked = sorted(range(len(inputs.items)),
+                    key=lambda i: hashlib.blake2b(inputs.items[i].id.encode(), digest_size=8).digest())
+    return sorted(ranked[:size])
+
+
+def attribute(model: LoadedModel, layout: ModelLayout, inputs: InputSet, acts: ModelActivations, config: Config,
+              cache: Cache, progress=None) -> ModelAttribution | None:
+    """Class effects and sources of every chosen layer, from cache when nothing changed; None when off."""
+    settings = config.attribution
+    if not settings.inputs or not inputs.items:
+        return None
+    sample = sample_inputs(inputs, settings.inputs)
+    key = content_key(FORMAT, acts.key, sample, settings.examples)
+    entry = cache.entry("attribution", key)
+    cached = entry is not None
+    if not cached:
+        with cache.writing("attribution", key) as folder:
+            _run(model, layout, inputs, acts, sample, settings.examples, config, folder, progress)
+        entry = cache.entry("attribution", key)
+    elif progress is not None:
+        progress.update(len(sample))
+    state = torch.load(entry / "attribution.pt", weights_only=True)
+    layers = {}
+    for layer in layout.layers:
+        got = state["layers"].get(layer.name, {})
+        classes = got.get("classes")
+        sources = got.get("sources")
+        layers[layer.name] = LayerAttribution(None if classes is None else classes.numpy(), got.get("source"),
+                                              None if sources is None else sources.numpy())
+    return ModelAttribution(layers, len(sample), settings.examples, cached)
+
+
+def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, acts: ModelActivations, sample: list[int],
+         examples: int, config: Config, folder: Path, progress) -> None:
+    device = pick_device(config.extract.device)
+    module = model.module.to(device)
+    names = [layer.name for layer in layout.layers]
+    units = {layer.name: torch.tensor(layer.units, device=device) for layer in layout.layers}
+    class_layers = {l.name for l in layout.layers if layout.classifier and not l.is_output and not l.feeds_head}
+    classes = {name: torch.zeros(len(units[name]), layout.output_shape[0], dtype=torch.float64)
+               for name in class_layers}
+    rows = _rows(acts, sample, examples) if examples else {}
+    sources: dict[str, torch.Tensor] = {}
+    order: list[str] = []  # chosen layers in the order the model runs them
+    loader = ImageLoader(model.config.preprocessing)
+    try:
+        with perturbable(module, names) as seen, torch.enable_grad():
+            for n in sample:
+                x = loader.batch([inputs.items[n]])[0].to(device)
+                seen.clear()
+                output = first_tensor(module(x))
+                if not order:
+                    order = list(seen)
+                if class_layers:
+                    _add_class_effects(output, seen, units, classes)
+                for name, previous in zip(order[1:], order):
+                    wanted = rows.get(name, {}).get(n)
+                    if wanted:
+                        got = _source_effects(seen, units, name, previous, wanted)
+                        if got is not None:
+                            if name not in sources:
+                                sources[name] = torch.zeros(len(units[name]), len(units[previous]),
+                                                            dtype=torch.float64)
+                            sources[name][torch.tensor(wanted)] += got
+                if progress is not None:
+                    progress.update(1)
+    finally:
+        module.to("cpu")
+    state = {"layers": {}}
+    for name, previous in zip(order, [None, *order[:-1]]):
+        entry = {}
+        if name in classes:
+            entry["classes"] = (classes[name] / len(sample)).float()
+        if name in sources:
+            entry["sources"] = (sources[name] / min(examples, len(sample))).float()
+            entry["source"] = previous
+        state["layers"][name] = entry
+    torch.save(state, folder / "attribution.pt")
+
+
+def _rows(acts: ModelActivations, sample: list[int], examples: int) -> dict[str, dict[int, list[int]]]:
+    """Per layer and sampled input, the units (positions in the layer) for which that input is
+    one of their ``examples`` strongest in the sample."""
+    out: dict[str, dict[int, list[int]]] = {}
+    chosen = np.asarray(sample)
+    for layer in acts.layers:
+        peaks = np.nan_to_num(np.asarray(layer.peaks[chosen], dtype=np.float64), nan=-np.inf)  # [sample, units]
+        best = np.argsort(-peaks, axis=0, kind="stable")[:examples]  # [examples, units]
+        by_input: dict[int, list[int]] = defaultdict(list)
+        for unit in range(peaks.shape[1]):
+            for row in best[:, unit]:
+                by_input[int(chosen[row])].append(unit)
+        out[layer.info.name] = by_input
+    return out
+
+
+def _per_unit(grad: torch.Tensor, act: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """Activation × gradient summed over each unit's positions: [..., units] from [..., C, *spatial]."""
+    lead = grad.dim() - act.dim()  # dimensions of grad in front of act's
+    product = (grad * act).index_select(lead, units)
+    return product.flatten(lead + 1).sum(-1) if product.dim() > lead + 1 else product
+
+
+def _add_class_effects(output: torch.Tensor, seen: dict, units: dict, classes: dict) -> None:
+    """Add one input's activation × gradient of its predicted class's logit to each layer's table."""
+    names = [name for name in classes if name in seen]
+    predicted = int(output[0].argmax())
+    grads = torch.autograd.grad(output[0, predicted], [seen[name][1] for name in names], retain_graph=True,
+                                allow_unused=True)
+    for name, grad in zip(names, grads):
+        if grad is not None:
+            act = seen[name][0].detach()
+            classes[name][:, predicted] += _per_unit(grad[0], act[0], units[name]).double().cpu()
+
+
+def _source_effects(seen: dict, units: dict, name: str, previous: str, wanted: list[int]) -> torch.Tensor | None:
+    """[len(wanted), source units]: each wanted unit's peak on this input, attributed to the
+    chosen units of the previous layer. None when this layer does not depend on that one."""
+    output = seen[name][0]
+    source_act, source_delta = seen[previous]
+    picked = units[name][torch.tensor(wanted, device=output.device)]
+    flat = output.detach()[0].reshape(output.shape[1], -1)[picked]  # [rows, positions]
+    peak = flat.argmax(1)
+    parts = []
+    for start in range(0, len(wanted), ROWS_PER_CALL):
+        chunk = slice(start, start + ROWS_PER_CALL)
+        cotangent = torch.zeros(len(picked[chunk]), *output.shape, device=output.device, dtype=output.dtype)
+        rows = torch.arange(cotangent.shape[0], device=output.device)
+        cotangent.view(cotangent.shape[0], output.shape[1], -1)[rows, picked[chunk], peak[chunk]] = 1
+        (grad,) = torch.autograd.grad(output, source_delta, cotangent, retain_graph=True, allow_unused=True,
+                                      is_grads_batched=True)
+        if grad is None:
+            return None
+        parts.append(_per_unit(grad[:, 0], source_act.detach()[0], units[previous]).double().cpu())
+    return torch.cat(parts)
