@@ -227,45 +227,38 @@ class IntervalSampler:
             return entries
         return entries._replace(maps=torch.zeros((*entries.index.shape, size), dtype=torch.float16))
 
-    def intervals(self, unit: int, count: int, spatial: tuple[int, ...] | None) -> list[Interval]:
-        """The unit's range of peaks cut into up to ``count`` equal runs of fine bins, highest first."""
+    def intervals(self, count: int, spatial: tuple[int, ...] | None) -> list[list[Interval]]:
+        """Per unit, its range of peaks cut into up to ``count`` equal runs of fine bins, highest first."""
         self._flush()
-        if not math.isfinite(float(self._max[unit])):
-            return []
-        width = float(pow2(self._exp[unit], torch.float64))
-        lo = int(self._lo[unit])
-        used = int(bin_index(self._max[unit], self._exp[unit])) - lo + 1
-        counts = self._counts[unit].tolist()
-        total = sum(counts)
-        cuts = sorted({round(j * used / count) for j in range(count + 1)})
-        out = []
-        for a, b in zip(cuts, cuts[1:]):
-            members = self._members(unit, a, b)
-            examples = tuple(Example(int(self._slots.index[unit, s]), float(self._slots.value[unit, s]),
-                                     _where(int(self._slots.position[unit, s]), spatial)) for s in members)
-            out.append(Interval((lo + a) * width, (lo + b) * width, sum(counts[a:b]), total,
-                                tuple(sorted(examples, key=lambda e: -e.value))))
-        return out[::-1]
-
-    def _members(self, unit: int, first_bin: int, end_bin: int) -> list[int]:
-        """Slots of the per_bin lowest-priority samples of bins [first_bin, end_bin)."""
         k = self.per_bin
-        span = slice(first_bin * k, end_bin * k)
-        priority = self._slots.priority[unit, span]
-        index = self._slots.index[unit, span]
-        filled = (priority != EMPTY).nonzero().flatten().tolist()
-        filled.sort(key=lambda s: (int(priority[s]), int(index[s])))
-        return [first_bin * k + s for s in filled[:k]]
+        columns = zip(self._max.tolist(), pow2(self._exp, torch.float64).tolist(), self._lo.tolist(),
+                      bin_index(self._max.nan_to_num(0, 0, 0), self._exp).tolist(), self._counts.tolist(),
+                      self._slots.priority.tolist(), self._slots.index.tolist(), self._slots.value.tolist(),
+                      self._slots.position.tolist())
+        out = []
+        for vmax, width, lo, hi, counts, priority, index, value, position in columns:
+            if not math.isfinite(vmax):
+                out.append([])
+                continue
+            used = int(hi) - lo + 1
+            cuts = sorted({round(j * used / count) for j in range(count + 1)})
+            bands = []
+            for a, b in zip(cuts, cuts[1:]):
+                filled = sorted((priority[s], index[s], s) for s in range(a * k, b * k) if priority[s] != EMPTY)
+                examples = [Example(i, value[s], _where(position[s], spatial)) for _, i, s in filled[:k]]
+                bands.append(Interval((lo + a) * width, (lo + b) * width, sum(counts[a:b]), sum(counts),
+                                      tuple(sorted(examples, key=lambda e: -e.value))))
+            out.append(bands[::-1])
+        return out
 
     def interval_maps(self, unit: int, interval: Interval, spatial: tuple[int, ...] | None) -> np.ndarray | None:
         """Maps [len(interval.examples), *spatial] of an interval's examples, in their order."""
-        if not spatial:
+        if not spatial or not interval.examples:
             return None
         self._flush()
-        slots = {int(self._slots.index[unit, s]): s for s in range(self._slots.index.shape[1])
-                 if int(self._slots.priority[unit, s]) != EMPTY}
-        rows = [self._slots.maps[unit, slots[e.input_index]] for e in interval.examples]
-        return torch.stack(rows).float().numpy().reshape(len(rows), *spatial) if rows else None
+        index = self._slots.index[unit]
+        rows = [int((index == e.input_index).nonzero()[0]) for e in interval.examples]
+        return self._slots.maps[unit, rows].float().numpy().reshape(len(rows), *spatial)
 
     def state_dict(self) -> dict:
         """Plain tensors and numbers, loadable with torch.load(weights_only=True)."""

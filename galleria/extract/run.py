@@ -217,8 +217,8 @@ def _load(folder: Path, key: str, layout: ModelLayout, intervals: int, cached: b
         sampler = None
         if intervals:
             sampler = IntervalSampler.from_state_dict(torch.load(folder / f"intervals-{i}.pt", weights_only=True))
-            spatial = reducer.spatial_shape
-            summaries = [replace(s, intervals=tuple(sampler.intervals(s.unit, intervals, spatial))) for s in summaries]
+            bands = sampler.intervals(intervals, reducer.spatial_shape)
+            summaries = [replace(s, intervals=tuple(b)) for s, b in zip(summaries, bands)]
         layers.append(LayerActivations(info, reducer, sampler, np.load(folder / f"peaks-{i}.npy", mmap_mode="r"),
                                        summaries))
     predictions = probabilities = None

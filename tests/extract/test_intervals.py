@@ -59,7 +59,7 @@ def test_intervals_hold_a_fair_sample_of_their_band():
     peaks = acts.flatten(2).amax(2)  # [inputs, units]
     prio = priorities(torch.arange(acts.shape[0]), 5)  # [units, inputs]
     for unit in range(5):
-        bands = sampler.intervals(unit, 4, (4, 4))
+        bands = sampler.intervals(4, (4, 4))[unit]
         assert 1 <= len(bands) <= 4
         assert sum(b.count for b in bands) == acts.shape[0] and all(b.total == acts.shape[0] for b in bands)
         assert bands[0].hi > float(peaks[:, unit].max()) and bands[-1].lo <= float(peaks[:, unit].min())
@@ -89,7 +89,7 @@ def test_non_finite_peaks_are_left_out():
     acts[3, 1, 0, 0] = math.nan
     acts[5, 1, 1, 1] = math.inf
     sampler = _feed(IntervalSampler(5, 2), acts, 0, 16)
-    bands = sampler.intervals(1, 3, (4, 4))
+    bands = sampler.intervals(3, (4, 4))[1]
     assert sum(b.count for b in bands) == 38
     assert not {3, 5} & {e.input_index for b in bands for e in b.examples}
 
@@ -98,7 +98,7 @@ def test_vector_layers_have_no_maps():
     x = torch.randn(64, 3)
     sampler = IntervalSampler(3, 2)
     sampler.update(x, x.unsqueeze(2), torch.arange(64))
-    band = sampler.intervals(2, 4, None)[0]
+    band = sampler.intervals(4, None)[2][0]
     assert band.examples and sampler.interval_maps(2, band, None) is None
     assert all(e.position is None for e in band.examples)
 
@@ -106,5 +106,5 @@ def test_vector_layers_have_no_maps():
 def test_a_unit_that_never_varies_gets_one_band():
     x = torch.zeros(20, 2, 3, 3)
     sampler = _feed(IntervalSampler(2, 2), x, 0, 8)
-    bands = sampler.intervals(0, 4, (3, 3))
+    bands = sampler.intervals(4, (3, 3))[0]
     assert len(bands) == 1 and bands[0].count == 20 and len(bands[0].examples) == 2
