@@ -25,6 +25,13 @@ def test_default_gallery_builds(tmp_path):
     assert "cat fur and whiskers" in (out / "efficientnet-lite0" / "blocks.6" / "index.html").read_text()
     pooled = json.loads((out / "efficientnet-lite0" / "global_pool" / "0" / "unit.json").read_text())
     assert len(pooled["logit_effects"]["up"]) == 10 and len(pooled["logit_effects"]["down"]) == 5
+    # pen strokes (content/): the classes it pushes are thin dark curved things; the bn2 units it is
+    # built from are linked; weak responses are sampled across its range
+    pen = json.loads((out / "efficientnet-lite0" / "blocks.6" / "134" / "unit.json").read_text())
+    assert pen["logit_effects"]["method"].startswith("activation × gradient")
+    assert "nematode" in [e["label"] for e in pen["logit_effects"]["up"][:3]]
+    assert pen["built_from"]["layer"] == "blocks.6.0.bn2" and len(pen["built_from"]["up"]) == 6
+    assert len(pen["intervals"]) == 4 and sum(b["count"] for b in pen["intervals"]) == report.inputs_used
     health = (out / "efficientnet-lite0" / "health" / "index.html").read_text()
     assert "global_pool" in health and "never above zero" in health
     from test_build import parse

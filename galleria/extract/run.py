@@ -21,7 +21,7 @@ from galleria.errors import BuildError
 from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.intervals import IntervalSampler
 from galleria.extract.probe import LayerInfo, ModelLayout
-from galleria.extract.reducers import LayerReducer
+from galleria.extract.reducers import LayerReducer, release_threads
 from galleria.records import InputItem, UnitSummary
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
@@ -168,6 +168,7 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
                 future.result()
     finally:
         worker.shutdown(wait=True, cancel_futures=True)
+        release_threads()
         for table in peaks.values():
             table.close()
     module.to("cpu")
