@@ -26,7 +26,6 @@ def capture(module: torch.nn.Module, names: list[str],
     that full activations of large layers need not outlive the forward pass.
     """
     seen: dict[str, torch.Tensor] = {}
-    handles = []
 
     def hook_for(name: str):
         def hook(_module, _inputs, output):
@@ -35,13 +34,8 @@ def capture(module: torch.nn.Module, names: list[str],
                 seen[name] = transform(name, tensor) if transform else tensor
         return hook
 
-    try:
-        for name in names:
-            handles.append(module.get_submodule(name).register_forward_hook(hook_for(name)))
+    with _hooks(module, names, hook_for):
         yield seen
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager
@@ -54,7 +48,6 @@ def perturbable(module: torch.nn.Module, names: list[str]) -> Iterator[dict[str,
     what the layer computed, never touched by in-place operations further on.
     """
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    handles = []
 
     def hook_for(name: str):
         def hook(_module, _inputs, output):
@@ -69,10 +62,17 @@ def perturbable(module: torch.nn.Module, names: list[str]) -> Iterator[dict[str,
             return type(output)([moved, *output[1:]])
         return hook
 
+    with _hooks(module, names, hook_for):
+        yield seen
+
+
+@contextmanager
+def _hooks(module: torch.nn.Module, names: list[str], hook_for: Callable[[str], Callable]) -> Iterator[None]:
+    handles = []
     try:
         for name in names:
             handles.append(module.get_submodule(name).register_forward_hook(hook_for(name)))
-        yield seen
+        yield
     finally:
         for handle in handles:
             handle.remove()
