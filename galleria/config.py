@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,26 @@ class LayerSpec:
     pattern: str  # exact module name or glob
     units: tuple[int, ...] | None  # None: every unit
     line: int | None
+    featureviz: "FeatureVizConfig | None" = None  # None: the model's settings
+
+
+@dataclass(frozen=True)
+class FeatureVizConfig:
+    """Feature visualization settings; a layer's override the model's, which override the site's."""
+
+    first: int | None = 16  # the first N shown units; None: the selection in ``units``
+    units: tuple[int, ...] | None = None  # with first None: these unit numbers (None: every one)
+    steps: int = 256
+    size: int = 128  # image side in pixels
+    batch: int = 16  # images optimized together
+    negative: bool = True  # also an image that drives the unit down
+    diversity: int = 0  # images in a set pushed to differ from each other (0: none)
+    seed: int = 0
+
+    def chosen(self, shown: tuple[int, ...]) -> set[int]:
+        if self.first is not None:
+            return set(shown[:self.first])
+        return set(shown) if self.units is None else set(shown) & set(self.units)
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,7 @@ class ModelConfig:
     labels: str | tuple[str, ...] | None
     layers: tuple[LayerSpec, ...]
     line: int | None
+    featureviz: FeatureVizConfig = FeatureVizConfig()
 
 
 @dataclass(frozen=True)
@@ -255,12 +276,13 @@ def load_config(path: str | Path) -> Config:
     except ConfigError as exc:  # raised by the loader, which does not know the file name
         raise ConfigError("duplicate key", file, exc.line, exc.key, "each key may appear once") from None
     top = _Section(data, file, "", 1, ("site", "models", "inputs", "examples", "extract", "attribution",
-                                                "seed"))
+                                                "featureviz", "seed"))
     root = path.resolve().parent
     warnings: list[str] = []
     site = _site(top.section("site", ("title", "description", "url", "output_dir", "theme_dir",
                                       "content_dir", "cache_dir")), root)
-    models = _models(top, root, warnings)
+    featureviz = _featureviz(top, "featureviz", FeatureVizConfig())
+    models = _models(top, root, warnings, featureviz)
     inputs = _inputs(top, root)
     examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap", "intervals",
                                                 "per_interval"))
@@ -325,14 +347,48 @@ def _items(top: _Section, key: str) -> list[tuple[Any, int | None]]:
     return list(zip(items, lines))
 
 
-def _models(top: _Section, root: Path, warnings: list[str]) -> tuple[ModelConfig, ...]:
+def _featureviz(parent: _Section, key: str, inherited: FeatureVizConfig) -> FeatureVizConfig:
+    """A featureviz entry: false (off), or a mapping whose keys override the inherited settings."""
+    raw = parent.data.get(key) if parent.data else None
+    if raw is None:
+        return inherited
+    if raw is False:
+        return replace(inherited, first=0)
+    if raw is True:
+        return inherited
+    s = parent.section(key, ("units", "steps", "size", "batch", "negative", "diversity", "seed"))
+    first, units = inherited.first, inherited.units
+    if "units" in s.data:
+        value = s.data["units"]
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise s.error("units", f"must be 0 or more, got {value}", "0 turns feature visualization off")
+            first, units = value, None
+        elif value is False:
+            first, units = 0, None
+        else:
+            first, units = None, _units(s, "units", value)
+    size = s.positive_int("size", inherited.size)
+    if size < 16:
+        raise s.error("size", f"images of {size} px are too small to show anything", "use 64 or more")
+    diversity = s.get("diversity", int, inherited.diversity)
+    if diversity < 0 or diversity == 1:
+        raise s.error("diversity", f"a diverse set needs 2 or more images, got {diversity}", "use 0 (off) or 2-8")
+    return FeatureVizConfig(first=first, units=units, steps=s.positive_int("steps", inherited.steps), size=size,
+                            batch=s.positive_int("batch", inherited.batch),
+                            negative=s.get("negative", bool, inherited.negative), diversity=diversity,
+                            seed=s.get("seed", int, inherited.seed))
+
+
+def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureVizConfig) -> tuple[ModelConfig, ...]:
     models = []
     seen: set[str] = set()
     for i, (data, line) in enumerate(_items(top, "models")):
         s = _Section(data, top.file, f"models[{i}]", line,
                      ("id", "title", "description", "source", "kwargs", "weights", "preprocessing",
-                      "labels", "layers", "units"))
+                      "labels", "layers", "units", "featureviz"))
         model_id = _slug(s, "id")
+        model_viz = _featureviz(s, "featureviz", featureviz)
         if model_id in seen:
             raise s.error("id", f"model id '{model_id}' is used twice", "ids must be unique")
         seen.add(model_id)
@@ -348,9 +404,9 @@ def _models(top: _Section, root: Path, warnings: list[str]) -> tuple[ModelConfig
             if isinstance(layer, str):
                 layers.append(LayerSpec(layer, default_units, layer_line))
                 continue
-            ls = _Section(layer, top.file, f"models[{i}].layers[{j}]", layer_line, ("name", "units"))
-            layers.append(LayerSpec(ls.get("name", str), _units(ls, "units", ls.data.get("units"),
-                                                                 default_units), layer_line))
+            ls = _Section(layer, top.file, f"models[{i}].layers[{j}]", layer_line, ("name", "units", "featureviz"))
+            layers.append(LayerSpec(ls.get("name", str), _units(ls, "units", ls.data.get("units"), default_units),
+                                    layer_line, _featureviz(ls, "featureviz", model_viz)))
         models.append(ModelConfig(
             id=model_id,
             title=s.get("title", str, model_id),
@@ -362,6 +418,7 @@ def _models(top: _Section, root: Path, warnings: list[str]) -> tuple[ModelConfig
             labels=_labels(s, root),
             layers=tuple(layers),
             line=line,
+            featureviz=model_viz,
         ))
     return tuple(models)
 

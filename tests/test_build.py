@@ -45,8 +45,9 @@ models:
     source: tinymodel_e2e:tiny
     preprocessing: {size: 32, mean: 0.5, std: 0.25}
     labels: [cat, dog, eel]
-    layers: ['0', '2', '5', '6']
+    layers: ['0', '2', '5', {name: '6', featureviz: false}]
 examples: {top: 3, bottom: 2, tile_size: 48}
+featureviz: {units: 'all', steps: 48, size: 32, batch: 8, diversity: 2}
 extract: {batch_size: 4}
 """
 
@@ -289,7 +290,7 @@ def test_strict_fails_on_warnings_and_keeps_the_old_site(project, built, capsys)
 
 def test_bad_layer_names_the_closest(project, built, capsys):
     bad = project / "bad.yaml"
-    bad.write_text(SITE.replace("layers: ['0', '2', '5', '6']", "layers: ['0', '22']"))
+    bad.write_text(SITE.replace("layers: ['0', '2', '5', {name: '6', featureviz: false}]", "layers: ['0', '22']"))
     assert main(["build", "-f", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml:13: models.tiny.layers" in err and "has no layer '22'" in err and "closest: 2" in err
@@ -358,3 +359,24 @@ def test_no_half_written_output_after_failure(project):
     assert main(["build", "-q", "-f", str(config)]) == 1
     assert not (project / "never").exists()
     assert not [p for p in project.iterdir() if p.name.startswith(".never")]
+
+
+def test_feature_visualizations_on_unit_pages_and_grids(built):
+    record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
+    viz = record["featureviz"]
+    assert viz["channel"]["src"] == "featureviz.png" and viz["negative"]["src"] == "featureviz-negative.png"
+    assert [d["src"] for d in viz["diverse"]] == ["featureviz-diverse-1.png", "featureviz-diverse-2.png"]
+    assert viz["channel"]["mean"] > viz["negative"]["mean"]
+    for name in ["featureviz.png", "featureviz-negative.png", "featureviz-diverse-1.png"]:
+        with Image.open(built / "tiny" / "2" / "1" / name) as img:
+            assert img.size == (32, 32)
+    page = (built / "tiny" / "2" / "1" / "index.html").read_text()
+    assert "Feature visualization" in page and 'src="featureviz.png"' in page
+    assert "data-viz-toggle" in (built / "tiny" / "2" / "index.html").read_text()
+    dead = json.loads((built / "tiny" / "2" / "5" / "unit.json").read_text())["featureviz"]
+    assert dead["never_active"] and dead["channel"]  # marked, not an error
+    assert "never activated on the inputs" in (built / "tiny" / "2" / "5" / "index.html").read_text()
+    # turned off for the classifier layer, without touching the rest of its pages
+    assert json.loads((built / "tiny" / "6" / "0" / "unit.json").read_text())["featureviz"] is None
+    assert not (built / "tiny" / "6" / "0" / "featureviz.png").exists()
+    assert "data-viz-toggle" not in (built / "tiny" / "6" / "index.html").read_text()

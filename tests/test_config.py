@@ -133,3 +133,32 @@ def test_glob_input_path(tmp_path):
 def test_package_inputs(tmp_path):
     config = load_config(write(tmp_path, BASE.replace("- path: images", "- {package: skimage, path: data}")))
     assert (config.inputs[0].root / "chelsea.png").is_file()
+
+
+def test_featureviz_settings_cascade_from_site_to_model_to_layer(tmp_path):
+    config = load_config(write(tmp_path, BASE.replace("    layers: [layer1]\n", """\
+    featureviz: {steps: 64}
+    layers:
+      - layer1
+      - {name: layer2, featureviz: {units: '0-3', diversity: 4}}
+      - {name: fc, featureviz: false}
+featureviz: {units: 5, size: 96}
+""")))
+    model = config.models[0]
+    assert (model.featureviz.first, model.featureviz.steps, model.featureviz.size) == (5, 64, 96)
+    layer2 = model.layers[1].featureviz
+    assert layer2.first is None and layer2.units == (0, 1, 2, 3) and layer2.diversity == 4 and layer2.steps == 64
+    assert layer2.chosen((0, 2, 9)) == {0, 2}
+    assert model.layers[2].featureviz.chosen((0, 1)) == set()
+    assert model.layers[0].featureviz is None  # the model's settings apply
+
+
+@pytest.mark.parametrize("snippet, message", [
+    ("featureviz: {diversity: 1}", "a diverse set needs 2 or more images"),
+    ("featureviz: {size: 8}", "too small"),
+    ("featureviz: {step: 10}", "did you mean 'steps'"),
+    ("featureviz: {units: -2}", "must be 0 or more"),
+])
+def test_featureviz_mistakes(tmp_path, snippet, message):
+    error = error_of(tmp_path, BASE + snippet + "\n")
+    assert message in str(error) and "featureviz" in str(error)

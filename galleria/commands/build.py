@@ -66,6 +66,7 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
         from galleria.site.writer import ModelBuild, SiteWriter
         from galleria.sources.images import discover
         from galleria.sources.models import load_model
+        from galleria.visualize.featureviz import model_feature_visualizations
         from galleria.visualize.run import render_images
         theme = Theme(config.site.theme_dir)
         notes = load_notes(config.site.content_dir)
@@ -96,6 +97,12 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
             if config.attribution.inputs:
                 bar.reset(total=min(config.attribution.inputs, len(inputs.items)))
             attribution = attribute(model, layout, inputs, acts, config, cache, bar)
+        with _stage(report, "featureviz"), _bar(show, None, f"{model.config.id}: feature visualization",
+                                                "image") as bar:
+            from galleria.extract.run import pick_device
+
+            featureviz = model_feature_visualizations(model, layout, inputs, cache,
+                                                      pick_device(config.extract.device), bar)
         health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks) for l in acts.layers}
         effects, sources = {}, {}
         by_name = {l.name: l for l in layout.layers}
@@ -108,7 +115,7 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
             if found is not None and found.sources is not None:
                 sources[layer.name] = unit_sources(found.sources, by_name[found.source],
                                                    min(attribution.examples, attribution.sample))
-        builds.append(ModelBuild(model, layout, acts, images, health, effects, sources))
+        builds.append(ModelBuild(model, layout, acts, images, health, effects, sources, featureviz))
     _check_notes(notes, builds, report, show)
 
     if strict and report.warnings:

@@ -30,6 +30,7 @@ from galleria.site.theme import Theme
 from galleria.sources.images import InputSet
 from galleria.sources.models import LoadedModel
 from galleria.visualize.histogram_svg import histogram_svg
+from galleria.visualize.featureviz import UnitViz
 from galleria.visualize.run import ModelImages, UnitImages
 from galleria.visualize.tiles import legend_svg
 
@@ -48,6 +49,7 @@ class ModelBuild:
     health: dict[str, LayerHealth]  # per layer name
     effects: dict[str, list[UnitEffects] | None]  # per layer name, per shown unit
     sources: dict[str, list[UnitSources] | None]  # per layer name, per shown unit
+    featureviz: dict[str, dict[int, UnitViz]]  # per layer name and unit, where made
 
 
 class SiteWriter:
@@ -101,6 +103,8 @@ class SiteWriter:
         dest = self._folder(folder) / name
         try:
             os.link(cached, dest)
+        except FileExistsError:  # placed already, by the layer grid
+            return
         except OSError:
             shutil.copyfile(cached, dest)
         self.files += 1
@@ -228,7 +232,12 @@ class SiteWriter:
             stats = unit_summary.stats
             if images[position].thumb is not None:
                 self._place(images[position].thumb, f"{unit_folder}/thumb.jpg")
+            viz = build.featureviz.get(layer.name, {}).get(unit)
+            if viz is not None and viz.channel is not None:
+                self._place(viz.channel.path, f"{unit_folder}/featureviz.png")
             units.append({"id": unit, "url": S.href(folder, S.page_file(unit_folder)),
+                          "viz": S.href(folder, f"{unit_folder}/featureviz.png")
+                          if viz is not None and viz.channel is not None else None,
                           "label": _unit_label(build, layer.name, unit, self.notes.get(unit_folder)),
                           "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if images[position].thumb else None,
                           "max": stats.max, "mean": stats.mean, "frac_active": stats.frac_active,
@@ -306,6 +315,7 @@ class SiteWriter:
             bands.append({**numbers, "examples": shown})
             bands_json.append({**numbers, "examples": recorded})
         built_from = self._sources(build, folder, sources)
+        viz = self._featureviz(build.featureviz.get(layer_ctx["name"], {}).get(unit), folder, stats)
         health = build.health[layer_ctx["name"]]
         flags = health.flags(unit)
         duplicates = [{"unit": d.other if d.unit == unit else d.unit, "similarity": d.similarity}
@@ -336,6 +346,7 @@ class SiteWriter:
             "heatmap_scale": {"top": list(images.scale_top), "bottom": [-images.scale_bottom[1], 0.0]},
             "top": top_json, "bottom": bottom_json,
             "intervals": bands_json,
+            "featureviz": viz,
             "note": note.text if note else "",
         }
         try:
@@ -353,7 +364,7 @@ class SiteWriter:
                      "duplicates": duplicates, "effects": self._effects(build, effects),
                      "histogram_svg": _markup(histogram_svg(stats.histogram,
                                                             intervals=[(b["lo"], b["hi"]) for b in bands])),
-                     "intervals": bands, "built_from": built_from,
+                     "intervals": bands, "built_from": built_from, "featureviz": viz,
                      "legend_svg": _markup(legend_svg(images.scale_top)),
                      "legend_bottom_svg": _markup(legend_svg((0.0, stats.min))) if bottom and stats.min < 0 else "",
                      "receptive": _receptive_text(rf), "json_url": "unit.json", "top": top, "bottom": bottom},
@@ -366,6 +377,25 @@ class SiteWriter:
         return {"method": effects.method,
                 "up": [{"label": labels[e.index], "class": e.index, "value": e.value} for e in effects.up],
                 "down": [{"label": labels[e.index], "class": e.index, "value": e.value} for e in effects.down]}
+
+    def _featureviz(self, viz: UnitViz | None, folder: str, stats) -> dict | None:
+        """The unit's optimized images, linked into its folder, with what they reach."""
+        if viz is None:
+            return None
+
+        def place(image, name: str) -> dict:
+            self._place(image.path, f"{folder}/{name}")
+            return {"src": name, "mean": image.mean, "peak": image.peak}
+
+        out: dict = {"never_active": stats.max <= 0, "dataset_max": stats.max, "channel": None, "negative": None,
+                     "diverse": None}
+        if viz.channel:
+            out["channel"] = place(viz.channel, "featureviz.png")
+        if viz.negative:
+            out["negative"] = place(viz.negative, "featureviz-negative.png")
+        if viz.diverse:
+            out["diverse"] = [place(image, f"featureviz-diverse-{i}.png") for i, image in enumerate(viz.diverse, 1)]
+        return out
 
     def _sources(self, build: ModelBuild, folder: str, sources: UnitSources | None) -> dict | None:
         """The units of the layer before that build this one, linked, with their thumbnails."""

@@ -167,9 +167,21 @@
     if (filterBox && filterBox.value) applyFilter();
   }
 
+  // Layer grids: show each unit's feature visualization instead of its top example; remembered.
+  function initVizToggle(box) {
+    var grid = document.getElementById(box.getAttribute("data-viz-toggle"));
+    if (!grid) return;
+    function apply() { grid.classList.toggle("show-viz", box.checked); }
+    box.checked = load("galleria-viz") === "1";
+    apply();
+    box.addEventListener("change", function () { save("galleria-viz", box.checked ? "1" : "0"); apply(); });
+  }
+
   function init() {
     initThemeToggle();
     initKeys();
+    var toggles = document.querySelectorAll("[data-viz-toggle]");
+    for (var j = 0; j < toggles.length; j++) initVizToggle(toggles[j]);
     var tools = document.querySelectorAll("[data-grid-tools]");
     for (var i = 0; i < tools.length; i++) initGrid(tools[i]);
   }

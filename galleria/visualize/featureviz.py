@@ -1,0 +1,300 @@
+"""Feature visualization: for each unit, images optimized to excite it (or to suppress it).
+
+Each image of a batch is its own unit, so one forward and backward pass advances many units at
+once: the main speed lever on CPU and GPU. The forward pass stops at the layer being
+visualized. Every image depends only on its own seed, the shared random transformations and
+its unit, never on its batch-mates (diversity sets aside, which share a batch on purpose), so
+results are cached per image under (weights, layer, unit, objective, settings, seed).
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from galleria.cache import Cache, content_key
+from galleria.config import FeatureVizConfig, ModelConfig, Preprocessing
+from galleria.extract.hooks import first_tensor
+from galleria.visualize.image_param import FourierImages, colour_basis
+from galleria.visualize.robustness import random_affine
+
+FORMAT = 1
+LEARNING_RATE = 0.05
+REDIRECT_SHARE = 4  # ReLU gradients are redirected for the first 1/REDIRECT_SHARE of the steps
+DIVERSITY_WEIGHT = 0.5  # penalty for similar images, relative to the objective's own size
+
+
+@dataclass(frozen=True)
+class VizJob:
+    layer: str
+    position: int  # index among the layer's shown units
+    unit: int  # channel number
+    kind: str  # "channel", "negative" or "diverse"
+    copy: int = 0  # which image of a diversity set
+
+
+@dataclass(frozen=True)
+class VizImage:
+    path: Path
+    mean: float  # the unit's mean over positions on the image: the objective, sign aside
+    peak: float  # its highest value on the image
+
+
+@dataclass
+class UnitViz:
+    channel: VizImage | None = None
+    negative: VizImage | None = None
+    diverse: list[VizImage] | None = None
+
+
+class _Stop(Exception):
+    """Raised in a hook once the visualized layer has run: the rest of the model is not needed."""
+
+
+def settings_for(cfg: ModelConfig, layer: str) -> FeatureVizConfig:
+    """The settings of the first layer entry that names this layer, else the model's."""
+    for spec in cfg.layers:
+        if spec.pattern == layer or fnmatch.fnmatchcase(layer, spec.pattern):
+            return spec.featureviz or cfg.featureviz
+    return cfg.featureviz
+
+
+def jobs_for(layer: str, units: tuple[int, ...], settings: FeatureVizConfig) -> list[VizJob]:
+    chosen = settings.chosen(units)
+    jobs = []
+    for position, unit in enumerate(units):
+        if unit not in chosen:
+            continue
+        jobs.append(VizJob(layer, position, unit, "channel"))
+        if settings.negative:
+            jobs.append(VizJob(layer, position, unit, "negative"))
+        jobs.extend(VizJob(layer, position, unit, "diverse", c) for c in range(settings.diversity))
+    return jobs
+
+
+def visualize_units(module: torch.nn.Module, model_key: str, pre: Preprocessing, basis: torch.Tensor,
+                    jobs: list[VizJob], settings: dict[str, FeatureVizConfig], cache: Cache, device: torch.device,
+                    progress=None) -> dict[str, dict[int, UnitViz]]:
+    """Every job's image, from cache where it was made before; results per layer and unit."""
+    keys = {job: content_key(FORMAT, model_key, job, settings[job.layer], basis.numpy().tobytes(), pre.mean, pre.std)
+            for job in jobs}
+    pending = [job for job in jobs if not cache.file("featureviz", keys[job], ".json").is_file()]
+    if progress is not None:
+        progress.reset(total=max(len(jobs), 1))
+        progress.update(len(jobs) - len(pending))
+    by_layer: dict[str, list[VizJob]] = defaultdict(list)
+    for job in pending:
+        by_layer[job.layer].append(job)
+    module = module.to(device)
+    try:
+        for layer, layer_jobs in by_layer.items():
+            for batch in _batches(layer_jobs, settings[layer].batch):
+                images, means, peaks = optimize(module, layer, batch, pre, basis, settings[layer], device)
+                for job, image, mean, peak in zip(batch, images, means, peaks):
+                    cache.put_file("featureviz", keys[job], ".png", _png(image))
+                    cache.put_file("featureviz", keys[job], ".json", json.dumps({"mean": mean, "peak": peak}).encode())
+                if progress is not None:
+                    progress.update(len(batch))
+    finally:
+        module.to("cpu")
+    out: dict[str, dict[int, UnitViz]] = defaultdict(dict)
+    for job in jobs:
+        numbers = json.loads(cache.file("featureviz", keys[job], ".json").read_text())
+        image = VizImage(cache.file("featureviz", keys[job], ".png"), numbers["mean"], numbers["peak"])
+        viz = out[job.layer].setdefault(job.unit, UnitViz())
+        if job.kind == "diverse":
+            viz.diverse = (viz.diverse or []) + [image]
+        else:
+            setattr(viz, job.kind, image)
+    return dict(out)
+
+
+def _batches(jobs: list[VizJob], size: int):
+    """Batches of at most ``size`` jobs (a diversity set may make one larger), sets kept whole."""
+    groups: dict[object, list[VizJob]] = defaultdict(list)
+    for job in jobs:
+        groups[(job.unit, "diverse") if job.kind == "diverse" else job].append(job)
+    batch: list[VizJob] = []
+    for group in groups.values():
+        if batch and len(batch) + len(group) > size:
+            yield batch
+            batch = []
+        batch.extend(group)
+    if batch:
+        yield batch
+
+
+def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Preprocessing, basis: torch.Tensor,
+             settings: FeatureVizConfig, device: torch.device) -> tuple[np.ndarray, list[float], list[float]]:
+    """Optimize one image per job; returns uint8 images [B, H, W, C] and each unit's mean and peak on them."""
+    seeds = [int(content_key(settings.seed, job.layer, job.unit, job.kind, job.copy)[:8], 16) for job in jobs]
+    size = settings.size
+    images = FourierImages(seeds, pre.channels, size, size, basis).to(device)
+    optimizer = torch.optim.Adam(images.parameters(), lr=LEARNING_RATE)
+    mean = torch.tensor(pre.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(pre.std, device=device).view(1, -1, 1, 1)
+    units = torch.tensor([job.unit for job in jobs], device=device)
+    signs = torch.tensor([-1.0 if job.kind == "negative" else 1.0 for job in jobs], device=device)
+    sets: dict[int, list[int]] = defaultdict(list)  # unit -> its diversity set's rows
+    for i, job in enumerate(jobs):
+        if job.kind == "diverse":
+            sets[job.unit].append(i)
+    generator = torch.Generator().manual_seed(settings.seed)
+    redirect = max(1, settings.steps // REDIRECT_SHARE)
+    with redirected_relus(module) as redirecting, _layer_output(module, layer) as run:  # redirect first
+        for step in range(settings.steps):
+            redirecting[0] = step < redirect
+            moved = random_affine(images(), generator)
+            acts = run((moved - mean) / std)
+            chosen = acts[torch.arange(len(jobs), device=device), units]
+            value = chosen.flatten(1).mean(1) if chosen.dim() > 1 else chosen
+            loss = -(signs * value).sum()
+            for rows in sets.values():
+                if len(rows) > 1:
+                    loss = loss + DIVERSITY_WEIGHT * value[rows].detach().abs().mean() * _similarity(acts[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        redirecting[0] = False
+        with torch.no_grad():
+            final = images()
+            chosen = run((final - mean) / std)[torch.arange(len(jobs), device=device), units]
+    flat = chosen.flatten(1) if chosen.dim() > 1 else chosen.unsqueeze(1)
+    pixels = (final.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return pixels, flat.mean(1).tolist(), flat.amax(1).tolist()
+
+
+def _similarity(acts: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity between the images' Gram matrices (style) of a layer's activations."""
+    flat = acts.flatten(2) if acts.dim() > 2 else acts.unsqueeze(2)
+    gram = torch.einsum("bcs,bds->bcd", flat, flat).flatten(1)
+    gram = F.normalize(gram, dim=1)
+    sims = gram @ gram.T
+    n = sims.shape[0]
+    return (sims.sum() - sims.diagonal().sum()) / (n * (n - 1))
+
+
+@contextmanager
+def _layer_output(module: torch.nn.Module, layer: str):
+    """A function that runs the model only as far as ``layer`` and returns that layer's output."""
+    box: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        box["out"] = first_tensor(output)
+        raise _Stop
+
+    handle = module.get_submodule(layer).register_forward_hook(hook)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        try:
+            module(x)
+        except _Stop:
+            pass
+        return box.pop("out")
+
+    try:
+        yield run
+    finally:
+        handle.remove()
+
+
+class _Redirected(torch.autograd.Function):
+    """A clipping activation whose gradient, for an image where none of it gets through, also
+    reaches the clipped inputs that it would move back into range (Lucid's redirected ReLU):
+    a unit that never fires still tells the optimizer which way to go."""
+
+    @staticmethod
+    def forward(ctx, x, out, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        inside = (x > lo) & (x < hi)
+        plain = grad * inside
+        redirected = grad * (inside | ((x <= lo) & (grad < 0)) | ((x >= hi) & (grad > 0)))
+        blocked = plain.flatten(1).abs().amax(1) == 0  # per image: nothing got through
+        shape = (-1,) + (1,) * (grad.dim() - 1)
+        return torch.where(blocked.view(shape), redirected, plain), None, None, None
+
+
+_CLIPPING = {torch.nn.ReLU: (0.0, float("inf")), torch.nn.ReLU6: (0.0, 6.0)}
+
+
+@contextmanager
+def redirected_relus(module: torch.nn.Module):
+    """Redirect the gradients of the model's ReLU and ReLU6 modules while the yielded flag is true."""
+    flag = [False]
+    handles, inplace = [], []
+
+    def hook_for(lo: float, hi: float):
+        def hook(_module, inputs, output):
+            if flag[0] and torch.is_grad_enabled():
+                return _Redirected.apply(inputs[0], output, lo, hi)
+            return None
+        return hook
+
+    for child in module.modules():
+        bounds = _CLIPPING.get(type(child))
+        if bounds is None:
+            continue
+        if getattr(child, "inplace", False):  # the hook needs the input as it was
+            child.inplace = False
+            inplace.append(child)
+        handles.append(child.register_forward_hook(hook_for(*bounds)))
+    try:
+        yield flag
+    finally:
+        for handle in handles:
+            handle.remove()
+        for child in inplace:
+            child.inplace = True
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def input_colours(inputs, pre: Preprocessing, count: int = 64) -> np.ndarray | None:
+    """Pixels [N, channels] in [0, 1] from up to ``count`` inputs spread over the set, for the colour basis."""
+    from galleria.sources.images import ImageLoader
+
+    items = inputs.items[::max(1, len(inputs.items) // count)][:count]
+    if not items:
+        return None
+    loader = ImageLoader(pre)
+    pixels = np.concatenate([loader.pixels(item)[::4, ::4].reshape(-1, pre.channels) for item in items])
+    return pixels.astype(np.float32) / 255
+
+
+def model_feature_visualizations(model, layout, inputs, cache: Cache, device: torch.device,
+                                 progress=None) -> dict[str, dict[int, UnitViz]]:
+    """Feature visualizations of the units each layer's settings choose, for one model."""
+    cfg, pre = model.config, model.config.preprocessing
+    settings = {layer.name: settings_for(cfg, layer.name) for layer in layout.layers}
+    jobs = [job for layer in layout.layers for job in jobs_for(layer.name, layer.units, settings[layer.name])]
+    if not jobs:
+        return {}
+    basis_key = content_key(FORMAT, "colour basis", inputs.key, pre)
+    basis_file = cache.file("featureviz", basis_key, ".json")
+    if not basis_file.is_file():
+        found = colour_basis(input_colours(inputs, pre), pre.channels)
+        cache.put_file("featureviz", basis_key, ".json", json.dumps(found.tolist()).encode())
+    basis = torch.tensor(json.loads(basis_file.read_text()), dtype=torch.float32)
+    return visualize_units(model.module, model.key, pre, basis, jobs, settings, cache, device, progress)
