@@ -380,3 +380,12 @@ def test_feature_visualizations_on_unit_pages_and_grids(built):
     assert json.loads((built / "tiny" / "6" / "0" / "unit.json").read_text())["featureviz"] is None
     assert not (built / "tiny" / "6" / "0" / "featureviz.png").exists()
     assert "data-viz-toggle" not in (built / "tiny" / "6" / "index.html").read_text()
+
+
+def test_a_layer_page_of_all_its_feature_visualizations(built):
+    page = built / "tiny" / "2" / "featureviz" / "index.html"
+    links = parse(page).links
+    for unit in range(6):
+        assert f"../{unit}/index.html" in links and f"../{unit}/featureviz.png" in links
+    assert 'href="featureviz/index.html"' in (built / "tiny" / "2" / "index.html").read_text()
+    assert not (built / "tiny" / "6" / "featureviz").exists()

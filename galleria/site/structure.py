@@ -32,6 +32,11 @@ def inputs_dir(model: str) -> str:
     return f"{model}/inputs"
 
 
+def featureviz_dir(model: str, layer: str) -> str:
+    """A layer's feature visualizations, all on one page (Microscope's op view)."""
+    return f"{layer_dir(model, layer)}/featureviz"
+
+
 def health_dir(model: str, layer: str | None = None) -> str:
     """The health page of a whole model, or of one layer."""
     return f"{layer_dir(model, layer) if layer else model}/health"

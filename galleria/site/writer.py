@@ -95,7 +95,7 @@ class SiteWriter:
     def page_count(self, builds: list[ModelBuild]) -> int:
         """Pages write() will produce: the index, then per model its page, layers, units and inputs."""
         return 1 + sum(3 + 2 * len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
-                       + len(self.inputs.items) for b in builds)
+                       + len(self.inputs.items) + sum(1 for v in b.featureviz.values() if v) for b in builds)
 
     def _place(self, cached: Path, target: str) -> None:
         """Link a cached image into the output: instant, and costs no disk space."""
@@ -203,6 +203,9 @@ class SiteWriter:
         names = [l.name for l in build.layout.layers]
         for i in range(len(build.layout.layers)):
             self._write_layer(build, summary, i, crumbs, names)
+        for layer in build.layout.layers:
+            if build.featureviz.get(layer.name):
+                self._write_featureviz(build, summary, crumbs, layer)
         self._write_health(build, summary, crumbs, None)
         for layer in build.layout.layers:
             self._write_health(build, summary, crumbs + [(layer.name, S.layer_dir(cfg.id, layer.name))], layer.name)
@@ -218,7 +221,9 @@ class SiteWriter:
                 "receptive": _receptive_text(build.images.receptive[layer.name]),
                 "note_html": note.html if note else "", "label": note.label if note else "",
                 "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id, layer.name))),
-                "flagged": len(build.health[layer.name].by_unit)}
+                "flagged": len(build.health[layer.name].by_unit),
+                "featureviz_url": S.href(folder, S.page_file(S.featureviz_dir(cfg.id, layer.name)))
+                if build.featureviz.get(layer.name) else None}
 
     def _write_layer(self, build: ModelBuild, summary: dict, index: int, crumbs: list, names: list[str]) -> None:
         cfg = build.model.config
@@ -416,6 +421,33 @@ class SiteWriter:
         return {"layer": layer.name, "method": sources.effects.method,
                 "layer_url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer.name))),
                 "up": [link(e) for e in sources.effects.up], "down": [link(e) for e in sources.effects.down]}
+
+    def _write_featureviz(self, build: ModelBuild, summary: dict, crumbs: list, layer) -> None:
+        """Every feature visualization of one layer on one page, each linked to its unit."""
+        cfg = build.model.config
+        folder = S.featureviz_dir(cfg.id, layer.name)
+        layer_folder = S.layer_dir(cfg.id, layer.name)
+        made = build.featureviz[layer.name]
+        units = []
+        for unit in layer.units:
+            viz = made.get(unit)
+            if viz is None or viz.channel is None:
+                continue
+            unit_folder = S.unit_dir(cfg.id, layer.name, unit)
+            self._place(viz.channel.path, f"{unit_folder}/featureviz.png")
+            units.append({"id": unit, "url": S.href(folder, S.page_file(unit_folder)),
+                          "image": S.href(folder, f"{unit_folder}/featureviz.png"), "peak": viz.channel.peak,
+                          "label": _unit_label(build, layer.name, unit, self.notes.get(unit_folder))})
+        self._write(folder, "featureviz.html", {
+            **self._common(folder, "featureviz", f"Feature visualizations · {layer.name} · {cfg.title}",
+                           f"Images optimized to excite {len(units)} units of {layer.name} in {cfg.title}",
+                           crumbs + [(layer.name, layer_folder), ("feature visualizations", folder)],
+                           {"prev": None, "next": None, "up": layer_folder}),
+            "model": {**summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id)))},
+            "layer": {"name": layer.name, "url": S.href(folder, S.page_file(layer_folder)),
+                      "num_units": len(layer.units)},
+            "units": units,
+        })
 
     def _write_health(self, build: ModelBuild, summary: dict, crumbs: list, only: str | None) -> None:
         """The health page of the whole model (only=None) or of one layer."""

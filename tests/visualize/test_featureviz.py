@@ -49,7 +49,7 @@ def test_a_dead_unit_gets_an_image_not_an_error():
     pixels, means, _ = optimize(net, "3", _jobs([5, 5], "channel")[:1] + _jobs([0], "negative"), PRE,
                                 torch.eye(3), SETTINGS, torch.device("cpu"))
     assert pixels.shape[0] == 2 and np.isfinite(means).all()
-    assert net[3].inplace  # the model is left as it was
+    assert net[3].inplace and all(p.requires_grad for p in net.parameters())  # the model is left as it was
 
 
 def test_results_do_not_depend_on_batch_mates_and_repeat_exactly():
