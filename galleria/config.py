@@ -70,6 +70,7 @@ class FeatureVizConfig:
     size: int = 128  # image side in pixels
     batch: int = 16  # images optimized together
     negative: bool = True  # also an image that drives the unit down
+    neuron: bool = False  # also an image for the unit's centre position alone
     diversity: int = 0  # images in a set pushed to differ from each other (0: none)
     seed: int = 0
 
@@ -356,7 +357,7 @@ def _featureviz(parent: _Section, key: str, inherited: FeatureVizConfig) -> Feat
         return replace(inherited, first=0)
     if raw is True:
         return inherited
-    s = parent.section(key, ("units", "steps", "size", "batch", "negative", "diversity", "seed"))
+    s = parent.section(key, ("units", "steps", "size", "batch", "negative", "neuron", "diversity", "seed"))
     first, units = inherited.first, inherited.units
     if "units" in s.data:
         value = s.data["units"]
@@ -376,7 +377,8 @@ def _featureviz(parent: _Section, key: str, inherited: FeatureVizConfig) -> Feat
         raise s.error("diversity", f"a diverse set needs 2 or more images, got {diversity}", "use 0 (off) or 2-8")
     return FeatureVizConfig(first=first, units=units, steps=s.positive_int("steps", inherited.steps), size=size,
                             batch=s.positive_int("batch", inherited.batch),
-                            negative=s.get("negative", bool, inherited.negative), diversity=diversity,
+                            negative=s.get("negative", bool, inherited.negative),
+                            neuron=s.get("neuron", bool, inherited.neuron), diversity=diversity,
                             seed=s.get("seed", int, inherited.seed))
 
 

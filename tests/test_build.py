@@ -47,7 +47,7 @@ models:
     labels: [cat, dog, eel]
     layers: ['0', '2', '5', {name: '6', featureviz: false}]
 examples: {top: 3, bottom: 2, tile_size: 48}
-featureviz: {units: 'all', steps: 48, size: 32, batch: 8, diversity: 2}
+featureviz: {units: 'all', steps: 48, size: 32, batch: 8, diversity: 2, neuron: true}
 extract: {batch_size: 4}
 """
 
@@ -366,7 +366,7 @@ def test_feature_visualizations_on_unit_pages_and_grids(built):
     viz = record["featureviz"]
     assert viz["channel"]["src"] == "featureviz.png" and viz["negative"]["src"] == "featureviz-negative.png"
     assert [d["src"] for d in viz["diverse"]] == ["featureviz-diverse-1.png", "featureviz-diverse-2.png"]
-    assert viz["channel"]["mean"] > viz["negative"]["mean"]
+    assert viz["channel"]["mean"] > viz["negative"]["mean"] and viz["neuron"]["src"] == "featureviz-neuron.png"
     for name in ["featureviz.png", "featureviz-negative.png", "featureviz-diverse-1.png"]:
         with Image.open(built / "tiny" / "2" / "1" / name) as img:
             assert img.size == (32, 32)

@@ -393,11 +393,13 @@ class SiteWriter:
             return {"src": name, "mean": image.mean, "peak": image.peak}
 
         out: dict = {"never_active": stats.max <= 0, "dataset_max": stats.max, "channel": None, "negative": None,
-                     "diverse": None}
+                     "neuron": None, "diverse": None}
         if viz.channel:
             out["channel"] = place(viz.channel, "featureviz.png")
         if viz.negative:
             out["negative"] = place(viz.negative, "featureviz-negative.png")
+        if viz.neuron:
+            out["neuron"] = place(viz.neuron, "featureviz-neuron.png")
         if viz.diverse:
             out["diverse"] = [place(image, f"featureviz-diverse-{i}.png") for i, image in enumerate(viz.diverse, 1)]
         return out

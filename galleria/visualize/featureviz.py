@@ -36,7 +36,7 @@ class VizJob:
     layer: str
     position: int  # index among the layer's shown units
     unit: int  # channel number
-    kind: str  # "channel", "negative" or "diverse"
+    kind: str  # "channel", "negative", "neuron" (the centre position only) or "diverse"
     copy: int = 0  # which image of a diversity set
 
 
@@ -51,6 +51,7 @@ class VizImage:
 class UnitViz:
     channel: VizImage | None = None
     negative: VizImage | None = None
+    neuron: VizImage | None = None
     diverse: list[VizImage] | None = None
 
 
@@ -75,6 +76,8 @@ def jobs_for(layer: str, units: tuple[int, ...], settings: FeatureVizConfig) -> 
         jobs.append(VizJob(layer, position, unit, "channel"))
         if settings.negative:
             jobs.append(VizJob(layer, position, unit, "negative"))
+        if settings.neuron:
+            jobs.append(VizJob(layer, position, unit, "neuron"))
         jobs.extend(VizJob(layer, position, unit, "diverse", c) for c in range(settings.diversity))
     return jobs
 
@@ -135,13 +138,14 @@ def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Prepr
              settings: FeatureVizConfig, device: torch.device) -> tuple[np.ndarray, list[float], list[float]]:
     """Optimize one image per job; returns uint8 images [B, H, W, C] and each unit's mean and peak on them."""
     seeds = [int(content_key(settings.seed, job.layer, job.unit, job.kind, job.copy)[:8], 16) for job in jobs]
-    size = settings.size
-    images = FourierImages(seeds, pre.channels, size, size, basis).to(device)
+    height, width = _working_size(module, layer, pre, settings.size, device)
+    images = FourierImages(seeds, pre.channels, height, width, basis).to(device)
     optimizer = torch.optim.Adam(images.parameters(), lr=LEARNING_RATE)
     mean = torch.tensor(pre.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(pre.std, device=device).view(1, -1, 1, 1)
     units = torch.tensor([job.unit for job in jobs], device=device)
     signs = torch.tensor([-1.0 if job.kind == "negative" else 1.0 for job in jobs], device=device)
+    centre = torch.tensor([job.kind == "neuron" for job in jobs], device=device)
     sets: dict[int, list[int]] = defaultdict(list)  # unit -> its diversity set's rows
     for i, job in enumerate(jobs):
         if job.kind == "diverse":
@@ -154,7 +158,7 @@ def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Prepr
             moved = random_affine(images(), generator).contiguous(memory_format=torch.channels_last)
             acts = run((moved - mean) / std)
             chosen = acts[torch.arange(len(jobs), device=device), units]
-            value = chosen.flatten(1).mean(1) if chosen.dim() > 1 else chosen
+            value = _objective(chosen, centre)
             loss = -(signs * value).sum()
             for rows in sets.values():
                 if len(rows) > 1:
@@ -171,6 +175,20 @@ def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Prepr
     return pixels, flat.mean(1).tolist(), flat.amax(1).tolist()
 
 
+def _working_size(module: torch.nn.Module, layer: str, pre: Preprocessing, size: int,
+                  device: torch.device) -> tuple[int, int]:
+    """size x size if the model runs on it as far as the layer; else the model's own input size
+    (models that flatten a fixed-size map into a linear layer accept nothing else)."""
+    if (size, size) == tuple(pre.size):
+        return size, size
+    try:
+        with torch.no_grad(), _layer_output(module, layer) as run:
+            run(torch.zeros(1, pre.channels, size, size, device=device))
+        return size, size
+    except RuntimeError:
+        return tuple(pre.size)
+
+
 @contextmanager
 def _fast_mode(module: torch.nn.Module):
     """No gradients for the weights (only the images learn: that skips a third of the backward
@@ -185,6 +203,16 @@ def _fast_mode(module: torch.nn.Module):
         module.to(memory_format=torch.contiguous_format)
         for p in frozen:
             p.requires_grad_(True)
+
+
+def _objective(chosen: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """Per image, its unit's mean over positions, or its value at the centre position for neuron
+    jobs (Lucid's channel and neuron objectives); a vector layer has one position."""
+    if chosen.dim() == 1:
+        return chosen
+    flat = chosen.flatten(1)
+    middle = chosen[(slice(None), *(d // 2 for d in chosen.shape[1:]))]
+    return torch.where(centre, middle, flat.mean(1))
 
 
 def _similarity(acts: torch.Tensor) -> torch.Tensor:

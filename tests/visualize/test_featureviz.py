@@ -70,3 +70,23 @@ def test_colour_basis_is_the_inputs_own_colour_structure():
     assert np.allclose(np.abs(basis[:, 0]), 1 / np.sqrt(3), atol=1e-3)  # one direction: luminance
     assert np.allclose(colour_basis(None, 3).numpy(), np.eye(3))
     assert np.allclose(colour_basis(grey[:, :1], 1).numpy(), np.eye(1))
+
+
+def test_grayscale_models_that_accept_only_their_own_size():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 18 * 18, 5)).eval()
+    pre = Preprocessing(size=(20, 20), channels=1, mean=(0.1,), std=(0.3,))
+    pixels, means, _ = optimize(net, "3", [VizJob("3", 0, 2, "channel")], pre, torch.eye(1),
+                                FeatureVizConfig(steps=32, size=64), torch.device("cpu"))
+    assert pixels.shape == (1, 20, 20, 1) and means[0] > 0  # the linear layer forced the model's 20 px
+
+
+def test_the_neuron_objective_drives_the_centre_position():
+    net = _model()
+    jobs = [VizJob("3", 1, 1, "neuron"), VizJob("3", 1, 1, "channel")]
+    pixels, _, _ = optimize(net, "3", jobs, PRE, torch.eye(3), SETTINGS, torch.device("cpu"))
+    with torch.no_grad():
+        maps = net[:4]((torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25)[:, 1]
+    centre = maps[:, 8, 8]  # the 16 x 16 map's centre
+    assert centre[0] > centre[1]  # the neuron image wins at the centre...
+    assert maps[1].mean() > maps[0].mean()  # ...the channel image over the whole map
