@@ -32,6 +32,10 @@ def test_default_gallery_builds(tmp_path):
     assert "nematode" in [e["label"] for e in pen["logit_effects"]["up"][:3]]
     assert pen["built_from"]["layer"] == "blocks.6.0.bn2" and len(pen["built_from"]["up"]) == 6
     assert len(pen["intervals"]) == 4 and sum(b["count"] for b in pen["intervals"]) == report.inputs_used
+    fur = json.loads((out / "efficientnet-lite0" / "blocks.6" / "285" / "unit.json").read_text())["featureviz"]
+    assert fur["channel"]["peak"] > fur["dataset_max"]  # the optimized image beats every photo
+    assert fur["negative"] and len(fur["diverse"]) == 3
+    assert (out / "efficientnet-lite0" / "blocks.6" / "featureviz" / "index.html").is_file()
     health = (out / "efficientnet-lite0" / "health" / "index.html").read_text()
     assert "global_pool" in health and "never above zero" in health
     from test_build import parse

@@ -176,6 +176,8 @@ class SiteWriter:
                 "shape": " × ".join(map(str, layer.shape)), "receptive": _receptive_text(rf),
                 "label": layer_note.label if layer_note else "",
                 "thumb": S.href(folder, f"{S.unit_dir(cfg.id, layer.name, layer.units[0])}/thumb.jpg"),
+                "featureviz_url": S.href(folder, S.page_file(S.featureviz_dir(cfg.id, layer.name)))
+                if build.featureviz.get(layer.name) else None,
             })
         return {
             **summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id))), "source": cfg.source,
