@@ -59,7 +59,9 @@ def perturbable(module: torch.nn.Module, names: list[str]) -> Iterator[dict[str,
             moved = tensor + delta
             if isinstance(output, torch.Tensor):
                 return moved
-            return type(output)([moved, *output[1:]])
+            if hasattr(output, "_fields"):  # a namedtuple takes its fields one by one
+                return output._replace(**{output._fields[0]: moved})
+            return type(output)((moved, *output[1:]))
         return hook
 
     with _hooks(module, names, hook_for):

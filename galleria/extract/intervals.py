@@ -20,6 +20,7 @@ from galleria.records import Example, Interval
 
 FINE_BINS = 32
 PENDING_INPUTS = 128  # batches are held until this many inputs wait, then sampled together: far cheaper
+PENDING_BYTES = 64 * 2**20  # ...or until their maps take this much memory
 EMPTY = (1 << 56) - 1  # priority of an empty slot: above every real one (priorities use 56 bits)
 _F16_MAX = float(torch.finfo(torch.float16).max)
 _STATE = ("min", "max", "exp", "lo", "counts", "priority", "index", "value", "position", "maps")
@@ -83,8 +84,9 @@ class IntervalSampler:
         elif acts.shape[2] != self.map_size:
             raise ValueError(f"map size changed from {self.map_size} to {acts.shape[2]}")
         self._pending.append((peaks.detach(), acts, input_index.detach()))
-        if sum(len(p[2]) for p in self._pending) >= PENDING_INPUTS:
-            self._flush()
+        held = sum(p[1].numel() * p[1].element_size() for p in self._pending)
+        if acts.is_cuda or held >= PENDING_BYTES or sum(len(p[2]) for p in self._pending) >= PENDING_INPUTS:
+            self._flush()  # on a GPU, device memory is too dear to hold batches
 
     @torch.inference_mode()
     def _flush(self) -> None:

@@ -86,7 +86,13 @@ def visualize_units(module: torch.nn.Module, model_key: str, pre: Preprocessing,
                     jobs: list[VizJob], settings: dict[str, FeatureVizConfig], cache: Cache, device: torch.device,
                     progress=None) -> dict[str, dict[int, UnitViz]]:
     """Every job's image, from cache where it was made before; results per layer and unit."""
-    keys = {job: content_key(FORMAT, model_key, job, settings[job.layer], basis.numpy().tobytes(), pre.mean, pre.std)
+    def drawing(layer: str) -> tuple:  # what an image depends on: not which units or how many share a batch
+        c = settings[layer]
+        return c.steps, c.size, c.seed
+
+    keys = {job: content_key(FORMAT, model_key, job.layer, job.unit, job.kind, job.copy,
+                             job.kind == "diverse" and settings[job.layer].diversity, drawing(job.layer),
+                             basis.numpy().tobytes(), pre.mean, pre.std)
             for job in jobs}
     pending = [job for job in jobs if not cache.file("featureviz", keys[job], ".json").is_file()]
     if progress is not None:
@@ -194,13 +200,16 @@ def _fast_mode(module: torch.nn.Module):
     """No gradients for the weights (only the images learn: that skips a third of the backward
     pass) and convolutions in channels-last layout (about 15% faster on CPU here); both undone after."""
     frozen = [p for p in module.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    module.to(memory_format=torch.channels_last)
+    four_d = all(t.dim() <= 4 for t in [*module.parameters(), *module.buffers()])
     try:
+        for p in frozen:
+            p.requires_grad_(False)
+        if four_d:  # channels-last exists only for 4-D tensors (a Conv3d has 5-D weights)
+            module.to(memory_format=torch.channels_last)
         yield
     finally:
-        module.to(memory_format=torch.contiguous_format)
+        if four_d:
+            module.to(memory_format=torch.contiguous_format)
         for p in frozen:
             p.requires_grad_(True)
 

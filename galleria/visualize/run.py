@@ -82,7 +82,8 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
             box = with_context(rf.box(example.position), rf.input_size)
         if act_map is not None and act_map.ndim != 2:
             act_map = None  # only 2-D maps can be laid over an image
-        key = content_key(settings, acts.key, layer.info.name, position, kind, slot, size)
+        key = content_key(settings, acts.key, layer.info.name, position, kind, slot, size, example.input_index,
+                          example.position)  # bands are re-cut when their count changes: name the example
         path = cache.file("tiles", key, ".jpg")
         if not path.is_file():
             jobs[example.input_index].append(("tiles", key, box, act_map, scale, size))

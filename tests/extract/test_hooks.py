@@ -29,3 +29,29 @@ def test_recurrent_layers_give_their_output_sequence():
         model(torch.zeros(2, 7, 3))
     assert seen["0"].shape == (2, 7, 5)  # the first item of (output, (h, c))
     assert not lstm._forward_hooks
+
+
+def test_perturbable_keeps_namedtuple_outputs_whole():
+    from collections import namedtuple
+
+    from galleria.extract.hooks import perturbable
+
+    Pair = namedtuple("Pair", "main extra")
+
+    class Two(nn.Module):
+        def forward(self, x):
+            return Pair(x * 2, x)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.two = Two()
+
+        def forward(self, x):
+            return self.two(x).main.sum()
+
+    model = Model()
+    with perturbable(model, ["two"]) as seen:
+        out = model(torch.ones(1, 3))
+    (grad,) = torch.autograd.grad(out, seen["two"][1])
+    assert torch.equal(grad, torch.ones(1, 3))

@@ -90,3 +90,12 @@ def test_the_neuron_objective_drives_the_centre_position():
     centre = maps[:, 8, 8]  # the 16 x 16 map's centre
     assert centre[0] > centre[1]  # the neuron image wins at the centre...
     assert maps[1].mean() > maps[0].mean()  # ...the channel image over the whole map
+
+
+def test_a_failure_inside_leaves_the_weights_trainable():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    with pytest.raises(Exception):
+        optimize(net, "1", [VizJob("1", 0, 9, "channel")], PRE, torch.eye(3), FeatureVizConfig(steps=2, size=32),
+                 torch.device("cpu"))  # unit 9 does not exist
+    assert all(p.requires_grad for p in net.parameters())
+    assert net[0].weight.is_contiguous()
