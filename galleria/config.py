@@ -7,6 +7,7 @@ reports its config. Paths are resolved against the folder holding site.yaml.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,6 +94,10 @@ class ModelConfig:
     layers: tuple[LayerSpec, ...]
     line: int | None
     featureviz: FeatureVizConfig = FeatureVizConfig()
+
+    def spec_for(self, layer: str) -> LayerSpec | None:
+        """The first layer entry whose name or pattern matches ``layer``."""
+        return next((s for s in self.layers if s.pattern == layer or fnmatch.fnmatchcase(layer, s.pattern)), None)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
         from galleria.extract.effects import exact_effects, gradient_effects, unit_sources
         from galleria.extract.health import layer_health
         from galleria.extract.probe import probe_model
-        from galleria.extract.run import extract
+        from galleria.extract.run import extract, pick_device
         from galleria.site.content import load_notes
         from galleria.site.theme import Theme
         from galleria.site.writer import ModelBuild, SiteWriter
@@ -99,8 +99,6 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
             attribution = attribute(model, layout, inputs, acts, config, cache, bar)
         with _stage(report, "featureviz"), _bar(show, None, f"{model.config.id}: feature visualization",
                                                 "image") as bar:
-            from galleria.extract.run import pick_device
-
             featureviz = model_feature_visualizations(model, layout, inputs, cache,
                                                       pick_device(config.extract.device), bar)
         health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks) for l in acts.layers}

@@ -57,8 +57,8 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayo
 
 def _lines(cfg: ModelConfig, chosen):
     for name, _ in chosen:
-        yield next((s.line for s in cfg.layers
-                    if s.pattern == name or fnmatch.fnmatchcase(name, s.pattern)), None)
+        spec = cfg.spec_for(name)
+        yield spec.line if spec is not None else None
 
 
 def resolve_layers(cfg: ModelConfig, names: list[str], config_file: str):

@@ -8,7 +8,6 @@ results are cached per image under (weights, layer, unit, objective, settings, s
 """
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections import defaultdict
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from galleria.config import FeatureVizConfig, ModelConfig, Preprocessing
 from galleria.extract.hooks import first_tensor
 from galleria.visualize.image_param import FourierImages, colour_basis
 from galleria.visualize.robustness import random_affine
+from galleria.visualize.tiles import as_image, encode
 
 FORMAT = 2
 LEARNING_RATE = 0.05
@@ -61,10 +61,8 @@ class _Stop(Exception):
 
 def settings_for(cfg: ModelConfig, layer: str) -> FeatureVizConfig:
     """The settings of the first layer entry that names this layer, else the model's."""
-    for spec in cfg.layers:
-        if spec.pattern == layer or fnmatch.fnmatchcase(layer, spec.pattern):
-            return spec.featureviz or cfg.featureviz
-    return cfg.featureviz
+    spec = cfg.spec_for(layer)
+    return spec.featureviz if spec is not None and spec.featureviz else cfg.featureviz
 
 
 def jobs_for(layer: str, units: tuple[int, ...], settings: FeatureVizConfig) -> list[VizJob]:
@@ -107,7 +105,7 @@ def visualize_units(module: torch.nn.Module, model_key: str, pre: Preprocessing,
             for batch in _batches(layer_jobs, settings[layer].batch):
                 images, means, peaks = optimize(module, layer, batch, pre, basis, settings[layer], device)
                 for job, image, mean, peak in zip(batch, images, means, peaks):
-                    cache.put_file("featureviz", keys[job], ".png", _png(image))
+                    cache.put_file("featureviz", keys[job], ".png", encode(as_image(image), "png"))
                     cache.put_file("featureviz", keys[job], ".json", json.dumps({"mean": mean, "peak": peak}).encode())
                 if progress is not None:
                     progress.update(len(batch))
@@ -313,15 +311,6 @@ def redirected_relus(module: torch.nn.Module):
         for child in inplace:
             child.inplace = True
 
-
-def _png(pixels: np.ndarray) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
 
 
 def input_colours(inputs, pre: Preprocessing, count: int = 64) -> np.ndarray | None:

@@ -21,7 +21,7 @@ from galleria.records import Example
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
 from galleria.visualize.receptive import ReceptiveField, receptive_fields
-from galleria.visualize.tiles import encode, render_tile
+from galleria.visualize.tiles import as_image, encode, render_tile
 
 FORMAT = 2  # bump when the drawing changes
 THUMB_SIZE = 64
@@ -164,7 +164,7 @@ def _draw_source(task) -> int:
         pixels = loader.pixels(item)
         for kind, key, box, act_map, scale, size in item_jobs:
             if size is None:
-                data = encode(_as_image(pixels), quality=INPUT_QUALITY)
+                data = encode(as_image(pixels), quality=INPUT_QUALITY)
             else:
                 data = encode(render_tile(pixels, box, act_map, scale, size, heatmap=act_map is not None))
             cache.put_file(kind, key, ".jpg", data)
@@ -221,9 +221,3 @@ def with_context(box: tuple[int, int, int, int], input_size: tuple[int, int]) ->
         spans.append((lo, hi))
     (left, right), (top, bottom) = spans
     return left, top, right, bottom
-
-
-def _as_image(pixels: np.ndarray):
-    from PIL import Image
-
-    return Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)

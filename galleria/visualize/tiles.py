@@ -135,6 +135,11 @@ def legend_svg(scale: tuple[float, float], width: int = 160, height: int = 12) -
     )
 
 
+def as_image(pixels: np.ndarray) -> Image.Image:
+    """An H x W x C uint8 array as a PIL image; one channel becomes greyscale."""
+    return Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+
+
 def encode(img: Image.Image, fmt: str = "jpeg", quality: int = 85) -> bytes:
     """img as file bytes in fmt (any format PIL writes; "jpg" means JPEG); quality applies to JPEG and WebP."""
     fmt = "jpeg" if fmt.lower() == "jpg" else fmt.lower()
