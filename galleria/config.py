@@ -17,7 +17,8 @@ import yaml
 
 from galleria.errors import ConfigError
 
-SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:")
+SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:", "transformers:")
+INPUT_KINDS = ("image", "text")
 REMAP_MODES = ("by-position",)
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -94,6 +95,14 @@ class ModelConfig:
     layers: tuple[LayerSpec, ...]
     line: int | None
     featureviz: FeatureVizConfig = FeatureVizConfig()
+    tokenizer: str | None = None  # "chars:PATH", a tokenizer.json path, or "model" (a transformers folder's own)
+    inputs: tuple[str, ...] | None = None  # ids of the input sets it reads; None: every set of its kind
+    pretrained: Path | None = None  # a transformers model's folder (config.json and weights)
+
+    @property
+    def kind(self) -> str:
+        """What the model reads: "text" (token ids) or "image" (pixels)."""
+        return "text" if self.tokenizer is not None else "image"
 
     def spec_for(self, layer: str) -> LayerSpec | None:
         """The first layer entry whose name or pattern matches ``layer``."""
@@ -115,6 +124,11 @@ class InputSetConfig:
     crops: CropScheme
     limit: int | None
     line: int | None
+    kind: str = "image"  # or "text"
+    field: str | None = None  # JSON Lines: the key holding each record's text
+    python: str | None = None  # "module:attribute" naming a str, a list of str or a dict of name: str
+    window: int = 128  # text: tokens per window
+    overlap: int = 32  # text: tokens shared by neighbouring windows
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,7 @@ class ExamplesConfig:
     heatmap: bool
     intervals: int = 4  # bands across each unit's range of per-input peaks; 0 shows none
     per_interval: int = 3  # examples sampled per band
+    context: int | None = None  # text: tokens shown each side of the extreme one (None: 40 characters or 12 subwords)
 
 
 @dataclass(frozen=True)
@@ -290,8 +305,9 @@ def load_config(path: str | Path) -> Config:
     featureviz = _featureviz(top, "featureviz", FeatureVizConfig())
     models = _models(top, root, warnings, featureviz)
     inputs = _inputs(top, root)
+    _match_inputs(top, models, inputs)
     examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap", "intervals",
-                                                "per_interval"))
+                                                "per_interval", "context"))
     examples = ExamplesConfig(
         top=examples_section.positive_int("top", 9),
         bottom=examples_section.get("bottom", int, 5),
@@ -299,6 +315,7 @@ def load_config(path: str | Path) -> Config:
         heatmap=examples_section.get("heatmap", bool, True),
         intervals=examples_section.get("intervals", int, 4),
         per_interval=examples_section.positive_int("per_interval", 3),
+        context=examples_section.positive_int("context", 1) if "context" in examples_section.data else None,
     )
     for name in ("bottom", "intervals"):
         if getattr(examples, name) < 0:
@@ -393,7 +410,7 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
     for i, (data, line) in enumerate(_items(top, "models")):
         s = _Section(data, top.file, f"models[{i}]", line,
                      ("id", "title", "description", "source", "kwargs", "weights", "preprocessing",
-                      "labels", "layers", "units", "featureviz"))
+                      "labels", "layers", "units", "featureviz", "tokenizer", "inputs"))
         model_id = _slug(s, "id")
         model_viz = _featureviz(s, "featureviz", featureviz)
         if model_id in seen:
@@ -401,6 +418,11 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
         seen.add(model_id)
         source = s.get("source", str, hint="e.g. torchvision:resnet18, timm:NAME or package.module:callable")
         _check_source(s, source, root)
+        pretrained = _pretrained_dir(s, source, root)
+        tokenizer = _tokenizer(s, source, root)
+        model_inputs = s.get("inputs", (str, list), None)
+        if isinstance(model_inputs, str):
+            model_inputs = [model_inputs]
         default_units = _units(s, "units", s.data.get("units"))
         layers_data = s.get("layers", list, hint="list module names or glob patterns; run 'galleria layers'")
         if not layers_data:
@@ -426,6 +448,9 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
             layers=tuple(layers),
             line=line,
             featureviz=model_viz,
+            tokenizer=tokenizer,
+            inputs=tuple(map(str, model_inputs)) if model_inputs is not None else None,
+            pretrained=pretrained,
         ))
     return tuple(models)
 
@@ -450,6 +475,65 @@ def _check_source(s: _Section, source: str, root: Path) -> None:
     if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", source):
         raise s.error("source", f"cannot read model source '{source}'",
                       "use torchvision:NAME, timm:NAME, torchscript:PATH or package.module:callable")
+
+
+def _pretrained_dir(s: _Section, source: str, root: Path) -> Path | None:
+    """A transformers model's folder: beside site.yaml, or inside an installed package
+    (``transformers:PACKAGE/SUBFOLDER``). None when the package is absent: the build skips it."""
+    if not source.startswith("transformers:"):
+        return None
+    location = source.split(":", 1)[1]
+    if (root / location).is_dir():
+        folder = root / location
+    else:
+        package, _, sub = location.partition("/")
+        import importlib.util
+
+        spec = importlib.util.find_spec(package) if SLUG.match(package) else None
+        if spec is None or not spec.submodule_search_locations:
+            if importlib.util.find_spec("transformers") is None:
+                return None  # the optional extra is missing: said once by the build, not an error
+            raise s.error("source", f"no folder '{location}' beside site.yaml and no installed package '{package}'",
+                          "give a folder holding config.json, or PACKAGE/SUBFOLDER of an installed package")
+        folder = Path(next(iter(spec.submodule_search_locations))) / sub
+    if not (folder / "config.json").is_file():
+        raise s.error("source", f"'{folder}' holds no config.json", "point at a saved Hugging Face model folder")
+    return folder
+
+
+def _tokenizer(s: _Section, source: str, root: Path) -> str | None:
+    """How text becomes token ids: chars:VOCAB.json, a tokenizer.json file, or the model folder's own."""
+    value = s.get("tokenizer", str, None)
+    if value is None:
+        return "model" if source.startswith("transformers:") else None
+    if value == "model":
+        if not source.startswith("transformers:"):
+            raise s.error("tokenizer", "only a transformers model has its own tokenizer",
+                          "use chars:VOCAB.json or a tokenizer.json file")
+        return value
+    path = value.split(":", 1)[1] if value.startswith("chars:") else value
+    if not (root / path).is_file():
+        raise s.error("tokenizer", f"tokenizer file '{path}' not found",
+                      "use chars:VOCAB.json (a character vocabulary) or a Hugging Face tokenizer.json")
+    return ("chars:" if value.startswith("chars:") else "") + str(root / path)
+
+
+def _match_inputs(top: _Section, models: tuple[ModelConfig, ...], inputs: tuple[InputSetConfig, ...]) -> None:
+    """Each model reads input sets of its own kind, and at least one."""
+    by_id = {i.id: i for i in inputs}
+    for i, model in enumerate(models):
+        where = _Section(top.data["models"][i], top.file, f"models[{i}]", model.line, tuple(top.data["models"][i]))
+        for name in model.inputs or ():
+            if name not in by_id:
+                close = difflib.get_close_matches(name, list(by_id), n=1)
+                raise where.error("inputs", f"no input set '{name}'",
+                                  f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(by_id))
+            if by_id[name].kind != model.kind:
+                raise where.error("inputs", f"model '{model.id}' reads {model.kind}s but input set '{name}' "
+                                  f"holds {by_id[name].kind}s", "set the input's type, or the model's tokenizer")
+        if not any(i.kind == model.kind for i in inputs):
+            hint = "add an input set with type: text" if model.kind == "text" else "add a folder of images"
+            raise where.error("source", f"model '{model.id}' reads {model.kind}s but no input set holds any", hint)
 
 
 def _units(s: _Section, key: str, value: Any, default: tuple[int, ...] | None = None):
@@ -553,9 +637,16 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
         if isinstance(data, str):
             data = {"path": data}
         s = _Section(data, top.file, f"inputs[{i}]", line,
-                     ("id", "path", "package", "include", "exclude", "crops", "limit"))
+                     ("id", "type", "path", "package", "python", "field", "include", "exclude", "crops", "limit",
+                      "window", "overlap"))
+        kind = s.get("type", str, "text" if any(k in s.data for k in ("python", "field", "window")) else "image")
+        if kind not in INPUT_KINDS:
+            raise s.error("type", f"unknown input type '{kind}'", "use image or text")
+        python = s.get("python", str, None)
+        if python is not None:
+            _check_python_text(s, python)
         package = s.get("package", str, None)
-        path = s.get("path", str, None if package else ...,
+        path = s.get("path", str, None if package or python else ...,
                      hint="a folder or glob relative to site.yaml, or package + path")
         base = _package_dir(s, package) if package else root
         include: tuple[str, ...] = tuple(_str_list(s, "include", ["*"]))
@@ -563,9 +654,16 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
         if path and any(ch in path for ch in "*?["):
             folder, pattern = _split_glob(base, path)
             include = (pattern,)
+        elif kind == "text" and folder.is_file():  # one text or JSON Lines file
+            folder, include = folder.parent, (folder.name,)
         if not folder.is_dir():
             raise s.error("path", f"folder '{folder}' does not exist")
-        set_id = s.get("id", str, None) or (Path(path).name if path else package) or f"inputs{i}"
+        window = s.positive_int("window", 128)
+        overlap = s.get("overlap", int, min(32, window // 4))
+        if not 0 <= overlap < window:
+            raise s.error("overlap", f"must be at least 0 and below the window ({window}), got {overlap}")
+        set_id = s.get("id", str, None) or (Path(path).name if path else package or python.split(":")[0]) \
+            or f"inputs{i}"
         set_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", set_id).strip("-") or f"inputs{i}"
         if set_id in seen:
             raise s.error("id", f"input set id '{set_id}' is used twice", "give each set an id")
@@ -575,13 +673,29 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
         if not scales or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in scales):
             raise c.error("scales", f"expected a list of positive integers, got {scales!r}",
                           "e.g. [1, 2, 3]: the whole image, a 2x2 grid, a 3x3 grid")
-        overlap = c.get("overlap", float, 0.0)
-        if not 0 <= overlap < 1:
-            raise c.error("overlap", f"must be at least 0 and below 1, got {overlap}")
+        crop_overlap = c.get("overlap", float, 0.0)
+        if not 0 <= crop_overlap < 1:
+            raise c.error("overlap", f"must be at least 0 and below 1, got {crop_overlap}")
         limit = s.get("limit", int, None)
         sets.append(InputSetConfig(set_id, folder, include, tuple(_str_list(s, "exclude", [])),
-                                   CropScheme(tuple(sorted(set(scales))), overlap), limit, line))
+                                   CropScheme(tuple(sorted(set(scales))), crop_overlap), limit, line, kind,
+                                   s.get("field", str, None), python, window, overlap))
     return tuple(sets)
+
+
+def _check_python_text(s: _Section, python: str) -> None:
+    """``module:attribute`` must name something importable; its value is checked when it is read."""
+    import importlib.util
+
+    module, _, attribute = python.partition(":")
+    if not attribute or not re.fullmatch(r"[A-Za-z_][\w.]*", module) or not re.fullmatch(r"[A-Za-z_][\w.]*", attribute):
+        raise s.error("python", f"cannot read '{python}'", "use module:attribute, e.g. pydoc_data.topics:topics")
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise s.error("python", f"module '{module}' is not installed", f"pip install {module.split('.')[0]}")
 
 
 def _str_list(s: _Section, key: str, default: list[str]) -> list[str]:

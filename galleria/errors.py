@@ -29,3 +29,7 @@ class BuildError(GalleriaError):
     """The build could not finish: missing weights, empty input set, shape mismatch."""
 
     exit_code = 1
+
+
+class MissingExtra(BuildError):
+    """An optional part (e.g. ``galleria[text]``) is not installed: the build skips what needs it."""

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class InputItem:
-    """One candidate example: a source image, or a crop of one."""
+    """One candidate example: a source image, a crop of one, or a window of text."""
 
     index: int  # position in the input set; what reducers store
     id: str  # URL-safe and stable across builds, e.g. "chelsea-s3-1-2"
     source: str  # path of the file it was read from
     title: str  # human description, e.g. "chelsea.png · scale 3 · row 1, col 2"
     box: tuple[int, int, int, int] | None  # crop in source pixels: (left, top, right, bottom)
+    span: tuple[int, int] | None = None  # a text window: [start, stop) in its corpus' token stream
 
 
 @dataclass(frozen=True)

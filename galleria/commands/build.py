@@ -16,7 +16,7 @@ from pathlib import Path
 
 from galleria.cache import Cache
 from galleria.config import load_config
-from galleria.errors import BuildError
+from galleria.errors import BuildError, MissingExtra
 from galleria.fingerprint import site_fingerprint
 from galleria.records import BuildReport
 
@@ -66,41 +66,73 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
         from galleria.site.writer import ModelBuild, SiteWriter
         from galleria.sources.images import discover
         from galleria.sources.models import load_model
+        from galleria.sources.text import TokenLoader, discover_text
+        from galleria.visualize.tokens import token_contexts
         from galleria.visualize.featureviz import model_feature_visualizations
         from galleria.visualize.run import render_images
         theme = Theme(config.site.theme_dir)
         notes = load_notes(config.site.content_dir)
-        loaded = []
+        loaded, skipped_models = [], []
         for model_cfg in config.models:
-            model = load_model(model_cfg, config.root)
-            loaded.append((model, probe_model(model, str(config.file))))
-        inputs = discover(config.inputs)
+            try:
+                model = load_model(model_cfg, config.root)
+            except MissingExtra as exc:
+                skipped_models.append(model_cfg.id)
+                _warn(report, str(exc), show)
+                continue
+            loaded.append(model)
+        if not loaded:
+            raise BuildError("no model left to build: " + "; ".join(report.warnings))
+        image_sets = tuple(s for s in config.inputs if s.kind == "image")
+        images_in = discover(image_sets) if any(m.tokenizer is None for m in loaded) else None
+        prepared = []
+        for model in loaded:
+            if model.tokenizer is None:
+                inputs = images_in
+                layout = probe_model(model, str(config.file))
+            else:
+                wanted = model.config.inputs
+                inputs = discover_text(tuple(s for s in config.inputs if s.kind == "text"
+                                             and (wanted is None or s.id in wanted)), model.tokenizer)
+                sample = TokenLoader(inputs.text).batch([inputs.items[0]])[0]
+                layout = probe_model(model, str(config.file), sample, inputs.text.window)
+            prepared.append((model, layout, inputs))
     report.warnings.extend(config.warnings)
-    for path, reason in inputs.skipped:
-        report.warnings.append(f"skipped input {path}: {reason}")
-        if show:
-            print(f"warning: skipped input {path}: {reason}", file=sys.stderr)
-    report.models = len(loaded)
-    report.layers = sum(len(layout.layers) for _, layout in loaded)
-    report.units = sum(len(l.units) for _, layout in loaded for l in layout.layers)
-    report.inputs_used, report.inputs_skipped = len(inputs.items), len(inputs.skipped)
+    seen_skips = set()
+    for _, _, inputs in prepared:
+        for path, reason in inputs.skipped:
+            if (path, reason) not in seen_skips:
+                seen_skips.add((path, reason))
+                _warn(report, f"skipped input {path}: {reason}", show)
+    report.models = len(prepared)
+    report.layers = sum(len(layout.layers) for _, layout, _ in prepared)
+    report.units = sum(len(l.units) for _, layout, _ in prepared for l in layout.layers)
+    used = {id(inputs): inputs for _, _, inputs in prepared}.values()
+    report.inputs_used = sum(len(i.items) for i in used)
+    report.inputs_skipped = len(seen_skips)
 
     builds = []
-    for model, layout in loaded:
+    for model, layout, inputs in prepared:
         with _stage(report, "extract"), _bar(show, len(inputs.items), f"{model.config.id}: activations",
-                                             "input") as bar:
+                                             inputs.text and "window" or "input") as bar:
             acts = extract(model, layout, inputs, config, cache, bar)
-        with _stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
-            images = render_images(model, acts, inputs, config.examples, cache, bar)
-        report.images += images.rendered
-        with _stage(report, "attribution"), _bar(show, None, f"{model.config.id}: attribution", "input") as bar:
-            if config.attribution.inputs:
-                bar.reset(total=min(config.attribution.inputs, len(inputs.items)))
-            attribution = attribute(model, layout, inputs, acts, config, cache, bar)
-        with _stage(report, "featureviz"), _bar(show, None, f"{model.config.id}: feature visualization",
-                                                "image") as bar:
-            featureviz = model_feature_visualizations(model, layout, inputs, cache,
-                                                      pick_device(config.extract.device), bar)
+        images = text = attribution = None
+        featureviz = {}
+        if inputs.text is not None:
+            text = token_contexts(acts, inputs, config.examples)
+        else:
+            with _stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
+                images = render_images(model, acts, inputs, config.examples, cache, bar)
+            report.images += images.rendered
+            with _stage(report, "attribution"), _bar(show, None, f"{model.config.id}: attribution",
+                                                     "input") as bar:
+                if config.attribution.inputs:
+                    bar.reset(total=min(config.attribution.inputs, len(inputs.items)))
+                attribution = attribute(model, layout, inputs, acts, config, cache, bar)
+            with _stage(report, "featureviz"), _bar(show, None, f"{model.config.id}: feature visualization",
+                                                    "image") as bar:
+                featureviz = model_feature_visualizations(model, layout, inputs, cache,
+                                                          pick_device(config.extract.device), bar)
         health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks) for l in acts.layers}
         effects, sources = {}, {}
         by_name = {l.name: l for l in layout.layers}
@@ -113,8 +145,8 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
             if found is not None and found.sources is not None:
                 sources[layer.name] = unit_sources(found.sources, by_name[found.source],
                                                    min(attribution.examples, attribution.sample))
-        builds.append(ModelBuild(model, layout, acts, images, health, effects, sources, featureviz))
-    _check_notes(notes, builds, report, show)
+        builds.append(ModelBuild(model, layout, acts, images, health, effects, sources, featureviz, inputs, text))
+    _check_notes(notes, builds, report, show, skipped_models)
 
     if strict and report.warnings:
         raise BuildError(f"{len(report.warnings)} warning(s) and --strict: {report.warnings[0]}")
@@ -124,7 +156,7 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             with _bar(show, None, "pages", "page") as bar:
-                writer = SiteWriter(config, theme, notes, inputs, tmp, bar)
+                writer = SiteWriter(config, theme, notes, tmp, bar)
                 bar.reset(total=writer.page_count(builds))
                 writer.write(builds)
             (tmp / MARKER).write_text("\n".join([MARKER_TITLE, f"fingerprint: {fingerprint}",
@@ -179,7 +211,13 @@ def _remove_later(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _check_notes(notes, builds: list, report: BuildReport, show: bool) -> None:
+def _warn(report: BuildReport, message: str, show: bool) -> None:
+    report.warnings.append(message)
+    if show:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def _check_notes(notes, builds: list, report: BuildReport, show: bool, skipped_models: list[str]) -> None:
     from galleria.site import structure as S
 
     pages = {""}
@@ -190,11 +228,8 @@ def _check_notes(notes, builds: list, report: BuildReport, show: bool) -> None:
             pages.add(S.layer_dir(cfg.id, layer.name))
             pages.update(S.unit_dir(cfg.id, layer.name, u) for u in layer.units)
     for key, note in notes.items():
-        if key not in pages:
-            message = f"note {note.file} belongs to no page ('{key}/' is not built)"
-            report.warnings.append(message)
-            if show:
-                print(f"warning: {message}", file=sys.stderr)
+        if key not in pages and key.split("/")[0] not in skipped_models:
+            _warn(report, f"note {note.file} belongs to no page ('{key}/' is not built)", show)
 
 
 @contextmanager

@@ -18,6 +18,8 @@ TOP_DOWN = 5
 TOP_SOURCES = 6
 BOTTOM_SOURCES = 3
 EXACT = "exact: the final layer's weight from this unit to each class logit (its vote per unit of activation)"
+EXACT_TOKENS = ("exact: the language model head's weight from this unit to each next-token logit "
+                "(its vote per unit of activation, at the same position)")
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,11 @@ class UnitSources:
 
 def exact_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo) -> list[UnitEffects] | None:
     """Per shown unit of a layer that feeds the final linear layer, its weights to every class."""
-    if not layer.feeds_head or layout.head is None or not layout.classifier:
+    if not layer.feeds_head or layout.head is None or not layout.labelled_output:
         return None
     weight = module.get_submodule(layout.head).weight.detach().float().cpu()  # [classes, features]
-    return strongest(weight[:, list(layer.units)].T.numpy(), EXACT, TOP_UP, TOP_DOWN)
+    return strongest(weight[:, list(layer.units)].T.numpy(), EXACT_TOKENS if layout.lm_head else EXACT,
+                     TOP_UP, TOP_DOWN)
 
 
 def gradient_effects(table: np.ndarray, sample: int) -> list[UnitEffects]:

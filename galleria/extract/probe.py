@@ -31,16 +31,36 @@ class ModelLayout:
     output_shape: tuple[int, ...]
     classifier: bool  # one score per class label
     head: str | None = None  # the linear layer that produces the model's output, if one does
+    text: bool = False  # layers give [batch, tokens, units]; LayerInfo.shape is (units, tokens)
+    lm_head: bool = False  # text: the head gives one logit per vocabulary token at each position
+
+    @property
+    def labelled_output(self) -> bool:
+        """The model's output units have names: classes, or the tokens of a language model head."""
+        return self.classifier or self.lm_head
 
 
-def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayout:
-    """Resolve layer patterns and learn shapes before any heavy work, so errors come early."""
+def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torch.Tensor | None = None,
+                content: int | None = None) -> ModelLayout:
+    """Resolve layer patterns and learn shapes before any heavy work, so errors come early.
+
+    Text models are probed with ``sample`` (one window of token ids, special tokens included)
+    whose ``content`` tokens are the ones shown; their layers must give [batch, tokens, units].
+    """
     cfg = model.config
+    text = sample is not None
     names = hookable_names(model.module)
     chosen = resolve_layers(cfg, names, config_file)
-    shapes, output_shape, outputs, head, feeding = _probe_shapes(model.module, [name for name, _ in chosen], cfg)
+    shapes, output_shape, outputs, head, feeding = _probe_shapes(model.module, [name for name, _ in chosen], cfg,
+                                                                 sample)
     layers = []
     for (name, units), spec_line in zip(chosen, _lines(cfg, chosen)):
+        if text:
+            if len(shapes[name]) != 2 or shapes[name][0] != sample.shape[1]:
+                raise ConfigError(f"layer '{name}' gives {list(shapes[name])} per window, not [tokens, units]",
+                                  config_file, spec_line, f"models.{cfg.id}.layers",
+                                  "choose a module whose output has one vector per token")
+            shapes[name] = (shapes[name][1], content)
         count = shapes[name][0]
         if units and max(units) >= count:
             raise ConfigError(f"layer '{name}' has {count} units (0-{count - 1}), asked for unit {max(units)}",
@@ -49,6 +69,9 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml") -> ModelLayo
                                 tuple(range(count)) if units is None else units, name in outputs,
                                 name in feeding))
     labels = model.labels
+    if text:
+        lm_head = head is not None and labels is not None and output_shape[-1] == len(labels)
+        return ModelLayout(tuple(layers), output_shape, False, head, True, lm_head)
     if labels is not None and len(output_shape) == 1 and len(labels) != output_shape[0]:
         raise BuildError(f"model '{cfg.id}': {len(labels)} labels for {output_shape[0]} outputs; "
                          "check the model's labels")
@@ -79,11 +102,11 @@ def resolve_layers(cfg: ModelConfig, names: list[str], config_file: str):
     return list(chosen.items())
 
 
-def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
+def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig, sample: torch.Tensor | None):
     """Output shapes of the named layers, the model's output shape, which layers' outputs are the
     model's output, the final linear layer (if the output comes from one) and which layers feed it."""
     pre = cfg.preprocessing
-    x = torch.zeros(1, pre.channels, *pre.size)
+    x = torch.zeros(1, pre.channels, *pre.size) if sample is None else sample
     linears = [n for n, m in module.named_modules() if n and isinstance(m, torch.nn.Linear)]
     linear_inputs: dict[str, torch.Tensor] = {}
     handles = [module.get_submodule(n).register_forward_hook(
@@ -92,7 +115,11 @@ def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
     try:
         with capture(module, names) as seen, torch.inference_mode():
             output = module(x)
-    except RuntimeError as exc:
+    except (RuntimeError, IndexError, TypeError) as exc:
+        if sample is not None:
+            raise BuildError(f"model '{cfg.id}' fails on a window of {sample.shape[1]} token ids: "
+                             f"{str(exc).strip().splitlines()[0]} (does it take token ids [batch, tokens], and "
+                             "does its vocabulary match the tokenizer?)") from None
         raise BuildError(f"model '{cfg.id}' fails on a {pre.channels}×{pre.size[0]}×{pre.size[1]} input: "
                          f"{str(exc).strip().splitlines()[0]} (check preprocessing.size and channels)") from None
     finally:
@@ -112,15 +139,15 @@ def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig):
         features = linear_inputs[head][0]
         # the same memory, seen whole (a flatten between them is only a view)
         feeding = {n for n, t in seen.items() if t.data_ptr() == features.data_ptr()
-                   and t.numel() == features.numel() and t.shape[1] == features.shape[-1]}
+                   and t.numel() == features.numel() and t.shape[-1 if sample is not None else 1] == features.shape[-1]}
     return ({n: tuple(t.shape[1:]) for n, t in seen.items()}, tuple(output.shape[1:]), outputs, head, feeding)
 
 
-def module_tree(model: LoadedModel) -> list[tuple[str, str, tuple[int, ...] | None]]:
+def module_tree(model: LoadedModel, sample: torch.Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Every named module with its output shape (None when it is not called or returns no tensor)."""
     names = hookable_names(model.module)
     pre = model.config.preprocessing
     with capture(model.module, names) as seen, torch.inference_mode():
-        model.module(torch.zeros(1, pre.channels, *pre.size))
+        model.module(torch.zeros(1, pre.channels, *pre.size) if sample is None else sample)
     return [(n, module_kind(model.module.get_submodule(n)),
              tuple(seen[n].shape[1:]) if n in seen else None) for n in names]

@@ -22,9 +22,11 @@ from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.intervals import IntervalSampler
 from galleria.extract.probe import LayerInfo, ModelLayout
 from galleria.extract.reducers import LayerReducer, release_threads
+from galleria.extract.token_means import TokenMeans
 from galleria.records import InputItem, UnitSummary
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
+from galleria.sources.text import TokenLoader
 
 FORMAT = 2  # bump when what is stored changes meaning
 HIST_BINS = 64
@@ -39,6 +41,7 @@ class LayerActivations:
     intervals: IntervalSampler | None  # None when no intervals are asked for
     peaks: np.ndarray  # [inputs, units]: each unit's highest value on each input
     summaries: list[UnitSummary]  # the reducers' results, computed once
+    token_means: TokenMeans | None = None  # text: each unit's mean activation per vocabulary token
 
 
 @dataclass
@@ -104,6 +107,9 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     reducers = {l.name: LayerReducer(len(l.units), ex.top * CANDIDATES, ex.bottom * CANDIDATES, HIST_BINS)
                 for l in layout.layers}
     samplers = {l.name: IntervalSampler(len(l.units), ex.per_interval) for l in layout.layers if ex.intervals}
+    corpus = inputs.text
+    means = {l.name: TokenMeans(len(corpus.counted), len(l.units)) for l in layout.layers} if corpus else {}
+    lead, trail = (len(corpus.lead), len(corpus.trail)) if corpus else (0, 0)
     index = {l.name: torch.tensor(l.units, device=device) for l in layout.layers}
     all_units = {l.name: l.units == tuple(range(l.shape[0])) for l in layout.layers}
     peaks = {l.name: RowFile(folder / f"peaks-{i}.npy", (n, len(l.units))) for i, l in enumerate(layout.layers)}
@@ -112,12 +118,14 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
         probabilities = np.lib.format.open_memmap(folder / "probabilities.npy", "w+", np.float32,
                                                   (n, TOP_PREDICTIONS))
 
-    batch = {"start": 0, "index": None}
+    batch = {"start": 0, "index": None, "tokens": None}
     in_flight: list[Future] = []  # reductions of the batch before: at most two batches held at once
 
-    def reduce(name: str, acts: torch.Tensor, inputs_index: torch.Tensor, first_row: int) -> None:
+    def reduce(name: str, acts: torch.Tensor, inputs_index: torch.Tensor, first_row: int, tokens) -> None:
         with torch.inference_mode():
             reducers[name].update(acts, inputs_index)
+            if tokens is not None:
+                means[name].update(acts, tokens)
             maps = acts.flatten(2) if acts.dim() > 2 else acts.unsqueeze(2)
             peak = maps.amax(2)
             peaks[name].write(first_row, peak.cpu().numpy())
@@ -133,19 +141,23 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
         """
         if name in seen:
             return None
+        if corpus:  # [B, tokens, units] -> [B, units, shown tokens]: units are channels, tokens positions
+            tensor = tensor[:, lead:tensor.shape[1] - trail].transpose(1, 2)
         acts = (tensor if all_units[name] else tensor.index_select(1, index[name])).float()
         if acts.data_ptr() == tensor.data_ptr():
-            acts = acts.clone()
-        batch["futures"].append(worker.submit(reduce, name, acts, batch["index"], batch["start"]))
+            acts = acts.clone(memory_format=torch.contiguous_format)
+        batch["futures"].append(worker.submit(reduce, name, acts, batch["index"], batch["start"], batch["tokens"]))
         return None
 
-    loader = ImageLoader(model.config.preprocessing)
+    loader = TokenLoader(corpus) if corpus else ImageLoader(model.config.preprocessing)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="galleria-reduce")
     try:
         with capture(module, names, consume) as seen, torch.inference_mode():
             for items, x in _prefetch(inputs.items, config.extract.batch_size, loader):
                 batch["index"] = torch.arange(batch["start"], batch["start"] + len(items))
                 batch["futures"] = []
+                if corpus:
+                    batch["tokens"] = torch.from_numpy(np.stack([corpus.compact[i.span[0]:i.span[1]] for i in items]))
                 output = first_tensor(module(x.to(device)))
                 missing = [name for name in names if name not in seen]
                 if missing:
@@ -176,6 +188,8 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
         torch.save(reducers[layer.name].state_dict(), folder / f"reducer-{i}.pt")
         if samplers:
             torch.save(samplers[layer.name].state_dict(), folder / f"intervals-{i}.pt")
+        if means:
+            torch.save(means[layer.name].state_dict(), folder / f"token-means-{i}.pt")
 
 
 def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader):
@@ -220,8 +234,10 @@ def _load(folder: Path, key: str, layout: ModelLayout, intervals: int, cached: b
             sampler = IntervalSampler.from_state_dict(torch.load(folder / f"intervals-{i}.pt", weights_only=True))
             bands = sampler.intervals(intervals, reducer.spatial_shape)
             summaries = [replace(s, intervals=tuple(b)) for s, b in zip(summaries, bands)]
+        means_file = folder / f"token-means-{i}.pt"
+        means = TokenMeans.from_state_dict(torch.load(means_file, weights_only=True)) if means_file.is_file() else None
         layers.append(LayerActivations(info, reducer, sampler, np.load(folder / f"peaks-{i}.npy", mmap_mode="r"),
-                                       summaries))
+                                       summaries, means))
     predictions = probabilities = None
     if layout.classifier:
         predictions = np.load(folder / "predictions.npy", mmap_mode="r")

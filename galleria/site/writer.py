@@ -32,6 +32,8 @@ from galleria.sources.models import LoadedModel
 from galleria.visualize.histogram_svg import histogram_svg
 from galleria.visualize.featureviz import UnitViz
 from galleria.visualize.run import ModelImages, UnitImages
+from galleria.visualize.tokens import ModelText, UnitText, shown_label
+from galleria.site import token_html
 from galleria.visualize.tiles import legend_svg
 
 UNITS_PER_INPUT_LAYER = 6  # responsive units listed per layer on an input page
@@ -50,12 +52,19 @@ class ModelBuild:
     effects: dict[str, list[UnitEffects] | None]  # per layer name, per shown unit
     sources: dict[str, list[UnitSources] | None]  # per layer name, per shown unit
     featureviz: dict[str, dict[int, UnitViz]]  # per layer name and unit, where made
+    inputs: InputSet  # what the model read: images, or windows of text
+    text: ModelText | None = None  # text models: token contexts instead of images
+
+    def thumb(self, layer: str, position: int) -> Path | None:
+        return self.images.layers[layer][position].thumb if self.images else None
+
+    def receptive(self, layer: str):
+        return self.images.receptive[layer] if self.images else None
 
 
 class SiteWriter:
-    def __init__(self, config: Config, theme: Theme, notes: dict[str, Note], inputs: InputSet, out: Path,
-                 progress=None):
-        self.config, self.theme, self.notes, self.inputs, self.out = config, theme, notes, inputs, out
+    def __init__(self, config: Config, theme: Theme, notes: dict[str, Note], out: Path, progress=None):
+        self.config, self.theme, self.notes, self.out = config, theme, notes, out
         self.progress = progress
         self.pages: list[str] = []  # folders of written pages, for the sitemap
         self.files = 0
@@ -95,7 +104,7 @@ class SiteWriter:
     def page_count(self, builds: list[ModelBuild]) -> int:
         """Pages write() will produce: the index, then per model its page, layers, units and inputs."""
         return 1 + sum(3 + 2 * len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
-                       + len(self.inputs.items) + sum(1 for v in b.featureviz.values() if v) for b in builds)
+                       + len(b.inputs.items) + sum(1 for v in b.featureviz.values() if v) for b in builds)
 
     def _place(self, cached: Path, target: str) -> None:
         """Link a cached image into the output: instant, and costs no disk space."""
@@ -155,11 +164,13 @@ class SiteWriter:
         cfg = build.model.config
         pre = cfg.preprocessing
         layers = build.layout.layers
-        first_thumb = build.images.layers[layers[0].name][0].thumb if layers else None
+        first_thumb = build.thumb(layers[0].name, 0) if layers else None
         return {
             "id": cfg.id, "title": cfg.title, "description": cfg.description,
             "num_layers": len(layers), "num_units": sum(len(l.units) for l in layers),
-            "params": _human(build.model.params), "input_size": f"{pre.size[0]} × {pre.size[1]} × {pre.channels}",
+            "params": _human(build.model.params),
+            "input_size": f"windows of {build.inputs.text.window} tokens" if build.text else
+            f"{pre.size[0]} × {pre.size[1]} × {pre.channels}",
             "thumb": f"{S.unit_dir(cfg.id, layers[0].name, layers[0].units[0])}/thumb.jpg" if first_thumb else None,
         }
 
@@ -168,14 +179,15 @@ class SiteWriter:
         note = self.notes.get(S.model_dir(cfg.id))
         layers = []
         for layer in build.layout.layers:
-            rf = build.images.receptive[layer.name]
+            rf = build.receptive(layer.name)
             layer_note = self.notes.get(S.layer_dir(cfg.id, layer.name))
             layers.append({
                 "name": layer.name, "module": layer.module, "num_units": len(layer.units),
                 "url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer.name))),
-                "shape": " × ".join(map(str, layer.shape)), "receptive": _receptive_text(rf),
+                "shape": " × ".join(map(str, layer.shape)), "receptive": _receptive_text(rf, build.text),
                 "label": layer_note.label if layer_note else "",
-                "thumb": S.href(folder, f"{S.unit_dir(cfg.id, layer.name, layer.units[0])}/thumb.jpg"),
+                "thumb": S.href(folder, f"{S.unit_dir(cfg.id, layer.name, layer.units[0])}/thumb.jpg")
+                if build.images else None,
                 "featureviz_url": S.href(folder, S.page_file(S.featureviz_dir(cfg.id, layer.name)))
                 if build.featureviz.get(layer.name) else None,
             })
@@ -184,7 +196,8 @@ class SiteWriter:
             "classifier": build.layout.classifier,
             "num_classes": build.layout.output_shape[0] if build.layout.classifier else None,
             "note_html": note.html if note else "", "label": note.label if note else "",
-            "inputs_url": S.href(folder, S.page_file(S.inputs_dir(cfg.id))), "num_inputs": len(self.inputs.items),
+            "inputs_url": S.href(folder, S.page_file(S.inputs_dir(cfg.id))), "num_inputs": len(build.inputs.items),
+            "text": build.text is not None,
             "layers": layers, "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id))),
             "flagged": sum(len(h.by_unit) for h in build.health.values()),
         }
@@ -220,7 +233,7 @@ class SiteWriter:
         note = self.notes.get(folder)
         return {"name": layer.name, "url": S.href(folder, S.page_file(folder)), "module": layer.module,
                 "shape": " × ".join(map(str, layer.shape)), "num_units": len(layer.units),
-                "receptive": _receptive_text(build.images.receptive[layer.name]),
+                "receptive": _receptive_text(build.receptive(layer.name), build.text),
                 "note_html": note.html if note else "", "label": note.label if note else "",
                 "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id, layer.name))),
                 "flagged": len(build.health[layer.name].by_unit),
@@ -230,15 +243,16 @@ class SiteWriter:
     def _write_layer(self, build: ModelBuild, summary: dict, index: int, crumbs: list, names: list[str]) -> None:
         cfg = build.model.config
         layer = build.layout.layers[index]
-        images = build.images.layers[layer.name]
         folder = S.layer_dir(cfg.id, layer.name)
         layer_ctx = self._layer_context(build, index)
+        texts = build.text.layers[layer.name] if build.text else None
         units = []
         for position, (unit, unit_summary) in enumerate(zip(layer.units, build.acts.layers[index].summaries)):
             unit_folder = S.unit_dir(cfg.id, layer.name, unit)
             stats = unit_summary.stats
-            if images[position].thumb is not None:
-                self._place(images[position].thumb, f"{unit_folder}/thumb.jpg")
+            thumb = build.thumb(layer.name, position)
+            if thumb is not None:
+                self._place(thumb, f"{unit_folder}/thumb.jpg")
             viz = build.featureviz.get(layer.name, {}).get(unit)
             if viz is not None and viz.channel is not None:
                 self._place(viz.channel.path, f"{unit_folder}/featureviz.png")
@@ -246,7 +260,8 @@ class SiteWriter:
                           "viz": S.href(folder, f"{unit_folder}/featureviz.png")
                           if viz is not None and viz.channel is not None else None,
                           "label": _unit_label(build, layer.name, unit, self.notes.get(unit_folder)),
-                          "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if images[position].thumb else None,
+                          "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if thumb else None,
+                          "snippet": self._snippet(build, texts[position]) if texts else None,
                           "max": stats.max, "mean": stats.mean, "frac_active": stats.frac_active,
                           "flags": build.health[layer.name].flags(unit)})
         prev_layer = S.layer_dir(cfg.id, names[index - 1]) if index > 0 else None
@@ -266,7 +281,7 @@ class SiteWriter:
         folder = S.layer_dir(cfg.id, layer.name)
         layer_ctx = self._layer_context(build, index)
         summaries = build.acts.layers[index].summaries
-        images = build.images.layers[layer.name]
+        images = build.images.layers[layer.name] if build.images else build.text.layers[layer.name]
         effects = build.effects[layer.name]
         sources = build.sources[layer.name]
         crumbs = crumbs + [(layer.name, folder)]
@@ -287,7 +302,7 @@ class SiteWriter:
         for rank, (example, tile, box) in enumerate(zip(examples, tiles, boxes), start=1):
             name = f"{kind}-{rank}.jpg"
             self._place(tile, f"{folder}/{name}")
-            item = self.inputs.items[example.input_index]
+            item = build.inputs.items[example.input_index]
             prediction = self._prediction(build, example.input_index)
             shown.append({"rank": rank, "anchor": f"{kind}-{rank}", "value": example.value,
                           "tile": name, "input_title": item.title, "prediction": prediction,
@@ -297,6 +312,37 @@ class SiteWriter:
                              "box": list(box) if box is not None else None, "tile": name,
                              "prediction": prediction})
         return shown, recorded
+
+    def _text_examples(self, build: ModelBuild, folder: str, kind: str, contexts: list, scale: float,
+                       whole: bool) -> tuple[list[dict], list[dict]]:
+        """Token contexts for the page, and records for unit.json with the value at every token."""
+        cfg = build.model.config
+        corpus = build.inputs.text
+        shown, recorded = [], []
+        for rank, ctx in enumerate(contexts, start=1):
+            item = build.inputs.items[ctx.example.input_index]
+            piece = corpus.pieces[ctx.start + ctx.at]
+            shown.append({"rank": rank, "anchor": f"{kind}-{rank}", "value": ctx.example.value, "prediction": None,
+                          "input_title": item.title,
+                          "input_url": S.href(folder, S.page_file(S.input_dir(cfg.id, item.id))),
+                          **token_html.context(corpus, ctx, build.text.context, scale, whole)})
+            recorded.append({"rank": rank, "value": ctx.example.value, "input": item.id, "input_title": item.title,
+                             "position": [ctx.at], "token": piece, "window_start": ctx.start,
+                             "values": [round(float(v), 5) for v in ctx.values]})
+        return shown, recorded
+
+    def _top_tokens(self, build: ModelBuild, unit_text: UnitText) -> list[dict]:
+        labels = build.inputs.text.labels
+        return [{"token": shown_label(labels[token]), "id": token, "mean": mean, "count": count}
+                for token, mean, count in unit_text.tokens]
+
+    def _snippet(self, build: ModelBuild, unit_text: UnitText):
+        """The few tokens around a unit's strongest example, for the layer grid."""
+        if not unit_text.top:
+            return None
+        ctx = unit_text.top[0]
+        around = max(2, build.text.context // 4)
+        return token_html.context(build.inputs.text, ctx, around, unit_text.scale, False)["context"]
 
     def _prediction(self, build: ModelBuild, index: int) -> dict | None:
         if build.acts.predictions is None:
@@ -311,13 +357,23 @@ class SiteWriter:
         folder = S.unit_dir(cfg.id, layer_ctx["name"], unit)
         note = self.notes.get(folder)
         stats = unit_summary.stats
-        top, top_json = self._examples(build, folder, "top", images.top_examples, images.top, images.top_boxes)
-        bottom, bottom_json = self._examples(build, folder, "bottom", images.bottom_examples, images.bottom,
-                                             images.bottom_boxes)
+        is_text = isinstance(images, UnitText)
+        if is_text:
+            top, top_json = self._text_examples(build, folder, "top", images.top, images.scale, True)
+            bottom, bottom_json = self._text_examples(build, folder, "bottom", images.bottom, images.scale, True)
+            groups = [(band, images.intervals[number - 1]) for number, band in enumerate(unit_summary.intervals, 1)]
+        else:
+            top, top_json = self._examples(build, folder, "top", images.top_examples, images.top, images.top_boxes)
+            bottom, bottom_json = self._examples(build, folder, "bottom", images.bottom_examples, images.bottom,
+                                                 images.bottom_boxes)
+            groups = [(band, (tiles, boxes)) for band, tiles, boxes in zip(unit_summary.intervals, images.intervals,
+                                                                          images.interval_boxes)]
         bands, bands_json = [], []
-        for number, (band, tiles, boxes) in enumerate(zip(unit_summary.intervals, images.intervals,
-                                                          images.interval_boxes), start=1):
-            shown, recorded = self._examples(build, folder, f"range{number}", list(band.examples), tiles, boxes)
+        for number, (band, shown_by) in enumerate(groups, start=1):
+            if is_text:
+                shown, recorded = self._text_examples(build, folder, f"range{number}", shown_by, images.scale, False)
+            else:
+                shown, recorded = self._examples(build, folder, f"range{number}", list(band.examples), *shown_by)
             numbers = {"lo": band.lo, "hi": band.hi, "count": band.count, "fraction": band.fraction}
             bands.append({**numbers, "examples": shown})
             bands_json.append({**numbers, "examples": recorded})
@@ -332,11 +388,14 @@ class SiteWriter:
         label = _unit_label(build, layer_ctx["name"], unit, note)
         stats_dict = {"count": stats.count, "mean": stats.mean, "std": stats.std, "min": stats.min,
                       "max": stats.max, "frac_active": stats.frac_active, "nonfinite": stats.nonfinite}
-        rf = build.images.receptive[layer_ctx["name"]]
+        rf = build.receptive(layer_ctx["name"])
         top_classes = [t["prediction"]["label"] for t in top if t["prediction"]][:3]
+        if is_text and images.tokens:
+            top_classes = [repr(shown_label(build.inputs.text.labels[t])) for t, _, _ in images.tokens[:3]]
         description = (f"{label} · " if label else "") + f"Unit {unit} of {layer_ctx['name']} in {cfg.title}: " \
             f"max {stats.max:.3g}, active {stats.frac_active:.1%}" + \
-            (f"; top examples look like {', '.join(dict.fromkeys(top_classes))}" if top_classes else "")
+            (f"; {'fires most on' if is_text else 'top examples look like'} {', '.join(dict.fromkeys(top_classes))}"
+             if top_classes else "")
         record = {
             "model": cfg.id, "layer": layer_ctx["name"], "unit": unit, "url": f"{folder}/",
             "label": label, "tags": list(note.tags) if note else [], "flags": flags, "stats": stats_dict,
@@ -350,7 +409,10 @@ class SiteWriter:
                           "counts": list(stats.histogram.counts), "edges": stats.histogram.edges},
             "receptive_field": None if rf is None else {"size": list(rf.size), "stride": list(rf.stride),
                                                         "offset": list(rf.offset)},
-            "heatmap_scale": {"top": list(images.scale_top), "bottom": [-images.scale_bottom[1], 0.0]},
+            "heatmap_scale": None if is_text else {"top": list(images.scale_top),
+                                                "bottom": [-images.scale_bottom[1], 0.0]},
+            "colour_scale": [-images.scale, images.scale] if is_text else None,
+            "top_tokens": self._top_tokens(build, images) if is_text else None,
             "top": top_json, "bottom": bottom_json,
             "intervals": bands_json,
             "featureviz": viz,
@@ -372,18 +434,22 @@ class SiteWriter:
                      "histogram_svg": _markup(histogram_svg(stats.histogram,
                                                             intervals=[(b["lo"], b["hi"]) for b in bands])),
                      "intervals": bands, "built_from": built_from, "featureviz": viz,
-                     "legend_svg": _markup(legend_svg(images.scale_top)),
-                     "legend_bottom_svg": _markup(legend_svg((0.0, stats.min))) if bottom and stats.min < 0 else "",
-                     "receptive": _receptive_text(rf), "json_url": "unit.json", "top": top, "bottom": bottom},
+                     "legend_svg": "" if is_text else _markup(legend_svg(images.scale_top)),
+                     "legend_bottom_svg": _markup(legend_svg((0.0, stats.min)))
+                     if bottom and stats.min < 0 and not is_text else "",
+                     "text": {"scale": images.scale, "tokens": self._top_tokens(build, images)} if is_text else None,
+                     "receptive": _receptive_text(rf, build.text), "json_url": "unit.json", "top": top,
+                     "bottom": bottom},
         })
 
     def _effects(self, build: ModelBuild, effects: UnitEffects | None) -> dict | None:
         if effects is None:
             return None
         labels = build.model.labels
+        name = shown_label if build.text else str
         return {"method": effects.method,
-                "up": [{"label": labels[e.index], "class": e.index, "value": e.value} for e in effects.up],
-                "down": [{"label": labels[e.index], "class": e.index, "value": e.value} for e in effects.down]}
+                "up": [{"label": name(labels[e.index]), "class": e.index, "value": e.value} for e in effects.up],
+                "down": [{"label": name(labels[e.index]), "class": e.index, "value": e.value} for e in effects.down]}
 
     def _featureviz(self, viz: UnitViz | None, folder: str, stats) -> dict | None:
         """The unit's optimized images, linked into its folder, with what they reach."""
@@ -412,12 +478,11 @@ class SiteWriter:
             return None
         cfg = build.model.config
         layer = next(l for l in build.layout.layers if l.name == sources.layer)
-        images = build.images.layers[layer.name]
         positions = self._positions.setdefault((cfg.id, layer.name), {u: i for i, u in enumerate(layer.units)})
 
         def link(effect) -> dict:
             unit_folder = S.unit_dir(cfg.id, layer.name, effect.index)
-            has_thumb = images[positions[effect.index]].thumb is not None
+            has_thumb = build.thumb(layer.name, positions[effect.index]) is not None
             return {"unit": effect.index, "value": effect.value, "url": S.href(folder, S.page_file(unit_folder)),
                     "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if has_thumb else None,
                     "label": _unit_label(build, layer.name, effect.index, self.notes.get(unit_folder))}
@@ -464,7 +529,7 @@ class SiteWriter:
             health = build.health[layer.name]
             notes = {u: self.notes.get(S.unit_dir(cfg.id, layer.name, u)) for u in health.by_unit}
 
-            thumbs = {u: images.thumb is not None for u, images in zip(layer.units, build.images.layers[layer.name])}
+            thumbs = {u: build.thumb(layer.name, i) is not None for i, u in enumerate(layer.units)}
 
             def chip(unit: int, detail: str = "") -> dict:
                 unit_folder = S.unit_dir(cfg.id, layer.name, unit)
@@ -493,7 +558,7 @@ class SiteWriter:
                            f"Dead, always-on, saturated, non-finite and duplicate units of {only or cfg.title}",
                            crumbs + [("health", folder)], {"prev": None, "next": None, "up": up}),
             "model": {**summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id))),
-                      "num_inputs": len(self.inputs.items)},
+                      "num_inputs": len(build.inputs.items)},
             "health": {"scope": scope, "definitions": [{"flag": f, "text": t} for f, t in DEFINITIONS.items()],
                        "layers": layers},
         })
@@ -503,10 +568,13 @@ class SiteWriter:
         listing = S.inputs_dir(cfg.id)
         crumbs = crumbs + [("inputs", listing)]
         entries = []
-        for item in self.inputs.items:
+        corpus = build.inputs.text
+        for item in build.inputs.items:
             folder = S.input_dir(cfg.id, item.id)
             entries.append({"id": item.id, "title": item.title, "url": S.href(listing, S.page_file(folder)),
-                            "thumb": S.href(listing, f"{folder}/input.jpg")})
+                            "thumb": None if corpus else S.href(listing, f"{folder}/input.jpg"),
+                            "snippet": token_html.plain(corpus, item.span[0], min(item.span[1], item.span[0] + 24))
+                            if corpus else None})
         self._write(listing, "inputs.html", {
             **self._common(listing, "inputs", f"Inputs · {cfg.title}",
                            f"The {len(entries)} inputs {cfg.title} was run on", crumbs,
@@ -520,9 +588,11 @@ class SiteWriter:
         crumbs = crumbs + [("inputs", listing)]
         layers = build.layout.layers
         maxima = [np.array([s.stats.max for s in a.summaries]) for a in build.acts.layers]
-        for item in self.inputs.items[worker::workers]:
+        corpus = build.inputs.text
+        for item in build.inputs.items[worker::workers]:
             folder = S.input_dir(cfg.id, item.id)
-            self._place(build.images.inputs[item.index], f"{folder}/input.jpg")
+            if build.images:
+                self._place(build.images.inputs[item.index], f"{folder}/input.jpg")
             units = []
             for layer, acts, peak_max in zip(layers, build.acts.layers, maxima):
                 peaks = np.asarray(acts.peaks[item.index], dtype=np.float64)
@@ -534,7 +604,7 @@ class SiteWriter:
                     unit_folder = S.unit_dir(cfg.id, layer.name, unit)
                     note = self.notes.get(unit_folder)
                     units.append({"layer": layer.name, "unit": unit, "url": S.href(folder, S.page_file(unit_folder)),
-                                  "thumb": S.href(folder, f"{unit_folder}/thumb.jpg"),
+                                  "thumb": S.href(folder, f"{unit_folder}/thumb.jpg") if build.images else None,
                                   "value": float(peaks[position]), "relative": float(relative[position]),
                                   "label": _unit_label(build, layer.name, unit, note)})
             predictions = []
@@ -542,7 +612,7 @@ class SiteWriter:
                 predictions = [{"label": build.model.labels[int(c)], "prob": float(p)}
                                for c, p in zip(build.acts.predictions[item.index], build.acts.probabilities[item.index])]
             index = item.index
-            items = self.inputs.items
+            items = build.inputs.items
             nav = {"prev": S.input_dir(cfg.id, items[index - 1].id) if index > 0 else None,
                    "next": S.input_dir(cfg.id, items[index + 1].id) if index + 1 < len(items) else None,
                    "up": listing}
@@ -551,8 +621,10 @@ class SiteWriter:
                                f"Units of {cfg.title} that respond most to {item.title}",
                                crumbs + [(item.title, folder)], nav),
                 "model": {**summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id)))},
-                "input": {"id": item.id, "title": item.title, "image": "input.jpg",
-                          "source": Path(item.source).name + (f" {item.box}" if item.box else ""),
+                "input": {"id": item.id, "title": item.title, "image": None if corpus else "input.jpg",
+                          "text": token_html.plain(corpus, *item.span) if corpus else None,
+                          "source": item.source if corpus else Path(item.source).name + (f" {item.box}" if item.box
+                                                                                        else ""),
                           "predictions": predictions, "units": units},
             })
 
@@ -589,8 +661,9 @@ def _unit_label(build: ModelBuild, layer_name: str, unit: int, note: Note | None
     if note and note.label:
         return note.label
     layer = next(l for l in build.layout.layers if l.name == layer_name)
-    if layer.is_output and build.layout.classifier:
-        return build.model.labels[unit]
+    if layer.is_output and build.layout.labelled_output:
+        label = build.model.labels[unit]
+        return shown_label(label) if build.text else label
     return ""
 
 
@@ -611,7 +684,9 @@ def _json_safe(value):
     return value
 
 
-def _receptive_text(rf) -> str:
+def _receptive_text(rf, text=None) -> str:
+    if text is not None:
+        return ""  # a token's state depends on all text before it (recurrent) or the whole window
     if rf is None:
         return "whole input"
     if rf.size[0] >= rf.input_size[0] and rf.size[1] >= rf.input_size[1]:

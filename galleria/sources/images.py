@@ -11,6 +11,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -18,6 +19,9 @@ from PIL import Image, UnidentifiedImageError
 from galleria.config import CropScheme, InputSetConfig, Preprocessing
 from galleria.errors import BuildError
 from galleria.records import InputItem
+
+if TYPE_CHECKING:
+    from galleria.sources.text import TextCorpus
 
 MIN_CROP = 48  # source pixels; smaller crops upscale into blur that no unit should be judged on
 
@@ -27,6 +31,7 @@ class InputSet:
     items: tuple[InputItem, ...]
     skipped: tuple[tuple[str, str], ...]  # (path, reason)
     key: str  # content hash of every file and the crop plan: what cached activations depend on
+    text: "TextCorpus | None" = None  # text inputs: the token stream the items are windows of
 
 
 def discover(sets: tuple[InputSetConfig, ...]) -> InputSet:

