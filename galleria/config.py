@@ -644,7 +644,7 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
             raise s.error("type", f"unknown input type '{kind}'", "use image or text")
         python = s.get("python", str, None)
         if python is not None:
-            _check_python_text(s, python)
+            _check_python_text(s, python, root)
         package = s.get("package", str, None)
         path = s.get("path", str, None if package or python else ...,
                      hint="a folder or glob relative to site.yaml, or package + path")
@@ -683,17 +683,25 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
     return tuple(sets)
 
 
-def _check_python_text(s: _Section, python: str) -> None:
-    """``module:attribute`` must name something importable; its value is checked when it is read."""
+def _check_python_text(s: _Section, python: str, root: Path) -> None:
+    """``module:attribute`` must name something importable (a module beside site.yaml counts);
+    its value is checked when it is read."""
     import importlib.util
+    import sys
 
     module, _, attribute = python.partition(":")
     if not attribute or not re.fullmatch(r"[A-Za-z_][\w.]*", module) or not re.fullmatch(r"[A-Za-z_][\w.]*", attribute):
         raise s.error("python", f"cannot read '{python}'", "use module:attribute, e.g. pydoc_data.topics:topics")
+    added = str(root) not in sys.path
+    if added:
+        sys.path.insert(0, str(root))
     try:
         found = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         found = None
+    finally:
+        if added:
+            sys.path.remove(str(root))
     if found is None:
         raise s.error("python", f"module '{module}' is not installed", f"pip install {module.split('.')[0]}")
 

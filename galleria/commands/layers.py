@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import fnmatch
 
+import torch
+
 from galleria.config import load_config
 from galleria.errors import ConfigError
 from galleria.extract.probe import module_tree
 from galleria.sources.models import load_model
+
+
+TEXT_PROBE = 8
 
 
 def layers(config_file: str, model_id: str | None) -> str:
@@ -22,17 +27,20 @@ def layers(config_file: str, model_id: str | None) -> str:
         raise ConfigError(f"no model '{model_id}'" if model_id else "name a model", str(config.file),
                           hint=(f"did you mean '{close[0]}'? " if close else "") + "models: " + ", ".join(ids))
     model = load_model(cfg, config.root)
-    rows = module_tree(model)
+    text = model.tokenizer is not None
+    sample = torch.zeros(1, TEXT_PROBE, dtype=torch.long) if text else None  # token id 0 suits any vocabulary
+    rows = module_tree(model, sample)
     chosen = [s.pattern for s in cfg.layers]
     width = max(len(name) + name.count(".") * 2 for name, _, _ in rows) + 2
-    lines = [f"{cfg.id}: {cfg.source}, {model.params:,} parameters, input "
-             f"{cfg.preprocessing.channels}×{cfg.preprocessing.size[0]}×{cfg.preprocessing.size[1]}",
+    seen = f"token ids, shapes for a window of {TEXT_PROBE} tokens" if text else \
+        f"{cfg.preprocessing.channels}×{cfg.preprocessing.size[0]}×{cfg.preprocessing.size[1]}"
+    lines = [f"{cfg.id}: {cfg.source}, {model.params:,} parameters, input {seen}",
              f"  {'layer':<{width}} {'module':<22} {'output':<18} units"]
     for name, kind, shape in rows:
         mark = "*" if any(name == p or fnmatch.fnmatchcase(name, p) for p in chosen) else " "
         indent = "  " * name.count(".")
         out = "×".join(map(str, shape)) if shape else "—"
-        units = str(shape[0]) if shape else ""
+        units = str(shape[-1] if text and len(shape) == 2 else shape[0]) if shape else ""
         lines.append(f"{mark} {indent + name:<{width}} {kind:<22} {out:<18} {units}")
     lines.append("* chosen in site.yaml; layers: accepts these names and glob patterns like 'blocks.*'")
     return "\n".join(lines)

@@ -325,10 +325,10 @@ class SiteWriter:
             shown.append({"rank": rank, "anchor": f"{kind}-{rank}", "value": ctx.example.value, "prediction": None,
                           "input_title": item.title,
                           "input_url": S.href(folder, S.page_file(S.input_dir(cfg.id, item.id))),
-                          **token_html.context(corpus, ctx, build.text.context, scale, whole)})
+                          "whole": whole, **token_html.context(corpus, ctx, build.text.context, scale)})
             recorded.append({"rank": rank, "value": ctx.example.value, "input": item.id, "input_title": item.title,
                              "position": [ctx.at], "token": piece, "window_start": ctx.start,
-                             "values": [round(float(v), 5) for v in ctx.values]})
+                             **({"values": [float(f"{v:.4g}") for v in ctx.values.tolist()]} if whole else {})})
         return shown, recorded
 
     def _top_tokens(self, build: ModelBuild, unit_text: UnitText) -> list[dict]:
@@ -342,7 +342,7 @@ class SiteWriter:
             return None
         ctx = unit_text.top[0]
         around = max(2, build.text.context // 4)
-        return token_html.context(build.inputs.text, ctx, around, unit_text.scale, False)["context"]
+        return token_html.context(build.inputs.text, ctx, around, unit_text.scale)["context"]
 
     def _prediction(self, build: ModelBuild, index: int) -> dict | None:
         if build.acts.predictions is None:
@@ -437,7 +437,11 @@ class SiteWriter:
                      "legend_svg": "" if is_text else _markup(legend_svg(images.scale_top)),
                      "legend_bottom_svg": _markup(legend_svg((0.0, stats.min)))
                      if bottom and stats.min < 0 and not is_text else "",
-                     "text": {"scale": images.scale, "tokens": self._top_tokens(build, images)} if is_text else None,
+                     "text": {"scale": images.scale, "tokens": self._top_tokens(build, images),
+                              "windows": token_html.windows(build.inputs.text, {
+                                  **{f"top-{i}": c for i, c in enumerate(images.top, 1)},
+                                  **{f"bottom-{i}": c for i, c in enumerate(images.bottom, 1)}}, images.scale)}
+                     if is_text else None,
                      "receptive": _receptive_text(rf, build.text), "json_url": "unit.json", "top": top,
                      "bottom": bottom},
         })

@@ -12,6 +12,7 @@ import bisect
 import hashlib
 import importlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,7 +187,7 @@ def _count(ids: np.ndarray, items: list[InputItem], vocab: int) -> tuple[np.ndar
 def _documents(spec: InputSetConfig, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """(name, text) of every document in a set, in a stable order."""
     if spec.python is not None:
-        docs = _python_documents(spec.python)
+        docs = _python_documents(spec.python, spec.root)
     else:
         docs = []
         found: set[Path] = set()
@@ -213,8 +214,10 @@ def _documents(spec: InputSetConfig, skipped: list[tuple[str, str]]) -> list[tup
     return docs[: spec.limit] if spec.limit else docs
 
 
-def _python_documents(python: str) -> list[tuple[str, str]]:
+def _python_documents(python: str, root: Path) -> list[tuple[str, str]]:
     module_name, _, attribute = python.partition(":")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # so a module beside site.yaml imports, as model code does
     try:
         value = importlib.import_module(module_name)
         for part in attribute.split("."):

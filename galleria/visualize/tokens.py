@@ -93,13 +93,6 @@ def distinct(candidates: tuple[Example, ...], inputs: InputSet, want: int, conte
     return chosen
 
 
-def level(value: float, scale: float) -> int:
-    """The colour step of a value: -LEVELS (most negative) to LEVELS (most positive), 0 white."""
-    if not np.isfinite(value):
-        return 0
-    return int(np.clip(np.round(value / scale * LEVELS), -LEVELS, LEVELS))
-
-
 def visible(piece: str) -> str:
     """A token's text with its whitespace drawn: ↵ before a line break, → for a tab, and · for the
     spaces of a token that is only whitespace (a word's leading space stays a plain gap)."""

@@ -177,9 +177,46 @@
     box.addEventListener("change", function () { save("galleria-viz", box.checked ? "1" : "0"); apply(); });
   }
 
+  // Text examples: "whole window" draws the example's full window, coloured, from the page's
+  // #tx-windows data (pieces already have their whitespace drawn); without JS it links to the input.
+  function initWindows(data) {
+    var windows;
+    try { windows = JSON.parse(data.textContent); } catch (e) { return; }
+    var links = document.querySelectorAll("[data-window]");
+    for (var i = 0; i < links.length; i++) {
+      links[i].addEventListener("click", function (event) {
+        var link = event.currentTarget;
+        var shown = link.parentNode.querySelector(".tx-window");
+        event.preventDefault();
+        if (shown) {
+          shown.parentNode.removeChild(shown);
+          link.textContent = "whole window";
+          return;
+        }
+        var w = windows[link.getAttribute("data-window")];
+        if (!w) return;
+        var pre = document.createElement("pre");
+        pre.className = "tx-ctx tx-window";
+        for (var k = 0; k < w.p.length; k++) {
+          var step = Math.max(-8, Math.min(8, Math.round(w.v[k] / windows.scale * 8))) || 0;
+          var span = document.createElement("span");
+          span.className = "t " + (step > 0 ? "p" + step : step < 0 ? "n" + (-step) : "z") +
+            (/^[\u00b7\u2192\u21b5\s]+$/.test(w.p[k]) ? " ws" : "") + (k === w.at ? " x" : "");
+          span.title = String(w.v[k]);
+          span.textContent = w.p[k];
+          pre.appendChild(span);
+        }
+        link.parentNode.appendChild(pre);
+        link.textContent = "hide window";
+      });
+    }
+  }
+
   function init() {
     initThemeToggle();
     initKeys();
+    var data = document.getElementById("tx-windows");
+    if (data) initWindows(data);
     var toggles = document.querySelectorAll("[data-viz-toggle]");
     for (var j = 0; j < toggles.length; j++) initVizToggle(toggles[j]);
     var tools = document.querySelectorAll("[data-grid-tools]");
