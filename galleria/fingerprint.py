@@ -15,7 +15,7 @@ from galleria import __version__
 from galleria.cache import content_key
 from galleria.config import Config
 
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "jinja2", "markdown")
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "jinja2", "markdown", "transformers", "tokenizers")
 
 
 def site_fingerprint(config: Config) -> str:
@@ -33,8 +33,14 @@ def site_fingerprint(config: Config) -> str:
                                                                                     model.weights.file)))
         if isinstance(model.labels, str) and not model.labels.startswith("torchvision:"):
             parts.append(_stat(Path(model.labels)))
+        if model.tokenizer not in (None, "model"):
+            parts.append(_stat(Path(model.tokenizer.removeprefix("chars:"))))
+        if model.pretrained is not None:
+            parts.append(_tree(model.pretrained))
     for inputs in config.inputs:
         parts.append([_stat(p) for pattern in inputs.include for p in sorted(inputs.root.glob(pattern))])
+        if inputs.python is not None:
+            parts.append(_model_files(inputs.python, config.root))  # the module holding the text
     return content_key(*parts)
 
 
@@ -87,9 +93,9 @@ def _model_files(source: str, root: Path) -> list:
     finally:
         if added:
             sys.path.remove(str(root))
+    if spec is not None and spec.submodule_search_locations:  # a package, namespace packages included
+        return _tree(Path(next(iter(spec.submodule_search_locations))), "*.py")
     if spec is None or spec.origin is None:
         return [kind]
-    if spec.submodule_search_locations:
-        return _tree(Path(next(iter(spec.submodule_search_locations))), "*.py")
     origin = Path(spec.origin)
     return [_stat(p) for p in sorted(origin.parent.glob("*.py"))] if origin.parent == root else [_stat(origin)]

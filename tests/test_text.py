@@ -353,3 +353,22 @@ def test_transformer_neurons_match_a_direct_forward_pass(transformer_project):
     assert "<b>sat</b>" in "".join(parser.parts) and "<b>sat" not in page  # the text as written, escaped
     assert "[CLS]" not in page
     assert "windows of 14 tokens" in (out / "index.html").read_text()
+
+
+def test_a_missing_text_extra_skips_its_model_in_one_line(project, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from galleria.commands.build import build
+
+    root = project[0]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("transformers", "not_installed_model") else real(name, *a))
+    (root / "extra.yaml").write_text((root / "site.yaml").read_text().replace("examples:", (
+        "  - id: bert\n    source: transformers:not_installed_model/model\n    layers: [encoder.layer.0]\nexamples:")))
+    (root / "content" / "bert").mkdir(parents=True)
+    (root / "content" / "bert" / "index.md").write_text("Notes of a model that is not built today.\n")
+    report = build(root / "extra.yaml", tmp_path / "site")
+    assert report.models == 1 and (tmp_path / "site" / "charnet" / "index.html").is_file()
+    assert report.warnings == ["skipped model 'bert': it needs pip install 'galleria[text]'"]
+    assert capsys.readouterr().err.count("warning:") == 1
