@@ -54,17 +54,20 @@ class UnrolledRecurrent(nn.Module):
 
 
 def _cell_states(x: torch.Tensor, out: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, params) -> torch.Tensor:
-    """c_t at every step, from the gates: all steps' gates in one product, then the cheap scan."""
+    """c_t at every step, from the gates: all steps' gates in one product, then the cheap scan
+    (time first, so each step reads contiguous rows)."""
     w_ih, w_hh = params[0], params[1]
-    previous = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)  # h_{t-1}
-    gates = x @ w_ih.T + previous @ w_hh.T
-    if len(params) == 4:
-        gates = gates + params[2] + params[3]
-    i, f, g, o = gates.chunk(4, dim=2)
-    i, f, g = i.sigmoid(), f.sigmoid(), g.tanh()
+    previous = torch.cat([h0.unsqueeze(0), out.transpose(0, 1)[:-1]])  # h_{t-1}, [time, batch, units]
+    gates = torch.addmm(params[2] + params[3], x.transpose(0, 1).reshape(-1, x.shape[2]), w_ih.T) \
+        if len(params) == 4 else x.transpose(0, 1).reshape(-1, x.shape[2]) @ w_ih.T
+    gates = gates.view(x.shape[1], x.shape[0], -1).add_((previous.reshape(-1, previous.shape[2]) @ w_hh.T)
+                                                        .view(x.shape[1], x.shape[0], -1))
+    i, f, g, _ = gates.chunk(4, dim=2)
+    update = i.sigmoid().mul_(g.tanh())  # i_t * g_t
+    f = f.sigmoid()
     c, states = c0, []
     for t in range(x.shape[1]):
-        c = f[:, t] * c + i[:, t] * g[:, t]
+        c = torch.addcmul(update[t], f[t], c)
         states.append(c)
     return torch.stack(states, dim=1)
 
