@@ -1,0 +1,165 @@
+"""Train the gallery's character-level LSTM on the Python standard library's own source.
+
+Run from the repository root: ``python charlstm/train.py``. The defaults are the exact run that
+produced weights.pt (about 12 minutes on an idle 2-core CPU), so rerunning reproduces it.
+
+Choices, and why:
+* Data is every *.py file of the running interpreter's stdlib, sorted, minus tests, vendored
+  packages, idlelib and ``email/``; email is held out so the gallery can show the model on code
+  it never saw, and its bits per character is the honest score.
+* The corpus is cut into ``batch`` contiguous streams read in order, with the LSTM state carried
+  (detached) from one window to the next: truncated BPTT, so the model sees context far longer
+  than ``seq`` and can learn indentation, docstrings and long strings.
+* Adam with warm-up and cosine decay plus gradient clipping: the fastest stable recipe for a
+  single short pass; the model is far from overfitting, so there is no dropout.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from charlstm.model import CharLSTM  # noqa: E402
+
+TOKENS = ["\n", "\t"] + [chr(c) for c in range(32, 127)] + ["\ufffd"]
+UNKNOWN = "\ufffd"  # what errors='replace' yields, and where every other character goes
+EXCLUDED_DIRS = {"test", "tests", "site-packages", "dist-packages", "idlelib"}
+HELD_OUT = "email"
+
+
+def stdlib_files() -> tuple[list[Path], list[Path]]:
+    """Sorted (training, held-out email/) source files of this interpreter's stdlib."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    train, held = [], []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if EXCLUDED_DIRS.intersection(parts[:-1]):
+            continue
+        (held if parts[0] == HELD_OUT else train).append(path)
+    return train, held
+
+
+def encode(paths: list[Path]) -> torch.Tensor:
+    """Concatenated file texts as token ids."""
+    index = {ch: i for i, ch in enumerate(TOKENS)}
+    unknown = index[UNKNOWN]
+    text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in paths)
+    return torch.tensor([index.get(ch, unknown) for ch in text], dtype=torch.long)
+
+
+def streams(ids: torch.Tensor, batch: int) -> torch.Tensor:
+    """Cut ids into ``batch`` equal contiguous rows [batch, length]."""
+    length = len(ids) // batch
+    return ids[: batch * length].view(batch, length)
+
+
+def step_logits(model: CharLSTM, x: torch.Tensor, state):
+    """Forward one window, carrying the LSTM state in and out."""
+    out, state = model.lstm(model.embed(x), state)
+    return model.head(out), state
+
+
+@torch.no_grad()
+def bits_per_char(model: CharLSTM, ids: torch.Tensor, batch: int = 32, seq: int = 512) -> float:
+    """Mean next-character loss in bits over ``ids``, read as carried-state streams."""
+    data, state, total, count = streams(ids, batch), None, 0.0, 0
+    for start in range(0, data.shape[1] - 1, seq):
+        x = data[:, start : start + seq + 1]
+        logits, state = step_logits(model, x[:, :-1], state)
+        total += F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten(), reduction="sum").item()
+        count += x[:, 1:].numel()
+    return total / count / math.log(2)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--embedding", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--out", type=Path, default=HERE)
+    args = p.parse_args()
+
+    started = time.time()
+    torch.set_num_threads(2)
+    torch.manual_seed(args.seed)
+    train_files, held_files = stdlib_files()
+    train_ids, held_ids = encode(train_files), encode(held_files)
+    data = streams(train_ids, args.batch)
+    print(f"train: {len(train_files)} files, {len(train_ids):,} chars; "
+          f"held out {HELD_OUT}/: {len(held_files)} files, {len(held_ids):,} chars")
+
+    model = CharLSTM(len(TOKENS), args.embedding, args.hidden, args.layers)
+    params = sum(t.numel() for t in model.parameters())
+    print(f"model: {args.layers}x{args.hidden} LSTM, {params:,} parameters")
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / args.warmup)
+                                                 * 0.5 * (1 + math.cos(math.pi * s / args.steps)))
+
+    windows = (data.shape[1] - 1) // args.seq
+    state, running = None, []
+    for step in range(args.steps):
+        w = step % windows
+        if w == 0:
+            state = None  # a new pass over the streams starts from a clean state
+        x = data[:, w * args.seq : w * args.seq + args.seq + 1]
+        logits, state = step_logits(model, x[:, :-1], state)
+        state = tuple(s.detach() for s in state)
+        loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        schedule.step()
+        running.append(loss.item())
+        if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+            recent = sum(running[-args.log_every:]) / len(running[-args.log_every:])
+            print(f"step {step + 1:5d}  loss {recent:.4f} nats ({recent / math.log(2):.3f} bpc)  "
+                  f"lr {schedule.get_last_lr()[0]:.2e}  {time.time() - started:6.0f}s", flush=True)
+
+    model.eval()
+    held_bpc = bits_per_char(model, held_ids)
+    final_loss = sum(running[-args.log_every:]) / len(running[-args.log_every:])
+    elapsed = time.time() - started
+    print(f"held-out {HELD_OUT}/: {held_bpc:.3f} bits per char; total time {elapsed:.0f}s")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), args.out / "weights.pt")
+    (args.out / "vocab.json").write_text(json.dumps({"tokens": TOKENS, "unknown": UNKNOWN}) + "\n")
+    figures = {
+        "steps": args.steps, "batch": args.batch, "seq_len": args.seq,
+        "embedding": args.embedding, "hidden": args.hidden, "layers": args.layers,
+        "params": params, "lr": args.lr, "warmup": args.warmup, "clip": args.clip,
+        "seed": args.seed,
+        "train_chars": len(train_ids), "train_files": len(train_files),
+        "chars_seen": args.steps * args.batch * args.seq,
+        "train_time_s": round(elapsed, 1),
+        "final_train_loss_nats": round(final_loss, 4),
+        "final_train_bpc": round(final_loss / math.log(2), 4),
+        f"heldout_{HELD_OUT}_bpc": round(held_bpc, 4), "heldout_chars": len(held_ids),
+        "stdlib_python": platform.python_version(), "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
+    (args.out / "training.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
