@@ -523,6 +523,8 @@ def _match_inputs(top: _Section, models: tuple[ModelConfig, ...], inputs: tuple[
     by_id = {i.id: i for i in inputs}
     for i, model in enumerate(models):
         where = _Section(top.data["models"][i], top.file, f"models[{i}]", model.line, tuple(top.data["models"][i]))
+        if model.inputs is not None and not model.inputs:
+            raise where.error("inputs", "must name at least one input set", "or leave it out to read every set")
         for name in model.inputs or ():
             if name not in by_id:
                 close = difflib.get_close_matches(name, list(by_id), n=1)

@@ -271,6 +271,10 @@ def test_text_config_errors(project, tmp_path, capsys):
         (site.replace("overlap: 12", "overlap: 48"), "overlap: must be at least 0 and below the window (48)"),
         (site.replace("    tokenizer: chars:vocab.json\n", ""), "model 'charnet' reads images but no input set holds any"),
         (site.replace("lstm.cell.0", "embed.weight"), "has no layer 'embed.weight'"),
+        (site.replace("    weights: charnet.pt\n", "    weights: charnet.pt\n    inputs: [cod]\n"),
+         "no input set 'cod' (did you mean 'code'?)"),
+        (site.replace("    weights: charnet.pt\n", "    weights: charnet.pt\n    inputs: []\n"),
+         "inputs: must name at least one input set"),
     ]
     for text, message in cases:
         (root / "bad.yaml").write_text(text)

@@ -83,17 +83,17 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
             loaded.append(model)
         if not loaded:
             raise BuildError("no model left to build: " + "; ".join(report.warnings))
-        image_sets = tuple(s for s in config.inputs if s.kind == "image")
-        images_in = discover(image_sets) if any(m.tokenizer is None for m in loaded) else None
+        image_inputs: dict[tuple[str, ...], object] = {}  # models reading the same sets share them
         prepared = []
         for model in loaded:
+            sets = tuple(s for s in config.inputs if s.kind == model.config.kind
+                         and (model.config.inputs is None or s.id in model.config.inputs))
             if model.tokenizer is None:
-                inputs = images_in
+                key = tuple(s.id for s in sets)
+                inputs = image_inputs[key] = image_inputs.get(key) or discover(sets)
                 layout = probe_model(model, str(config.file))
             else:
-                wanted = model.config.inputs
-                inputs = discover_text(tuple(s for s in config.inputs if s.kind == "text"
-                                             and (wanted is None or s.id in wanted)), model.tokenizer)
+                inputs = discover_text(sets, model.tokenizer)
                 sample = TokenLoader(inputs.text).batch([inputs.items[0]])[0]
                 layout = probe_model(model, str(config.file), sample, inputs.text.window)
             prepared.append((model, layout, inputs))
