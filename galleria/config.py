@@ -685,26 +685,31 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
     return tuple(sets)
 
 
-def _check_python_text(s: _Section, python: str, root: Path) -> None:
-    """``module:attribute`` must name something importable (a module beside site.yaml counts);
-    its value is checked when it is read."""
+def find_spec_beside(name: str, root: Path):
+    """importlib's spec for a module, found as the user's code finds it (the folder holding
+    site.yaml on the path) without importing it; None when there is none."""
     import importlib.util
     import sys
 
-    module, _, attribute = python.partition(":")
-    if not attribute or not re.fullmatch(r"[A-Za-z_][\w.]*", module) or not re.fullmatch(r"[A-Za-z_][\w.]*", attribute):
-        raise s.error("python", f"cannot read '{python}'", "use module:attribute, e.g. pydoc_data.topics:topics")
     added = str(root) not in sys.path
     if added:
         sys.path.insert(0, str(root))
     try:
-        found = importlib.util.find_spec(module)
+        return importlib.util.find_spec(name)
     except (ImportError, ValueError):
-        found = None
+        return None
     finally:
         if added:
             sys.path.remove(str(root))
-    if found is None:
+
+
+def _check_python_text(s: _Section, python: str, root: Path) -> None:
+    """``module:attribute`` must name something importable (a module beside site.yaml counts);
+    its value is checked when it is read."""
+    module, _, attribute = python.partition(":")
+    if not attribute or not re.fullmatch(r"[A-Za-z_][\w.]*", module) or not re.fullmatch(r"[A-Za-z_][\w.]*", attribute):
+        raise s.error("python", f"cannot read '{python}'", "use module:attribute, e.g. pydoc_data.topics:topics")
+    if find_spec_beside(module, root) is None:
         raise s.error("python", f"module '{module}' is not installed", f"pip install {module.split('.')[0]}")
 
 

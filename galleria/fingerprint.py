@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import sys
 from pathlib import Path
 
 from galleria import __version__
 from galleria.cache import content_key
-from galleria.config import Config
+from galleria.config import Config, find_spec_beside
 
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "jinja2", "markdown", "transformers", "tokenizers")
 
@@ -82,17 +81,7 @@ def _model_files(source: str, root: Path) -> list:
         return [kind]
     if kind == "torchscript":
         return [_stat(root / name)]
-    top = kind.split(".")[0]
-    added = str(root) not in sys.path
-    if added:
-        sys.path.insert(0, str(root))
-    try:
-        spec = importlib.util.find_spec(top)  # finds without importing
-    except (ImportError, ValueError):
-        spec = None
-    finally:
-        if added:
-            sys.path.remove(str(root))
+    spec = find_spec_beside(kind.split(".")[0], root)
     if spec is not None and spec.submodule_search_locations:  # a package, namespace packages included
         return _tree(Path(next(iter(spec.submodule_search_locations))), "*.py")
     if spec is None or spec.origin is None:

@@ -31,7 +31,6 @@ class ModelLayout:
     output_shape: tuple[int, ...]
     classifier: bool  # one score per class label
     head: str | None = None  # the linear layer that produces the model's output, if one does
-    text: bool = False  # layers give [batch, tokens, units]; LayerInfo.shape is (units, tokens)
     lm_head: bool = False  # text: the head gives one logit per vocabulary token at each position
 
     @property
@@ -71,7 +70,7 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torc
     labels = model.labels
     if text:
         lm_head = head is not None and labels is not None and output_shape[-1] == len(labels)
-        return ModelLayout(tuple(layers), output_shape, False, head, True, lm_head)
+        return ModelLayout(tuple(layers), output_shape, False, head, lm_head)
     if labels is not None and len(output_shape) == 1 and len(labels) != output_shape[0]:
         raise BuildError(f"model '{cfg.id}': {len(labels)} labels for {output_shape[0]} outputs; "
                          "check the model's labels")
@@ -106,7 +105,7 @@ def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig, s
     """Output shapes of the named layers, the model's output shape, which layers' outputs are the
     model's output, the final linear layer (if the output comes from one) and which layers feed it."""
     pre = cfg.preprocessing
-    x = torch.zeros(1, pre.channels, *pre.size) if sample is None else sample
+    x = _probe_input(cfg, sample)
     linears = [n for n, m in module.named_modules() if n and isinstance(m, torch.nn.Linear)]
     linear_inputs: dict[str, torch.Tensor] = {}
     handles = [module.get_submodule(n).register_forward_hook(
@@ -143,11 +142,16 @@ def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig, s
     return ({n: tuple(t.shape[1:]) for n, t in seen.items()}, tuple(output.shape[1:]), outputs, head, feeding)
 
 
+def _probe_input(cfg: ModelConfig, sample: torch.Tensor | None) -> torch.Tensor:
+    """What a probe feeds the model: the text window given, or a blank image of the model's size."""
+    pre = cfg.preprocessing
+    return torch.zeros(1, pre.channels, *pre.size) if sample is None else sample
+
+
 def module_tree(model: LoadedModel, sample: torch.Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """Every named module with its output shape (None when it is not called or returns no tensor)."""
     names = hookable_names(model.module)
-    pre = model.config.preprocessing
     with capture(model.module, names) as seen, torch.inference_mode():
-        model.module(torch.zeros(1, pre.channels, *pre.size) if sample is None else sample)
+        model.module(_probe_input(model.config, sample))
     return [(n, module_kind(model.module.get_submodule(n)),
              tuple(seen[n].shape[1:]) if n in seen else None) for n in names]

@@ -390,8 +390,9 @@ class SiteWriter:
                       "max": stats.max, "frac_active": stats.frac_active, "nonfinite": stats.nonfinite}
         rf = build.receptive(layer_ctx["name"])
         top_classes = [t["prediction"]["label"] for t in top if t["prediction"]][:3]
-        if is_text and images.tokens:
-            top_classes = [repr(shown_label(build.inputs.text.labels[t])) for t, _, _ in images.tokens[:3]]
+        top_tokens = self._top_tokens(build, images) if is_text else None
+        if top_tokens:
+            top_classes = [repr(t["token"]) for t in top_tokens[:3]]
         description = (f"{label} · " if label else "") + f"Unit {unit} of {layer_ctx['name']} in {cfg.title}: " \
             f"max {stats.max:.3g}, active {stats.frac_active:.1%}" + \
             (f"; {'fires most on' if is_text else 'top examples look like'} {', '.join(dict.fromkeys(top_classes))}"
@@ -412,7 +413,7 @@ class SiteWriter:
             "heatmap_scale": None if is_text else {"top": list(images.scale_top),
                                                 "bottom": [-images.scale_bottom[1], 0.0]},
             "colour_scale": [-images.scale, images.scale] if is_text else None,
-            "top_tokens": self._top_tokens(build, images) if is_text else None,
+            "top_tokens": top_tokens,
             "top": top_json, "bottom": bottom_json,
             "intervals": bands_json,
             "featureviz": viz,
@@ -437,7 +438,7 @@ class SiteWriter:
                      "legend_svg": "" if is_text else _markup(legend_svg(images.scale_top)),
                      "legend_bottom_svg": _markup(legend_svg((0.0, stats.min)))
                      if bottom and stats.min < 0 and not is_text else "",
-                     "text": {"scale": images.scale, "tokens": self._top_tokens(build, images),
+                     "text": {"scale": images.scale, "tokens": top_tokens,
                               "windows": token_html.windows(build.inputs.text, {
                                   **{f"top-{i}": c for i, c in enumerate(images.top, 1)},
                                   **{f"bottom-{i}": c for i, c in enumerate(images.bottom, 1)}}, images.scale)}

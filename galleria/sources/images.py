@@ -41,7 +41,8 @@ def discover(sets: tuple[InputSetConfig, ...]) -> InputSet:
     digest = hashlib.sha256()
     used_ids: set[str] = set()
     for spec in sets:
-        files = _files(spec)
+        files = matching_files(spec)
+        files = files[: spec.limit] if spec.limit else files
         for path in files:
             try:
                 with Image.open(path) as img:
@@ -67,14 +68,14 @@ def discover(sets: tuple[InputSetConfig, ...]) -> InputSet:
     return InputSet(tuple(items), tuple(skipped), digest.hexdigest()[:20])
 
 
-def _files(spec: InputSetConfig) -> list[Path]:
+def matching_files(spec: InputSetConfig) -> list[Path]:
+    """The set's files: its include patterns less its exclude patterns, sorted."""
     found: set[Path] = set()
     for pattern in spec.include:
         found.update(p for p in spec.root.glob(pattern) if p.is_file())
     for pattern in spec.exclude:
         found.difference_update(spec.root.glob(pattern))
-    files = sorted(found)
-    return files[: spec.limit] if spec.limit else files
+    return sorted(found)
 
 
 def _reason(exc: Exception) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from galleria.config import InputSetConfig
 from galleria.errors import BuildError
 from galleria.records import InputItem
-from galleria.sources.images import InputSet
+from galleria.sources.images import InputSet, matching_files
 
 SEPARATOR = "\n\n"  # between documents of a stream
 MIN_TOKEN_COUNT = 3  # tokens seen fewer times get no mean activation: one lucky context is no evidence
@@ -190,12 +190,7 @@ def _documents(spec: InputSetConfig, skipped: list[tuple[str, str]]) -> list[tup
         docs = _python_documents(spec.python, spec.root)
     else:
         docs = []
-        found: set[Path] = set()
-        for pattern in spec.include:
-            found.update(p for p in spec.root.glob(pattern) if p.is_file())
-        for pattern in spec.exclude:
-            found.difference_update(spec.root.glob(pattern))
-        for path in sorted(found):
+        for path in matching_files(spec):
             name = str(path.relative_to(spec.root))
             try:
                 raw = path.read_bytes()
