@@ -96,4 +96,6 @@ class BuildReport:
     output: str = ""
     up_to_date: bool = False  # nothing changed: the existing output was kept
     warnings: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # said once in the summary; not failures under --strict
+    search_bytes: int = 0  # the search index, all shards
     stage_seconds: dict[str, float] = field(default_factory=dict)

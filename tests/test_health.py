@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 from PIL import Image
@@ -103,4 +104,4 @@ def test_health_pages_of_a_built_site(tmp_path, capsys):
 
     for html in out.rglob("*.html"):  # a unit without examples has no images to link to
         for link in parse(html).links:
-            assert (html.parent / link.split("#")[0]).exists(), f"{html} links to missing {link}"
+            assert (html.parent / re.split("[?#]", link)[0]).exists(), f"{html} links to missing {link}"

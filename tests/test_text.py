@@ -187,7 +187,7 @@ def test_unit_page_colours_each_token_and_marks_the_extreme(built):
     assert marked[0][0] == "p8" or top["value"] <= 0  # the strongest value takes the strongest colour
     assert "highest mean on" in page and page.count('data-window="') == len(record["top"]) + len(record["bottom"])
     windows = json.loads(re.search(r'<script type="application/json" id="tx-windows">(.*?)</script>', page).group(1))
-    assert windows["top-1"]["v"] == pytest.approx(top["values"], abs=2e-3) and windows["top-1"]["at"] == top["position"][0]
+    assert windows["example-1"]["v"] == pytest.approx(top["values"], abs=2e-3) and windows["example-1"]["at"] == top["position"][0]
     effects = record["logit_effects"]
     assert effects and effects["method"].startswith("exact: the language model head")
     assert len(record["top_tokens"]) == 10

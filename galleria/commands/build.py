@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from galleria.cache import Cache
@@ -50,11 +51,36 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
     if clean and cache_dir.exists():
         _check_ours(cache_dir, "cache")
         shutil.rmtree(cache_dir)
+    gathered = gather(config, report, quiet)
+    if strict and report.warnings:
+        raise BuildError(f"{len(report.warnings)} warning(s) and --strict: {report.warnings[0]}")
+    write_site(config, gathered, out, fingerprint, report, quiet)
+    report.stage_seconds["total"] = time.perf_counter() - started
+    return report
+
+
+@dataclass
+class Gathered:
+    """What the site stage is written from: every model's records, the notes and the theme.
+
+    ``galleria serve`` keeps one in memory, so a note or template edit re-renders pages
+    without loading a model or reading the activation cache again.
+    """
+
+    builds: list
+    notes: dict
+    theme: object
+    cache: Cache
+    skipped_models: list[str]
+
+
+def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
+    """config → sources → extract → visualize: every stage before the pages."""
+    cache_dir = config.site.cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     (cache_dir / MARKER).write_text("galleria cache: safe to delete\n")
     cache = Cache(cache_dir)
     show = not quiet
-
     with _stage(report, "load"):  # torch and timm imports included: seconds on a small machine
         from galleria.extract.attribution import attribute
         from galleria.extract.effects import exact_effects, gradient_effects, unit_sources
@@ -63,7 +89,7 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
         from galleria.extract.run import extract, pick_device
         from galleria.site.content import load_notes
         from galleria.site.theme import Theme
-        from galleria.site.writer import ModelBuild, SiteWriter
+        from galleria.site.writer import ModelBuild
         from galleria.sources.images import discover
         from galleria.sources.models import load_model
         from galleria.sources.text import TokenLoader, discover_text
@@ -147,18 +173,24 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
                                                    min(attribution.examples, attribution.sample))
         builds.append(ModelBuild(model, layout, acts, images, health, effects, sources, featureviz, inputs, text))
     _check_notes(notes, builds, report, show, skipped_models)
+    return Gathered(builds, notes, theme, cache, skipped_models)
 
-    if strict and report.warnings:
-        raise BuildError(f"{len(report.warnings)} warning(s) and --strict: {report.warnings[0]}")
+
+def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: BuildReport,
+               quiet: bool = False) -> dict[str, frozenset[str]]:
+    """The site stage, into a temporary folder that replaces ``out`` only once it is complete.
+
+    Returns the note keys each page read (see SiteWriter.reads)."""
+    from galleria.site.writer import SiteWriter
 
     with _stage(report, "pages"):
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
-            with _bar(show, None, "pages", "page") as bar:
-                writer = SiteWriter(config, theme, notes, tmp, bar)
-                bar.reset(total=writer.page_count(builds))
-                writer.write(builds)
+            with _bar(not quiet, None, "pages", "page") as bar:
+                writer = SiteWriter(config, gathered.theme, gathered.notes, tmp, gathered.cache, bar)
+                bar.reset(total=writer.page_count(gathered.builds))
+                writer.write(gathered.builds)
             (tmp / MARKER).write_text("\n".join([MARKER_TITLE, f"fingerprint: {fingerprint}",
                                                   *[f"warning: {w}" for w in report.warnings]]) + "\n")
             _swap(tmp, out)
@@ -166,9 +198,13 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     report.pages = len(writer.pages)
-    report.stage_seconds["total"] = time.perf_counter() - started
+    report.search_bytes = writer.search_bytes
     report.output = str(out)
-    return report
+    if not config.site.url:
+        report.notices.append("no site.url in site.yaml: pages have no canonical links or sitemap, and link "
+                              "previews use relative image urls that most sites cannot fetch; set it to the "
+                              "address where the gallery is published")
+    return writer.reads
 
 
 MARKER_TITLE = "built by galleria: 'galleria build' may replace this folder"
@@ -218,6 +254,7 @@ def _warn(report: BuildReport, message: str, show: bool) -> None:
 
 
 def _check_notes(notes, builds: list, report: BuildReport, show: bool, skipped_models: list[str]) -> None:
+    """Warn about notes that belong to no page: a typo in a path, or a unit no longer shown."""
     from galleria.site import structure as S
 
     pages = {""}
@@ -267,6 +304,9 @@ def summary(report: BuildReport) -> str:
         f"{report.inputs_used:,} inputs{skipped}, {report.pages:,} pages, {report.images:,} images drawn",
         f"  {stages}",
     ]
+    if report.search_bytes:
+        lines.append(f"  search index {report.search_bytes / 1024:,.0f} KB")
     if report.warnings:
         lines.append(f"  {len(report.warnings)} warning(s)")
+    lines.extend(f"  note: {notice}" for notice in report.notices)
     return "\n".join(lines)

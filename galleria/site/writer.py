@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from galleria import __version__
+from galleria.cache import Cache
 from galleria.config import Config
 from galleria.extract.effects import UnitEffects, UnitSources
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
@@ -26,6 +27,7 @@ from galleria.forking import fork_map
 from galleria.records import Example, UnitSummary
 from galleria.site import structure as S
 from galleria.site.content import Note
+from galleria.site.search_index import SearchLayer, SearchModel, SearchUnit, note_words, write_search_index
 from galleria.site.theme import Theme
 from galleria.sources.images import InputSet
 from galleria.sources.models import LoadedModel
@@ -34,6 +36,7 @@ from galleria.visualize.featureviz import UnitViz
 from galleria.visualize.run import ModelImages, UnitImages
 from galleria.visualize.tokens import ModelText, UnitText, shown_label
 from galleria.site import token_html
+from galleria.visualize.cards import Card, card_file
 from galleria.visualize.tiles import legend_svg
 
 UNITS_PER_INPUT_LAYER = 6  # responsive units listed per layer on an input page
@@ -62,12 +65,35 @@ class ModelBuild:
         return self.images.receptive[layer] if self.images else None
 
 
+class _RecordedNotes:
+    """The notes, remembering which keys were looked up (found or not) for the page being made."""
+
+    def __init__(self, notes: dict[str, Note], reading: set[str]):
+        self._notes, self._reading = notes, reading
+
+    def get(self, key: str) -> Note | None:
+        self._reading.add(key)
+        return self._notes.get(key)
+
+
 class SiteWriter:
-    def __init__(self, config: Config, theme: Theme, notes: dict[str, Note], out: Path, progress=None):
-        self.config, self.theme, self.notes, self.out = config, theme, notes, out
+    """Writes the whole site, or with ``only`` just those page folders, in place (``galleria serve``).
+
+    ``reads`` maps every page written to the note keys its content looked up, so that a note
+    edit can re-render exactly the pages that show that note.
+    """
+
+    def __init__(self, config: Config, theme: Theme, notes: dict[str, Note], out: Path, cache: Cache,
+                 progress=None, only: set[str] | None = None):
+        self.config, self.theme, self.out, self.cache = config, theme, out, cache
+        self._reading: set[str] = set()
+        self.notes = _RecordedNotes(notes, self._reading)
+        self.reads: dict[str, frozenset[str]] = {}
+        self.only = only
         self.progress = progress
         self.pages: list[str] = []  # folders of written pages, for the sitemap
         self.files = 0
+        self.search_bytes = 0  # size of the search index, for the build summary
         self._made: set[str] = set()  # folders already created: mkdir is a syscall per call
         self._positions: dict[tuple[str, str], dict[int, int]] = {}  # (model, layer) -> unit -> position
 
@@ -81,13 +107,17 @@ class SiteWriter:
     # -- helpers ------------------------------------------------------------------------
 
     def _common(self, folder: str, kind: str, title: str, description: str, crumbs: list[tuple[str, str]],
-                nav: dict | None = None) -> dict:
+                nav: dict | None = None, card: str | None = None) -> dict:
+        """What every page's base template needs; ``card`` is the site path of its preview image."""
         site = self.config.site
         canonical = f"{site.url}{folder}/" if site.url and folder else site.url
+        image = None
+        if card is not None:  # previews need absolute urls; relative ones still serve a local viewer
+            image = f"{site.url}{card}" if site.url else S.href(folder, card)
         return {
             "site": {"title": site.title, "description": site.description, "url": site.url},
             "page": {"title": title, "description": description or site.description, "kind": kind,
-                     "canonical": canonical,
+                     "canonical": canonical, "image": image,
                      "breadcrumbs": [{"title": t, "url": S.href(folder, S.page_file(f))} for t, f in crumbs]},
             "root": S.root(folder),
             "nav": {k: (S.href(folder, S.page_file(v)) if v is not None else None)
@@ -95,15 +125,21 @@ class SiteWriter:
             "generator": f"galleria {__version__}",
         }
 
+    def _skip(self, folder: str) -> bool:
+        """True when this run re-renders some pages only, and not this one."""
+        return self.only is not None and folder not in self.only
+
     def _write(self, folder: str, template: str, context: dict) -> None:
         (self._folder(folder) / "index.html").write_text(self.theme.render(template, **context), encoding="utf-8")
+        self.reads[folder] = frozenset(self._reading)  # every note read since the previous page
+        self._reading.clear()
         self.pages.append(folder)
         if self.progress is not None:
             self.progress.update(1)
 
     def page_count(self, builds: list[ModelBuild]) -> int:
-        """Pages write() will produce: the index, then per model its page, layers, units and inputs."""
-        return 1 + sum(3 + 2 * len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
+        """Pages write() will produce: the index and search, then per model its page, layers, units and inputs."""
+        return 2 + sum(3 + 2 * len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
                        + len(b.inputs.items) + sum(1 for v in b.featureviz.values() if v) for b in builds)
 
     def _place(self, cached: Path, target: str) -> None:
@@ -112,8 +148,11 @@ class SiteWriter:
         dest = self._folder(folder) / name
         try:
             os.link(cached, dest)
-        except FileExistsError:  # placed already, by the layer grid
-            return
+        except FileExistsError:
+            if os.path.samefile(cached, dest):  # placed already, by the layer grid
+                return
+            dest.unlink()  # an older image of an in-place rebuild: a card whose label changed
+            return self._place(cached, target)
         except OSError:
             shutil.copyfile(cached, dest)
         self.files += 1
@@ -121,20 +160,25 @@ class SiteWriter:
     # -- pages --------------------------------------------------------------------------
 
     def write(self, builds: list[ModelBuild]) -> None:
-        self.theme.copy_assets(self.out)
+        if self.only is None:
+            self.theme.copy_assets(self.out)
         models = [self._model_summary(b) for b in builds]
-        self._write("", "index.html", {
-            **self._common("", "index", self.config.site.title, self.config.site.description, []),
-            "models": [{**m, "url": S.href("", S.page_file(S.model_dir(m["id"]))),
-                        "thumb": S.href("", m["thumb"]) if m["thumb"] else None} for m in models],
-        })
+        if not self._skip(""):
+            self._write("", "index.html", {
+                **self._common("", "index", self.config.site.title, self.config.site.description, []),
+                "models": [{**m, "url": S.href("", S.page_file(S.model_dir(m["id"]))),
+                            "thumb": S.href("", m["thumb"]) if m["thumb"] else None} for m in models],
+            })
         for build, summary in zip(builds, models):
             self._write_model(build, summary)
         self._write_everywhere(builds, models)
-        self._write_404()
-        (self.out / ".nojekyll").write_text("")
-        if self.config.site.url:
-            self._write_sitemap()
+        if not self._skip("search"):
+            self._write_search(builds)
+        if self.only is None:  # the rest depends on the theme and the page list, which notes never change
+            self._write_404()
+            (self.out / ".nojekyll").write_text("")
+            if self.config.site.url:
+                self._write_sitemap()
 
     def _write_everywhere(self, builds: list[ModelBuild], models: list[dict]) -> None:
         """Unit and input pages, the bulk of a site, in shards spread over every core.
@@ -145,9 +189,10 @@ class SiteWriter:
         shards = PAGE_SHARDS_PER_CORE * (os.cpu_count() or 1)
         _SHARDING = (self, builds, models)
         try:
-            for pages, files in fork_map(_shard, [(s, shards) for s in range(shards)]):
+            for pages, files, reads in fork_map(_shard, [(s, shards) for s in range(shards)]):
                 self.pages.extend(pages)
                 self.files += files
+                self.reads.update(reads)
                 if self.progress is not None:
                     self.progress.update(len(pages))
         finally:
@@ -211,10 +256,16 @@ class SiteWriter:
         cfg = build.model.config
         folder = S.model_dir(cfg.id)
         crumbs = self._model_crumbs(build)
-        self._write(folder, "model.html", {
-            **self._common(folder, "model", cfg.title, cfg.description, crumbs, {"prev": None, "next": None, "up": ""}),
-            "model": self._model_context(build, summary, folder),
-        })
+        if not self._skip(folder):
+            context = self._model_context(build, summary, folder)
+            card = self._group_card(build, folder, cfg.title, f"input {summary['input_size']}", context["label"],
+                                    f"{summary['num_layers']} layers · {summary['num_units']:,} units · "
+                                    f"{summary['params']} parameters", build.layout.layers)
+            self._write(folder, "model.html", {
+                **self._common(folder, "model", cfg.title, cfg.description, crumbs,
+                               {"prev": None, "next": None, "up": ""}, card),
+                "model": context,
+            })
         names = [l.name for l in build.layout.layers]
         for i in range(len(build.layout.layers)):
             self._write_layer(build, summary, i, crumbs, names)
@@ -244,6 +295,8 @@ class SiteWriter:
         cfg = build.model.config
         layer = build.layout.layers[index]
         folder = S.layer_dir(cfg.id, layer.name)
+        if self._skip(folder):
+            return
         layer_ctx = self._layer_context(build, index)
         texts = build.text.layers[layer.name] if build.text else None
         units = []
@@ -266,10 +319,12 @@ class SiteWriter:
                           "flags": build.health[layer.name].flags(unit)})
         prev_layer = S.layer_dir(cfg.id, names[index - 1]) if index > 0 else None
         next_layer = S.layer_dir(cfg.id, names[index + 1]) if index + 1 < len(names) else None
+        card = self._group_card(build, folder, layer.name, cfg.title, layer_ctx["label"],
+                                f"{len(layer.units):,} units · {layer_ctx['shape']}", [layer])
         self._write(folder, "layer.html", {
             **self._common(folder, "layer", f"{layer.name} · {cfg.title}", layer_ctx["label"] or
                            f"{len(layer.units)} units of {layer.name} in {cfg.title}", crumbs + [(layer.name, folder)],
-                           {"prev": prev_layer, "next": next_layer, "up": S.model_dir(cfg.id)}),
+                           {"prev": prev_layer, "next": next_layer, "up": S.model_dir(cfg.id)}, card),
             "model": self._model_context(build, summary, folder), "layer": layer_ctx, "units": units,
         })
 
@@ -279,7 +334,6 @@ class SiteWriter:
         cfg = build.model.config
         layer = build.layout.layers[index]
         folder = S.layer_dir(cfg.id, layer.name)
-        layer_ctx = self._layer_context(build, index)
         summaries = build.acts.layers[index].summaries
         images = build.images.layers[layer.name] if build.images else build.text.layers[layer.name]
         effects = build.effects[layer.name]
@@ -287,6 +341,9 @@ class SiteWriter:
         crumbs = crumbs + [(layer.name, folder)]
         for position in range(worker, len(layer.units), workers):
             unit = layer.units[position]
+            if self._skip(S.unit_dir(cfg.id, layer.name, unit)):
+                continue
+            layer_ctx = self._layer_context(build, index)  # per page, so that its note is read for each
             nav = {"prev": S.unit_dir(cfg.id, layer.name, layer.units[position - 1]) if position > 0 else None,
                    "next": S.unit_dir(cfg.id, layer.name, layer.units[position + 1])
                    if position + 1 < len(layer.units) else None,
@@ -304,7 +361,7 @@ class SiteWriter:
             self._place(tile, f"{folder}/{name}")
             item = build.inputs.items[example.input_index]
             prediction = self._prediction(build, example.input_index)
-            shown.append({"rank": rank, "anchor": f"{kind}-{rank}", "value": example.value,
+            shown.append({"rank": rank, "anchor": _anchor(kind, rank), "value": example.value,
                           "tile": name, "input_title": item.title, "prediction": prediction,
                           "input_url": S.href(folder, S.page_file(S.input_dir(cfg.id, item.id)))})
             recorded.append({"rank": rank, "value": example.value, "input": item.id, "input_title": item.title,
@@ -322,7 +379,7 @@ class SiteWriter:
         for rank, ctx in enumerate(contexts, start=1):
             item = build.inputs.items[ctx.example.input_index]
             piece = corpus.pieces[ctx.start + ctx.at]
-            shown.append({"rank": rank, "anchor": f"{kind}-{rank}", "value": ctx.example.value, "prediction": None,
+            shown.append({"rank": rank, "anchor": _anchor(kind, rank), "value": ctx.example.value, "prediction": None,
                           "input_title": item.title,
                           "input_url": S.href(folder, S.page_file(S.input_dir(cfg.id, item.id))),
                           "whole": whole, **token_html.context(corpus, ctx, build.text.context, scale)})
@@ -424,9 +481,11 @@ class SiteWriter:
         except ValueError:  # a unit with NaN statistics
             text = json.dumps(_json_safe(record), allow_nan=False)
         (self._folder(folder) / "unit.json").write_text(text)
+        card = self._unit_card(build, folder, layer_ctx["name"], unit, label, stats, images,
+                               list(dict.fromkeys(top_classes)))
         self._write(folder, "unit.html", {
             **self._common(folder, "unit", f"Unit {unit} · {layer_ctx['name']} · {cfg.title}", description,
-                           crumbs + [(f"Unit {unit}", folder)], nav),
+                           crumbs + [(f"Unit {unit}", folder)], nav, card),
             "model": {**summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id)))},
             "layer": {**layer_ctx, "url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer_ctx["name"])))},
             "unit": {"id": unit, "label": label, "tags": list(note.tags) if note else [],
@@ -440,12 +499,63 @@ class SiteWriter:
                      if bottom and stats.min < 0 and not is_text else "",
                      "text": {"scale": images.scale, "tokens": top_tokens,
                               "windows": token_html.windows(build.inputs.text, {
-                                  **{f"top-{i}": c for i, c in enumerate(images.top, 1)},
+                                  **{_anchor("top", i): c for i, c in enumerate(images.top, 1)},
                                   **{f"bottom-{i}": c for i, c in enumerate(images.bottom, 1)}}, images.scale)}
                      if is_text else None,
                      "receptive": _receptive_text(rf, build.text), "json_url": "unit.json", "top": top,
                      "bottom": bottom},
         })
+
+    def _card(self, folder: str, card: Card) -> str:
+        """Draw (or find in the cache) a page's preview card, link it beside the page; its site path."""
+        path = card_file(card, self.cache)
+        target = f"{folder}/card{path.suffix}"
+        self._place(path, target)
+        return target
+
+    def _unit_card(self, build: ModelBuild, folder: str, layer: str, unit: int, label: str, stats,
+                   images: UnitImages | UnitText, top: list[str]) -> str:
+        """A unit's card: its feature visualization and top examples, or its top text examples."""
+        pictures, lines = [], ()
+        made = build.featureviz.get(layer, {}).get(unit)
+        feature = made is not None and made.channel is not None
+        if feature:
+            pictures.append(made.channel.path)
+        if isinstance(images, UnitText):
+            lines = tuple(self._card_line(build, ctx, images.scale) for ctx in images.top[:4])
+        else:
+            pictures.extend(images.top[:6])
+        facts = f"max {stats.max:.3g} · active {stats.frac_active:.0%}" + (f" · top: {', '.join(top)}" if top else "")
+        return self._card(folder, Card(self.config.site.title, f"Unit {unit}", f"{layer} · {build.model.config.title}",
+                                       label, facts, tuple(pictures), feature, lines))
+
+    @staticmethod
+    def _card_line(build: ModelBuild, ctx, scale: float) -> tuple[tuple[str, float], ...]:
+        """The tokens around a text example's extreme one, with values on the card's -1..1 scale."""
+        around = build.text.context
+        lo, hi = max(0, ctx.at - around), min(len(ctx.values), ctx.at + around + 1)
+        pieces = build.inputs.text.pieces[ctx.start + lo:ctx.start + hi]
+        values = np.clip(np.nan_to_num(np.asarray(ctx.values[lo:hi], dtype=np.float64)) / (scale or 1.0), -1, 1)
+        return tuple(zip(pieces, map(float, values)))
+
+    def _group_card(self, build: ModelBuild, folder: str, title: str, subtitle: str, label: str, facts: str,
+                    layers: list) -> str:
+        """A layer's or model's card: a montage of its units' feature visualizations, else thumbnails."""
+        pictures = []
+        for layer in layers:
+            made = build.featureviz.get(layer.name, {})
+            for position, unit in enumerate(layer.units):
+                viz = made.get(unit)
+                picture = viz.channel.path if viz is not None and viz.channel is not None else \
+                    build.thumb(layer.name, position)
+                if picture is not None:
+                    pictures.append(picture)
+                    if len(layers) > 1 or len(pictures) >= 12:  # a model: one picture per layer
+                        break
+            if len(pictures) >= 12:
+                break
+        return self._card(folder, Card(self.config.site.title, title, subtitle, label, facts, tuple(pictures),
+                                       caption="units" if len(layers) == 1 else "layers"))
 
     def _effects(self, build: ModelBuild, effects: UnitEffects | None) -> dict | None:
         if effects is None:
@@ -500,6 +610,8 @@ class SiteWriter:
         """Every feature visualization of one layer on one page, each linked to its unit."""
         cfg = build.model.config
         folder = S.featureviz_dir(cfg.id, layer.name)
+        if self._skip(folder):
+            return
         layer_folder = S.layer_dir(cfg.id, layer.name)
         made = build.featureviz[layer.name]
         units = []
@@ -527,6 +639,8 @@ class SiteWriter:
         """The health page of the whole model (only=None) or of one layer."""
         cfg = build.model.config
         folder = S.health_dir(cfg.id, only)
+        if self._skip(folder):
+            return
         layers = []
         for layer in build.layout.layers:
             if only is not None and layer.name != only:
@@ -571,6 +685,8 @@ class SiteWriter:
     def _write_inputs(self, build: ModelBuild, summary: dict, crumbs: list) -> None:
         cfg = build.model.config
         listing = S.inputs_dir(cfg.id)
+        if self._skip(listing):
+            return
         crumbs = crumbs + [("inputs", listing)]
         entries = []
         corpus = build.inputs.text
@@ -596,6 +712,8 @@ class SiteWriter:
         corpus = build.inputs.text
         for item in build.inputs.items[worker::workers]:
             folder = S.input_dir(cfg.id, item.id)
+            if self._skip(folder):
+                continue
             if build.images:
                 self._place(build.images.inputs[item.index], f"{folder}/input.jpg")
             units = []
@@ -633,6 +751,45 @@ class SiteWriter:
                           "predictions": predictions, "units": units},
             })
 
+    def _write_search(self, builds: list[ModelBuild]) -> None:
+        """The search page and the index its box loads: every model, layer and unit."""
+        found = []
+        for build in builds:
+            cfg = build.model.config
+            note = self.notes.get(S.model_dir(cfg.id))
+            model = SearchModel(cfg.title, S.model_dir(cfg.id), note.label if note else "")
+            for layer in build.layout.layers:
+                folder = S.layer_dir(cfg.id, layer.name)
+                layer_note = self.notes.get(folder)
+                found_layer = SearchLayer(layer.name, folder, layer_note.label if layer_note else "")
+                for position, unit in enumerate(layer.units):
+                    unit_note = self.notes.get(S.unit_dir(cfg.id, layer.name, unit))
+                    words = [note_words(unit_note.text), *unit_note.tags] if unit_note else []
+                    found_layer.units.append(SearchUnit(
+                        unit, _unit_label(build, layer.name, unit, unit_note),
+                        " ".join(words + self._unit_terms(build, layer.name, position)),
+                        tuple(build.health[layer.name].flags(unit))))
+                model.layers.append(found_layer)
+            found.append(model)
+        self.search_bytes = write_search_index(self.out, found)
+        folder = "search"
+        self._write(folder, "search.html", {
+            **self._common(folder, "search", "Search", f"Search the models, layers and units of {self.config.site.title}",
+                           [("search", folder)]),
+        })
+
+    def _unit_terms(self, build: ModelBuild, layer: str, position: int) -> list[str]:
+        """What a unit is found by besides its notes: the classes or tokens it is about."""
+        effects = (build.effects.get(layer) or [None] * (position + 1))[position]
+        terms = [build.model.labels[e.index] for e in effects.up[:3]] if effects else []
+        if build.text:
+            labels = build.inputs.text.labels
+            terms += [labels[token].strip() for token, _, _ in build.text.layers[layer][position].tokens[:5]]
+        elif build.acts.predictions is not None:
+            terms += [build.model.labels[int(build.acts.predictions[e.input_index, 0])]
+                      for e in build.images.layers[layer][position].top_examples[:3]]
+        return list(dict.fromkeys(t for t in terms if t))
+
     def _write_404(self) -> None:
         from urllib.parse import urlparse
 
@@ -652,13 +809,14 @@ class SiteWriter:
 _SHARDING = None  # (writer, builds, models) while shards are written; forked workers inherit it
 
 
-def _shard(job: tuple[int, int]) -> tuple[list[str], int]:
-    """Write one shard of the unit and input pages; returns the pages written and files linked."""
+def _shard(job: tuple[int, int]) -> tuple[list[str], int, dict[str, frozenset[str]]]:
+    """Write one shard of the unit and input pages; returns the pages written, files linked and
+    the notes each page read."""
     writer, builds, models = _SHARDING
     shard = copy.copy(writer)  # its own counts, so the parent's stay whole when shards run in-process
-    shard.pages, shard.files, shard.progress = [], 0, None
+    shard.pages, shard.files, shard.reads, shard.progress = [], 0, {}, None
     shard._write_shard(builds, models, *job)
-    return shard.pages, shard.files
+    return shard.pages, shard.files, shard.reads
 
 
 def _unit_label(build: ModelBuild, layer_name: str, unit: int, note: Note | None) -> str:
@@ -670,6 +828,11 @@ def _unit_label(build: ModelBuild, layer_name: str, unit: int, note: Note | None
         label = build.model.labels[unit]
         return shown_label(label) if build.text else label
     return ""
+
+
+def _anchor(kind: str, rank: int) -> str:
+    """An example's id on its page: top examples are the page's examples (``#example-3``)."""
+    return f"example-{rank}" if kind == "top" else f"{kind}-{rank}"
 
 
 def _markup(svg: str):

@@ -29,6 +29,7 @@ def common(kind: str, root: str, title: str, crumbs: list[tuple[str, str | None]
             "title": title,
             "description": f"{title} — galleria",
             "canonical": "https://example.org/gallery/" if kind == "index" else None,
+            "image": "https://example.org/gallery/m/l/7/card.jpg" if kind == "unit" else None,
             "kind": kind,
             "breadcrumbs": [{"title": t, "url": u} for t, u in crumbs],
         },
@@ -102,7 +103,7 @@ def units_list(root: str = "../../../") -> list[dict]:
 def example(kind: str, rank: int, value: float, prediction) -> dict:
     return {
         "rank": rank,
-        "anchor": f"{kind}-{rank}",
+        "anchor": "example-%d" % rank if kind == "top" else f"{kind}-{rank}",
         "value": value,
         "tile": f"{kind}-{rank}.jpg",
         "input_url": f"../../../inputs/in-{rank}/index.html",
@@ -297,7 +298,8 @@ def test_no_external_requests_and_no_inline_script(rendered, name):
     html = rendered[name]
     parser = collect(html)
     assert parser.scripts_inline == []
-    without_meta = re.sub(r'<(link rel="canonical"|meta property="og:[a-z_]+")[^>]*>', "", html)
+    without_meta = re.sub(r'<(link rel="canonical"|meta property="og:[a-z_:]+"|meta name="twitter:[a-z]+")[^>]*>',
+                          "", html)
     # only the SVG namespace may mention http
     assert re.findall(r"https?://(?!www\.w3\.org/2000/svg)", without_meta) == []
 
@@ -320,12 +322,15 @@ def test_canonical_only_when_given(rendered):
 def test_unit_page(rendered):
     html = rendered["unit.html"]
     parser = collect(html)
-    for anchor in ("top-1", "top-2", "top-3", "bottom-1"):
+    for anchor in ("example-1", "example-2", "example-3", "bottom-1"):
         assert anchor in parser.ids
     assert '<link rel="prev" href="../6/index.html">' in html
     assert '<link rel="next" href="../8/index.html">' in html
     assert '<link rel="up" href="../index.html">' in html
     assert 'href="unit.json"' in html
+    assert '<meta property="og:image" content="https://example.org/gallery/m/l/7/card.jpg">' in html
+    assert '<meta name="twitter:card" content="summary_large_image">' in html
+    assert '<meta name="twitter:card" content="summary">' in rendered["layer.html"]  # no card image given
     assert 'rel="bookmark"' in html  # permalink: the canonical url, else this page's file
     assert "7.91" in html and "0.423" in html and "12.3%" in html and "123,456" in html
     assert "<svg" in html and "hist-bar" in html  # histogram Markup passed through unescaped
@@ -334,7 +339,7 @@ def test_unit_page(rendered):
     assert "lynx" in html and "81.0%" in html
     assert "non-finite" in html  # health flag derived from stats
     # a missing prediction renders without error and without an empty prediction element
-    top2 = html.split('id="top-2"', 1)[1].split("</li>", 1)[0]
+    top2 = html.split('id="example-2"', 1)[1].split("</li>", 1)[0]
     assert "ex-pred" not in top2
 
 

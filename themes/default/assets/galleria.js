@@ -1,4 +1,4 @@
-/* galleria default theme: theme toggle, keyboard navigation, grid sort/filter.
+/* galleria default theme: theme toggle, keyboard navigation, grid sort/filter, site search.
    Plain ES5-ish vanilla JS, no dependencies, safe on every page (guards for missing
    elements) and from file:// (storage access is wrapped in try/catch).
    Loaded synchronously in <head> so the stored colour theme applies before first paint. */
@@ -79,10 +79,12 @@
         return;
       }
       if (event.key === "/") {
-        var filter = document.querySelector("[data-grid-tools]:not([hidden]) [data-filter]");
-        if (filter) {
+        var box = document.getElementById("search-box") ||
+          document.querySelector("[data-grid-tools]:not([hidden]) [data-filter]");
+        if (box) {
           event.preventDefault();
-          filter.focus();
+          box.focus();
+          if (box.select) box.select();
         }
         return;
       }
@@ -212,9 +214,245 @@
     }
   }
 
+  // ---------------------------------------------------------------- site search
+  // The index is a set of scripts (search/index.js, then search/units-N.js) calling back into
+  // window.galleriaSearch: <script src> works from file:// where fetch() does not.
+  var searchState = { loading: false, entries: null, units: null, waiting: [], failed: false, meta: null, parts: {} };
+
+  window.galleriaSearch = {
+    meta: function (data) {
+      searchState.meta = data;
+      if (!data.shards) return finishIndex();
+      for (var i = 0; i < data.shards; i++) addScript("search/units-" + i + ".js");
+    },
+    shard: function (number, rows) {
+      searchState.parts[number] = rows;
+      var meta = searchState.meta;
+      for (var i = 0; i < meta.shards; i++) if (!searchState.parts[i]) return;
+      finishIndex();
+    }
+  };
+
+  function searchRoot() {
+    var form = document.querySelector("[data-search-root]");
+    return form ? form.getAttribute("data-search-root") : "";
+  }
+
+  function addScript(path) {
+    var script = document.createElement("script");
+    script.src = searchRoot() + path;
+    script.async = true;
+    script.onerror = function () {
+      searchState.failed = true;
+      flushWaiting();
+    };
+    document.head.appendChild(script);
+  }
+
+  function flushWaiting() {
+    var waiting = searchState.waiting;
+    searchState.waiting = [];
+    for (var i = 0; i < waiting.length; i++) waiting[i]();
+  }
+
+  function withIndex(callback) {
+    if (searchState.entries || searchState.failed) return callback();
+    searchState.waiting.push(callback);
+    if (searchState.loading) return;
+    searchState.loading = true;
+    addScript("search/index.js");
+  }
+
+  function lower(text) { return (text || "").toLowerCase(); }
+
+  function finishIndex() {
+    var meta = searchState.meta, entries = [], units = [], order = 0;
+    meta.models.forEach(function (m) {
+      entries.push({ kind: "model", title: m[0], label: m[2], sub: "model", url: m[1] + "/index.html",
+        names: lower(m[0] + " " + m[1]), labelText: lower(m[2]), words: "", order: order++ });
+    });
+    meta.layers.forEach(function (l) {
+      var model = meta.models[l[0]][0];
+      entries.push({ kind: "layer", title: l[1], label: l[3], sub: "layer of " + model, url: l[2] + "/index.html",
+        names: lower(l[1] + " " + model + " layer"), labelText: lower(l[3]), words: "", order: order++ });
+    });
+    for (var s = 0; s < meta.shards; s++) {
+      var rows = searchState.parts[s];
+      for (var r = 0; r < rows.length; r++) {
+        var row = rows[r], layer = meta.layers[row[0]], flags = [];
+        for (var f = 0; f < meta.flags.length; f++) if (row[4] & (1 << f)) flags.push(meta.flags[f]);
+        var entry = { kind: "unit", title: "Unit " + row[1], unit: row[1], label: row[2],
+          sub: layer[1] + " · " + meta.models[layer[0]][0] + (flags.length ? " · " + flags.join(", ") : ""),
+          url: layer[2] + "/" + row[1] + "/index.html",
+          names: lower(layer[1] + " " + meta.models[layer[0]][0] + " unit " + flags.join(" ")),
+          labelText: lower(row[2]), words: lower(row[3]), order: order++ };
+        entries.push(entry);
+        units.push(entry);
+      }
+    }
+    searchState.entries = entries;
+    searchState.units = units;
+    flushWaiting();
+  }
+
+  // Every word must match somewhere; a unit's own number, then its label, then names, then its
+  // notes and classes score in that order, so "cat" ranks a unit labelled cat above one that only
+  // sees cats among its top examples.
+  function searchEntries(query, limit) {
+    var terms = lower(query).replace(/^#/, "").split(/[\s\/]+/).filter(Boolean);
+    if (!terms.length || !searchState.entries) return { total: 0, hits: [] };
+    var hits = [];
+    var entries = searchState.entries;
+    for (var i = 0; i < entries.length; i++) {
+      var e = entries[i], score = 0;
+      for (var t = 0; t < terms.length; t++) {
+        var term = terms[t].replace(/^#(?=\d)/, ""), got = 0;
+        if (e.kind === "unit" && /^\d+$/.test(term) && e.unit === parseInt(term, 10)) got = 8;
+        else if (e.labelText.indexOf(term) === 0) got = 5;
+        else if (e.labelText.indexOf(term) > 0) got = 4;
+        else if (e.names.indexOf(term) !== -1) got = 2;
+        else if (e.words.indexOf(term) !== -1) got = 1;
+        if (!got) { score = 0; break; }
+        score += got;
+      }
+      if (score) hits.push({ entry: e, score: score + (e.kind !== "unit" ? 0.5 : 0) });
+    }
+    hits.sort(function (a, b) { return b.score - a.score || a.entry.order - b.entry.order; });
+    return { total: hits.length, hits: hits.slice(0, limit) };
+  }
+
+  function resultLink(entry, root) {
+    var a = document.createElement("a");
+    a.href = root + entry.url;
+    var title = document.createElement("span");
+    title.className = "sr-title";
+    title.textContent = entry.title;
+    a.appendChild(title);
+    if (entry.label) {
+      var label = document.createElement("span");
+      label.className = "sr-label";
+      label.textContent = entry.label;
+      a.appendChild(label);
+    }
+    var sub = document.createElement("span");
+    sub.className = "sr-sub";
+    sub.textContent = entry.sub;
+    a.appendChild(sub);
+    return a;
+  }
+
+  function initSearchBox(box) {
+    var list = document.getElementById("search-results");
+    var form = box.form;
+    var root = searchRoot();
+    var selected = -1;
+
+    function links() { return list.querySelectorAll("a"); }
+    function select(index) {
+      var all = links();
+      if (!all.length) return;
+      selected = (index + all.length) % all.length;
+      for (var i = 0; i < all.length; i++) all[i].setAttribute("aria-selected", i === selected ? "true" : "false");
+    }
+    function render() {
+      var query = box.value.trim();
+      while (list.firstChild) list.removeChild(list.firstChild);
+      selected = -1;
+      if (!query) { list.hidden = true; return; }
+      if (searchState.failed) {
+        var broken = document.createElement("li");
+        broken.className = "sr-empty";
+        broken.textContent = "The search index could not be loaded.";
+        list.appendChild(broken);
+        list.hidden = false;
+        return;
+      }
+      var found = searchEntries(query, 10);
+      found.hits.forEach(function (hit) {
+        var li = document.createElement("li");
+        li.appendChild(resultLink(hit.entry, root));
+        list.appendChild(li);
+      });
+      var more = document.createElement("li");
+      more.className = found.total ? "sr-more" : "sr-empty";
+      if (found.total > found.hits.length) {
+        var all = document.createElement("a");
+        all.href = root + "search/index.html?q=" + encodeURIComponent(query);
+        all.textContent = "all " + found.total.toLocaleString("en-US") + " results";
+        more.appendChild(all);
+      } else if (!found.total) {
+        more.textContent = "No match for \u201c" + query + "\u201d";
+      }
+      if (more.firstChild) list.appendChild(more);
+      list.hidden = false;
+      select(0);
+    }
+
+    box.addEventListener("focus", function () { withIndex(function () { if (box.value.trim()) render(); }); });
+    box.addEventListener("input", function () { withIndex(render); });
+    box.addEventListener("keydown", function (event) {
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        select(selected + (event.key === "ArrowDown" ? 1 : -1));
+      } else if (event.key === "Enter") {
+        var all = links();
+        if (selected >= 0 && all[selected]) {
+          event.preventDefault();
+          window.location.href = all[selected].href;
+        }
+      } else if (event.key === "Escape") {
+        box.value = "";
+        render();
+        box.blur();
+      }
+    });
+    document.addEventListener("click", function (event) {
+      if (form && !form.contains(event.target)) list.hidden = true;
+    });
+  }
+
+  function openRandomUnit(event) {
+    if (event) event.preventDefault();
+    withIndex(function () {
+      var units = searchState.units;
+      if (!units || !units.length) return;
+      window.location.href = searchRoot() + units[Math.floor(Math.random() * units.length)].url;
+    });
+  }
+
+  // The search page lists every match of ?q=...; ?random there opens a random unit (the random
+  // link's target when scripts could not run on the page it was clicked on).
+  function initSearchPage(list) {
+    var status = document.getElementById("search-status");
+    if (/[?&]random(&|$)/.test(window.location.search)) return openRandomUnit();
+    var match = /[?&]q=([^&#]*)/.exec(window.location.search);
+    var query = match ? decodeURIComponent(match[1].replace(/\+/g, " ")) : "";
+    var box = document.getElementById("search-box");
+    if (box) box.value = query;
+    if (!query) { status.textContent = "Type in the search box above."; return; }
+    status.textContent = "Loading the index\u2026";
+    withIndex(function () {
+      if (searchState.failed) { status.textContent = "The search index could not be loaded."; return; }
+      var found = searchEntries(query, 500);
+      status.textContent = found.total.toLocaleString("en-US") + " result" + (found.total === 1 ? "" : "s") +
+        " for \u201c" + query + "\u201d" + (found.total > found.hits.length ? " (first 500 shown)" : "");
+      found.hits.forEach(function (hit) {
+        var li = document.createElement("li");
+        li.appendChild(resultLink(hit.entry, searchRoot()));
+        list.appendChild(li);
+      });
+    });
+  }
+
   function init() {
     initThemeToggle();
     initKeys();
+    var box = document.getElementById("search-box");
+    if (box) initSearchBox(box);
+    var randoms = document.querySelectorAll("[data-random-unit]");
+    for (var r = 0; r < randoms.length; r++) randoms[r].addEventListener("click", openRandomUnit);
+    var page = document.getElementById("search-page-results");
+    if (page) initSearchPage(page);
     var data = document.getElementById("tx-windows");
     if (data) initWindows(data);
     var toggles = document.querySelectorAll("[data-viz-toggle]");

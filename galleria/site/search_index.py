@@ -1,0 +1,82 @@
+"""The client-side search index: small script files the theme's search box loads on first use.
+
+Scripts, not JSON, because browsers refuse ``fetch`` from file:// while ``<script src>`` works
+there and on any host. A small ``search/index.js`` holds the models and layers; the units are
+split into shards of a few thousand, loaded in parallel, so a gallery of 10,000+ units starts
+searching after ~100 KB per shard instead of one large file. Rows are arrays, not objects: the
+keys would otherwise be most of the bytes.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from galleria.extract.health import FLAGS
+
+UNITS_PER_SHARD = 2500
+NOTE_CHARS = 400  # enough of a note to find it by its words; the page has the rest
+MARKDOWN_SYNTAX = re.compile(r"[#*_`>\[\]()|~]+|!\[|https?://\S+")
+
+
+@dataclass
+class SearchUnit:
+    unit: int
+    label: str
+    words: str  # note text, tags, top classes or tokens: matched, never shown
+    flags: tuple[str, ...] = ()
+
+
+@dataclass
+class SearchLayer:
+    name: str
+    folder: str  # site path of the layer page's folder; units live in folder/<unit>/
+    label: str
+    units: list[SearchUnit] = field(default_factory=list)
+
+
+@dataclass
+class SearchModel:
+    title: str
+    folder: str
+    label: str
+    layers: list[SearchLayer] = field(default_factory=list)
+
+
+def note_words(text: str) -> str:
+    """A note's Markdown as plain words, cut to NOTE_CHARS."""
+    plain = " ".join(MARKDOWN_SYNTAX.sub(" ", text).split())
+    return plain[:NOTE_CHARS]
+
+
+def write_search_index(out: Path, models: list[SearchModel]) -> int:
+    """Write ``search/index.js`` and its unit shards under ``out``; returns the bytes written."""
+    folder = out / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    layers, rows = [], []
+    for model_index, model in enumerate(models):
+        for layer in model.layers:
+            layer_index = len(layers)
+            layers.append([model_index, layer.name, layer.folder, layer.label])
+            for u in layer.units:
+                bits = sum(1 << FLAGS.index(f) for f in u.flags if f in FLAGS)
+                rows.append([layer_index, u.unit, u.label, u.words, bits])
+    shards = [rows[i:i + UNITS_PER_SHARD] for i in range(0, len(rows), UNITS_PER_SHARD)]
+    meta = {"models": [[m.title, m.folder, m.label] for m in models], "layers": layers,
+            "flags": list(FLAGS), "shards": len(shards), "units": len(rows)}
+    written = _script(folder / "index.js", f"galleriaSearch.meta({_json(meta)});\n")
+    for number, shard in enumerate(shards):
+        written += _script(folder / f"units-{number}.js", f"galleriaSearch.shard({number},{_json(shard)});\n")
+    return written
+
+
+def _json(value) -> str:
+    # "</" would end a script element if a theme ever inlined this; escaping it costs nothing.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+
+
+def _script(path: Path, text: str) -> int:
+    data = text.encode("utf-8")
+    path.write_bytes(data)
+    return len(data)
