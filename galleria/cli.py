@@ -25,9 +25,28 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--strict", action="store_true", help="fail on warnings (e.g. skipped inputs)")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
 
+    serve = commands.add_parser("serve", help="build, serve on loopback and rebuild on edits (live preview)")
+    serve.add_argument("-f", "--config-file", default="site.yaml", metavar="FILE", help="default: site.yaml")
+    serve.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT",
+                       help="address to serve on (default: 127.0.0.1:8000)")
+    serve.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
+
     layers = commands.add_parser("layers", help="print a model's layers with output shapes")
     layers.add_argument("model", nargs="?", help="model id from site.yaml (optional with one model)")
     layers.add_argument("-f", "--config-file", default="site.yaml", metavar="FILE", help="default: site.yaml")
+
+    new = commands.add_parser("new", help="create a starter gallery in a new folder")
+    new.add_argument("directory", metavar="DIR", help="the folder to create (it may exist if empty)")
+
+    deploy = commands.add_parser("gh-deploy", help="build, then push the site to the branch GitHub Pages serves")
+    deploy.add_argument("-f", "--config-file", default="site.yaml", metavar="FILE", help="default: site.yaml")
+    deploy.add_argument("-r", "--remote", default="origin", help="git remote to push to (default: origin)")
+    deploy.add_argument("-b", "--remote-branch", default="gh-pages", metavar="BRANCH",
+                        help="branch to commit the site on (default: gh-pages)")
+    deploy.add_argument("-m", "--message", help="commit message (default: 'Deployed SHA with galleria VERSION')")
+    deploy.add_argument("--no-build", action="store_true", help="deploy the output folder as it is")
+    deploy.add_argument("--force", action="store_true", help="force the push, replacing the remote branch")
+    deploy.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
     return parser
 
 
@@ -39,10 +58,26 @@ def main(argv: list[str] | None = None) -> int:
 
             report = build(args.config_file, args.site_dir, clean=args.clean, strict=args.strict, quiet=args.quiet)
             print(summary(report))
+        elif args.command == "serve":
+            from galleria.commands.serve import serve
+
+            try:
+                serve(args.config_file, args.dev_addr, quiet=args.quiet)
+            except KeyboardInterrupt:  # the way to stop a server, not a failure
+                print("galleria: stopped serving", file=sys.stderr)
         elif args.command == "layers":
             from galleria.commands.layers import layers
 
             print(layers(args.config_file, args.model))
+        elif args.command == "new":
+            from galleria.commands.new import new, next_steps
+
+            print(next_steps(args.directory, new(args.directory)))
+        elif args.command == "gh-deploy":
+            from galleria.commands.deploy import gh_deploy
+
+            print(gh_deploy(args.config_file, args.remote, args.remote_branch, args.message,
+                            build_first=not args.no_build, force=args.force, quiet=args.quiet))
         return 0
     except GalleriaError as exc:
         print(f"galleria: error: {exc}", file=sys.stderr)

@@ -25,6 +25,12 @@ class ConfigError(GalleriaError):
         super().__init__(text)
 
 
+class UsageError(GalleriaError):
+    """A command line argument is wrong (an address, a folder): exit code 2, like argparse."""
+
+    exit_code = 2
+
+
 class BuildError(GalleriaError):
     """The build could not finish: missing weights, empty input set, shape mismatch."""
 

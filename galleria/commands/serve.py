@@ -1,0 +1,292 @@
+"""``galleria serve``: build, serve on loopback, rebuild what an edit touches, reload open pages.
+
+The site is served under its public url's path (``/galleria/`` for
+``https://you.github.io/galleria/``), so links behave as they will on GitHub Pages. The models'
+records stay in memory: a note edit re-renders the pages that read that note (its own page, the
+grids and lists that show its label), a theme edit every page, and a site.yaml edit gathers again
+(activations and images then come from the cache unless what they depend on changed). Open pages
+long-poll the server and reload once a rebuild is in place.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from galleria.commands.build import Gathered, _check_notes, _stage, gather, write_site
+from galleria.config import load_config
+from galleria.errors import GalleriaError, UsageError
+from galleria.fingerprint import site_fingerprint
+from galleria.records import BuildReport
+
+POLL_SECONDS = 0.5  # how often watched files are checked: cheap, a few hundred stat calls
+WAIT_SECONDS = 25  # a reload long-poll answers at least this often, before proxies give up on it
+RELOAD_PATH = "/_galleria/"
+RELOAD_SCRIPT = b"""(function () {
+  var epoch = document.currentScript.getAttribute("data-epoch");
+  function poll() {
+    fetch("/_galleria/wait?epoch=" + epoch, { cache: "no-store" })
+      .then(function (r) { return r.text(); })
+      .then(function (now) { if (now !== epoch) location.reload(); else poll(); })
+      .catch(function () { setTimeout(poll, 2000); });
+  }
+  poll();
+})();
+"""
+
+
+class LiveSite:
+    """A site kept built in a temporary folder, and rebuilt there when its sources change."""
+
+    def __init__(self, config_file: str | Path, quiet: bool = False):
+        self.config_file = Path(config_file)
+        self.quiet = quiet
+        self.config = load_config(self.config_file)
+        self.folder = Path(tempfile.mkdtemp(prefix="galleria-serve-"))
+        self.out = self.folder / "site"
+        self.epoch = 0
+        self.changed = threading.Condition()
+        self.gathered: Gathered | None = None
+        self.reads: dict[str, frozenset[str]] = {}  # page folder -> note keys it shows
+        self.last: BuildReport | None = None
+        self._seen = self._snapshot()
+
+    @property
+    def base(self) -> str:
+        """The url path the site is served under: its public url's path, or '/'."""
+        path = urlparse(self.config.site.url).path if self.config.site.url else "/"
+        return path if path.endswith("/") else path + "/"
+
+    def build(self) -> BuildReport:
+        """Gather everything (cached work is reused) and write the site."""
+        report = BuildReport()
+        started = time.perf_counter()
+        self.gathered = gather(self.config, report, self.quiet)
+        self._write(report, started)
+        return report
+
+    def rebuild_pages(self, theme_changed: bool = True) -> BuildReport:
+        """Re-read notes (and the theme) and write pages again from the records in memory: all of
+        them after a theme edit, else only those that read a note that changed."""
+        from galleria.site.content import load_notes
+        from galleria.site.theme import Theme
+        from galleria.site.writer import SiteWriter
+
+        report = BuildReport()
+        started = time.perf_counter()
+        site = self.config.site
+        notes = load_notes(site.content_dir)
+        _check_notes(notes, self.gathered.builds, report, not self.quiet, self.gathered.skipped_models)
+        old, self.gathered.notes = self.gathered.notes, notes
+        if theme_changed:
+            self.gathered.theme = Theme(site.theme_dir)
+            self._write(report, started)
+            return report
+        edited = {key for key in old.keys() | notes.keys() if old.get(key) != notes.get(key)}
+        pages = {page for page, keys in self.reads.items() if keys & edited}
+        with _stage(report, "pages"):
+            writer = SiteWriter(self.config, self.gathered.theme, notes, self.out, self.gathered.cache, only=pages)
+            writer.write(self.gathered.builds)
+        self.reads.update(writer.reads)
+        report.pages = len(writer.pages)
+        self._done(report, started)
+        return report
+
+    def _write(self, report: BuildReport, started: float) -> None:
+        self.reads = write_site(self.config, self.gathered, self.out, site_fingerprint(self.config), report,
+                                quiet=True)
+        self._done(report, started)
+
+    def _done(self, report: BuildReport, started: float) -> None:
+        report.stage_seconds["total"] = time.perf_counter() - started
+        self.last = report
+        with self.changed:
+            self.epoch += 1
+            self.changed.notify_all()
+
+    def watched(self) -> list[Path]:
+        """site.yaml, every file under content/ and, when the site has one, its theme folder."""
+        site = self.config.site
+        files = [self.config_file]
+        for folder in (site.content_dir, site.theme_dir):
+            if folder is not None and folder.is_dir():
+                files.extend(p for p in folder.rglob("*") if p.is_file())
+        return files
+
+    def _snapshot(self) -> dict[Path, int]:
+        stamps = {}
+        for path in self.watched():
+            try:
+                stamps[path] = path.stat().st_mtime_ns
+            except OSError:  # deleted between listing and stat
+                continue
+        return stamps
+
+    def poll(self) -> BuildReport | None:
+        """Rebuild if a watched file changed since the last look; returns that rebuild's report."""
+        now = self._snapshot()
+        if now == self._seen:
+            return None
+        edited = {p for p in now.keys() | self._seen.keys() if now.get(p) != self._seen.get(p)}
+        self._seen = now
+        if self.config_file in edited:
+            self.config = load_config(self.config_file)
+            self._seen = self._snapshot()  # content_dir or theme_dir may have moved
+            return self.build()
+        theme = self.config.site.theme_dir
+        return self.rebuild_pages(theme_changed=theme is not None and any(theme in p.parents for p in edited))
+
+    def wait(self, epoch: int, timeout: float) -> int:
+        """Block until the site is newer than ``epoch`` (or the timeout); returns the current one."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.epoch != epoch, timeout)
+            return self.epoch
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    live: LiveSite  # set on the subclass made per server
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class names it so
+        pass  # a page load is dozens of requests: the terminal is for build messages
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-store")  # an edit must show on reload
+        super().end_headers()
+
+    def translate_path(self, path: str) -> str:
+        """Files under the site's base path; anything else maps to nowhere (404)."""
+        path = unquote(urlparse(path).path)
+        base = self.live.base
+        if not path.startswith(base):
+            return str(self.live.folder / "outside-the-site")
+        inner = Path(self.live.out, *[p for p in path[len(base):].split("/") if p not in ("", ".", "..")])
+        return str(inner)
+
+    def _to_base(self) -> bool:
+        """Send the bare root on to the site's base path (as Pages serves only there)."""
+        if urlparse(self.path).path not in ("/", "") or self.live.base == "/":
+            return False
+        self.send_response(HTTPStatus.FOUND)
+        self.send_header("Location", self.live.base)
+        self.end_headers()
+        return True
+
+    def do_HEAD(self):
+        if not self._to_base():
+            super().do_HEAD()
+
+    def do_GET(self):
+        path = urlparse(self.path)
+        if path.path.startswith(RELOAD_PATH):
+            return self._reload(path)
+        if self._to_base():
+            return
+        target = Path(self.translate_path(self.path))
+        if target.is_dir() and path.path.endswith("/"):
+            target = target / "index.html"
+        if target.suffix == ".html" and target.is_file():
+            return self._html(target)
+        if not target.exists():
+            return self._not_found()
+        return super().do_GET()
+
+    def _html(self, target: Path) -> None:
+        """An HTML page with the reload script added before </body>."""
+        tag = f'<script src="{RELOAD_PATH}reload.js" data-epoch="{self.live.epoch}"></script>'
+        html = target.read_text(encoding="utf-8")
+        cut = html.rfind("</body>")
+        html = html[:cut] + tag + html[cut:] if cut >= 0 else html + tag
+        self._send(HTTPStatus.OK, "text/html; charset=utf-8", html.encode("utf-8"))
+
+    def _not_found(self) -> None:
+        page = self.live.out / "404.html"
+        body = page.read_bytes() if page.is_file() else b"Not found"
+        self._send(HTTPStatus.NOT_FOUND, "text/html; charset=utf-8", body)
+
+    def _reload(self, path) -> None:
+        if path.path == RELOAD_PATH + "reload.js":
+            return self._send(HTTPStatus.OK, "text/javascript; charset=utf-8", RELOAD_SCRIPT)
+        if path.path == RELOAD_PATH + "wait":
+            query = dict(p.split("=", 1) for p in path.query.split("&") if "=" in p)
+            try:
+                epoch = int(query.get("epoch", ""))
+            except ValueError:
+                epoch = -1
+            now = self.live.wait(epoch, WAIT_SECONDS)
+            return self._send(HTTPStatus.OK, "text/plain", str(now).encode())
+        self._not_found()
+
+    def _send(self, status: HTTPStatus, kind: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """'127.0.0.1:8000', 'localhost:8000' or ':8000' (loopback) into host and port."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"-a {address}: expected HOST:PORT, e.g. 127.0.0.1:8000")
+    return host, int(port)
+
+
+def make_server(live: LiveSite, address: str) -> ThreadingHTTPServer:
+    host, port = parse_address(address)
+    handler = type("Handler", (_Handler,), {"live": live})
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; "
+                         f"choose another address with -a, e.g. -a {host}:{port + 1}") from None
+    server.daemon_threads = True  # waiting reload polls must not hold up Ctrl+C
+    return server
+
+
+def watch(live: LiveSite, stop: threading.Event, say=print) -> None:
+    """Poll the watched files until ``stop`` is set; a failed rebuild keeps the last good site."""
+    while not stop.wait(POLL_SECONDS):
+        try:
+            report = live.poll()
+        except GalleriaError as exc:
+            say(f"galleria: error: {exc} (still serving the last good build)")
+            continue
+        if report is not None:
+            seconds = report.stage_seconds.get("total", 0.0)
+            what = "pages" if "extract" not in report.stage_seconds else "site"
+            say(f"Rebuilt {what} in {seconds:.1f} s: {report.pages:,} pages; reloading open pages")
+
+
+def serve(config_file: str | Path = "site.yaml", address: str = "127.0.0.1:8000", quiet: bool = False) -> None:
+    parse_address(address)  # a bad -a fails before the build, not after it
+    live = LiveSite(config_file, quiet)
+    try:
+        report = live.build()
+        server = make_server(live, address)
+        host, port = server.server_address[:2]
+        print(f"Built {report.pages:,} pages in {report.stage_seconds['total']:.1f} s")
+        print(f"Serving on http://{host}:{port}{live.base} (watching {live.config_file.name}, "
+              f"{live.config.site.content_dir.name}/{' and the theme' if live.config.site.theme_dir else ''}; "
+              f"Ctrl+C stops)", flush=True)
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch, args=(live, stop, lambda m: print(m, file=sys.stderr, flush=True)),
+                                   daemon=True)
+        watcher.start()
+        try:
+            server.serve_forever()
+        finally:
+            stop.set()
+            server.server_close()
+    finally:
+        live.close()
