@@ -21,6 +21,7 @@ SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:", "transformers:")
 INPUT_KINDS = ("image", "text")
 REMAP_MODES = ("by-position",)
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SITE_FOLDERS = {"assets", "search", "404.html", "sitemap.xml", "index.html"}  # what a model id cannot be
 
 
 # --- records -----------------------------------------------------------------------------
@@ -412,6 +413,8 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
                      ("id", "title", "description", "source", "kwargs", "weights", "preprocessing",
                       "labels", "layers", "units", "featureviz", "tokenizer", "inputs"))
         model_id = _slug(s, "id")
+        if model_id in SITE_FOLDERS:
+            raise s.error("id", f"'{model_id}' is a folder of the site itself", "choose another model id")
         model_viz = _featureviz(s, "featureviz", featureviz)
         if model_id in seen:
             raise s.error("id", f"model id '{model_id}' is used twice", "ids must be unique")

@@ -314,6 +314,27 @@ def test_public_url_adds_sitemap_and_canonical(project, tmp_path):
     assert "<loc>https://me.github.io/g/tiny/2/1/</loc>" in sitemap
     page = (project / "public" / "tiny" / "2" / "1" / "index.html").read_text()
     assert 'rel="canonical" href="https://me.github.io/g/tiny/2/1/"' in page
+    # link previews: each unit, layer and model page has its own 1200 x 630 card, by absolute url
+    for folder in ("tiny/2/1", "tiny/2", "tiny"):
+        html = (project / "public" / folder / "index.html").read_text()
+        assert f'<meta property="og:image" content="https://me.github.io/g/{folder}/card.jpg">' in html
+        assert '<meta name="twitter:card" content="summary_large_image">' in html
+        with Image.open(project / "public" / folder / "card.jpg") as card:
+            assert card.size == (1200, 630)
+    assert "stripes &lt;b&gt;detector&lt;/b&gt; · Unit 1 of 2 in tiny" in page  # the description names the label
+
+
+def test_without_a_public_url_no_preview_images_and_one_notice(built, project, capsys):
+    unit = (built / "tiny" / "2" / "1" / "index.html").read_text()
+    assert "og:image" not in unit and '<meta name="twitter:card" content="summary">' in unit
+    assert not list(built.rglob("card.*"))
+    (project / "content" / "tiny" / "index.md").write_text("A tiny model.\n")  # so that the build runs
+    try:
+        assert main(["build", "-f", str(project / "site.yaml")]) == 0
+    finally:
+        (project / "content" / "tiny" / "index.md").unlink()
+    out = capsys.readouterr().out
+    assert out.count("no site.url") == 1 and "search index" in out
 
 
 def test_layers_command(project, capsys):
@@ -389,3 +410,24 @@ def test_a_layer_page_of_all_its_feature_visualizations(built):
         assert f"../{unit}/index.html" in links and f"../{unit}/featureviz.png" in links
     assert 'href="featureviz/index.html"' in (built / "tiny" / "2" / "index.html").read_text()
     assert not (built / "tiny" / "6" / "featureviz").exists()
+
+
+def _script_payload(path: Path):
+    """The JSON data of a search index script: ``galleriaSearch.meta({...})`` or ``.shard(N, [...])``."""
+    text = path.read_text(encoding="utf-8")
+    arguments = text[text.index("(") + 1:text.rindex(")")]
+    return json.loads(arguments.split(",", 1)[1] if text.startswith("galleriaSearch.shard") else arguments)
+
+
+def test_search_index_rows_open_existing_pages(built):
+    meta = _script_payload(built / "search" / "index.js")
+    rows = [row for name in meta["shards"] for row in _script_payload(built / "search" / name)]
+    assert len(rows) == meta["units"] == sum(1 for _ in built.glob("tiny/*/*/unit.json"))
+    for layer_index, unit, label, words, flags in rows:
+        assert (built / meta["layers"][layer_index][2] / str(unit) / "index.html").is_file()
+    labelled = next(row for row in rows if row[2])
+    assert labelled[2] == "stripes <b>detector</b>" and "texture" in labelled[3] and "stripes" in labelled[3]
+    dead = next(row for row in rows if meta["layers"][row[0]][1] == "2" and row[1] == 5)
+    assert meta["flags"][dead[4].bit_length() - 1] == "dead"
+    assert all("</" not in path.read_text() for path in (built / "search").glob("*.js"))  # cannot end a script
+    assert (built / "search" / "index.html").is_file()

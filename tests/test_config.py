@@ -101,6 +101,7 @@ def test_model_mistakes(tmp_path, snippet, message):
 @pytest.mark.parametrize("text, message", [
     (BASE.replace("torchvision:resnet18", "resnet18"), "cannot read model source 'resnet18'"),
     (BASE.replace("id: tiny", "id: my model"), "cannot be part of a url"),
+    (BASE.replace("id: tiny", "id: search"), "'search' is a folder of the site itself"),
     (BASE.replace("layers: [layer1]", "layers: []"), "must list at least one layer"),
     (BASE.replace("  - path: images", "  - path: nowhere"), "does not exist"),
     (BASE.replace("  title: Test", "  url: example.com"), "is not an absolute http(s) url"),

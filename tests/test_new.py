@@ -60,7 +60,8 @@ def test_starter_builds_offline_with_its_override_and_notes(starter):
 
 def test_workflow_builds_caches_and_publishes_to_pages(starter):
     workflow = yaml.safe_load((starter / ".github" / "workflows" / "gallery.yml").read_text())
-    assert workflow["permissions"]["pages"] == "write" and workflow["permissions"]["id-token"] == "write"
+    deploy = workflow["jobs"]["deploy"]["permissions"]  # only the job that deploys may write to Pages
+    assert deploy == {"pages": "write", "id-token": "write"} and workflow["permissions"] == {"contents": "read"}
     assert workflow["concurrency"]["group"]
     steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
     uses = {s["uses"].split("@")[0]: s for s in steps if "uses" in s}

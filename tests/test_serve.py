@@ -94,6 +94,18 @@ def test_note_edit_rerenders_pages_without_touching_activations(served):
     assert {"tiny/2/1", "tiny/2", "search"} <= showing
 
 
+def test_editor_files_and_unchanged_notes_rebuild_nothing(served):
+    live, _, root, _ = served
+    folder = root / "content" / "tiny" / "2"
+    epoch = live.epoch
+    for name in (".1.md.swp", "#1.md#", ".#1.md", "1.md~", "4913"):
+        (folder / name).write_text("editor state")
+    note = folder / "1.md"
+    note.write_text(note.read_text())  # saved without a change
+    time.sleep(1.5)  # three looks of the watcher
+    assert live.epoch == epoch and live.poll() is None
+
+
 def test_reload_poll_answers_when_the_site_changes(served):
     live, url, root, _ = served
     epoch = live.epoch

@@ -81,7 +81,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
     (cache_dir / MARKER).write_text("galleria cache: safe to delete\n")
     cache = Cache(cache_dir)
     show = not quiet
-    with _stage(report, "load"):  # torch and timm imports included: seconds on a small machine
+    with stage(report, "load"):  # torch and timm imports included: seconds on a small machine
         from galleria.extract.attribution import attribute
         from galleria.extract.effects import exact_effects, gradient_effects, unit_sources
         from galleria.extract.health import layer_health
@@ -139,7 +139,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
 
     builds = []
     for model, layout, inputs in prepared:
-        with _stage(report, "extract"), _bar(show, len(inputs.items), f"{model.config.id}: activations",
+        with stage(report, "extract"), _bar(show, len(inputs.items), f"{model.config.id}: activations",
                                              inputs.text and "window" or "input") as bar:
             acts = extract(model, layout, inputs, config, cache, bar)
         images = text = attribution = None
@@ -147,15 +147,15 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         if inputs.text is not None:
             text = token_contexts(acts, inputs, config.examples)
         else:
-            with _stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
+            with stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
                 images = render_images(model, acts, inputs, config.examples, cache, bar)
             report.images += images.rendered
-            with _stage(report, "attribution"), _bar(show, None, f"{model.config.id}: attribution",
+            with stage(report, "attribution"), _bar(show, None, f"{model.config.id}: attribution",
                                                      "input") as bar:
                 if config.attribution.inputs:
                     bar.reset(total=min(config.attribution.inputs, len(inputs.items)))
                 attribution = attribute(model, layout, inputs, acts, config, cache, bar)
-            with _stage(report, "featureviz"), _bar(show, None, f"{model.config.id}: feature visualization",
+            with stage(report, "featureviz"), _bar(show, None, f"{model.config.id}: feature visualization",
                                                     "image") as bar:
                 featureviz = model_feature_visualizations(model, layout, inputs, cache,
                                                           pick_device(config.extract.device), bar)
@@ -172,7 +172,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                 sources[layer.name] = unit_sources(found.sources, by_name[found.source],
                                                    min(attribution.examples, attribution.sample))
         builds.append(ModelBuild(model, layout, acts, images, health, effects, sources, featureviz, inputs, text))
-    _check_notes(notes, builds, report, show, skipped_models)
+    check_notes(notes, builds, report, show, skipped_models)
     return Gathered(builds, notes, theme, cache, skipped_models)
 
 
@@ -183,7 +183,7 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
     Returns the note keys each page read (see SiteWriter.reads)."""
     from galleria.site.writer import SiteWriter
 
-    with _stage(report, "pages"):
+    with stage(report, "pages"):
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
@@ -201,9 +201,9 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
     report.search_bytes = writer.search_bytes
     report.output = str(out)
     if not config.site.url:
-        report.notices.append("no site.url in site.yaml: pages have no canonical links or sitemap, and link "
-                              "previews use relative image urls that most sites cannot fetch; set it to the "
-                              "address where the gallery is published")
+        report.notices.append("no site.url in site.yaml, so no canonical links, sitemap or link preview "
+                              "images (previews need absolute urls); set it to the address the gallery is "
+                              "published at, e.g. https://you.github.io/gallery/")
     return writer.reads
 
 
@@ -253,7 +253,7 @@ def _warn(report: BuildReport, message: str, show: bool) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
 
-def _check_notes(notes, builds: list, report: BuildReport, show: bool, skipped_models: list[str]) -> None:
+def check_notes(notes, builds: list, report: BuildReport, show: bool, skipped_models: list[str]) -> None:
     """Warn about notes that belong to no page: a typo in a path, or a unit no longer shown."""
     from galleria.site import structure as S
 
@@ -270,7 +270,7 @@ def _check_notes(notes, builds: list, report: BuildReport, show: bool, skipped_m
 
 
 @contextmanager
-def _stage(report: BuildReport, name: str):
+def stage(report: BuildReport, name: str):
     start = time.perf_counter()
     try:
         yield

@@ -54,7 +54,7 @@ def gh_deploy(config_file: str | Path = "site.yaml", remote: str = "origin", bra
     git.run("update-ref", "-m", "galleria gh-deploy", f"refs/heads/{branch}", commit)
     git.push(remote, branch, force)
 
-    pushed = f"Pushed {commit[:7]} to branch '{branch}' of {remote} ({url})"
+    pushed = f"Pushed {commit[:7]} to branch '{branch}' of {remote} ({_without_credentials(url)})"
     cname = git.run("cat-file", "blob", f"{commit}:CNAME", check=False).stdout.strip()
     served = f"https://{cname}/" if cname else pages_url(url)
     if not served:
@@ -151,8 +151,13 @@ class Git:
         raise GalleriaError(f"git push to {remote} failed: {reason}")
 
 
+def _without_credentials(text: str) -> str:
+    """URLs with their user and token removed: CI remotes carry one, and logs are public."""
+    return re.sub(r"(https?://)[^/@\s]+@", r"\1", text)
+
+
 def _reason(stderr: str) -> str:
     """git's own explanation in one line: the rejected ref's line of a push, else the last line."""
     lines = [l.strip() for l in stderr.splitlines() if l.strip() and not l.strip().startswith("hint:")]
     rejected = [l for l in lines if "rejected]" in l]
-    return re.sub(r"^(fatal|error): ", "", (rejected or lines or ["no message"])[-1])
+    return _without_credentials(re.sub(r"^(fatal|error): ", "", (rejected or lines or ["no message"])[-1]))

@@ -9,6 +9,8 @@ long-poll the server and reload once a rebuild is in place.
 """
 from __future__ import annotations
 
+import copy
+import functools
 import shutil
 import sys
 import tempfile
@@ -19,7 +21,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from galleria.commands.build import Gathered, _check_notes, _stage, gather, write_site
+from galleria.commands.build import Gathered, check_notes, gather, stage, write_site
 from galleria.config import load_config
 from galleria.errors import GalleriaError, UsageError
 from galleria.fingerprint import site_fingerprint
@@ -42,19 +44,25 @@ RELOAD_SCRIPT = b"""(function () {
 
 
 class LiveSite:
-    """A site kept built in a temporary folder, and rebuilt there when its sources change."""
+    """A site kept built in a folder of the cache, and rebuilt there when its sources change.
+
+    The folder sits beside the cached images (not in /tmp, often another file system) so that
+    they are hard-linked into it, not copied.
+    """
 
     def __init__(self, config_file: str | Path, quiet: bool = False):
         self.config_file = Path(config_file)
         self.quiet = quiet
         self.config = load_config(self.config_file)
-        self.folder = Path(tempfile.mkdtemp(prefix="galleria-serve-"))
+        self.config.site.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix=".serve-", dir=self.config.site.cache_dir))
         self.out = self.folder / "site"
         self.epoch = 0
         self.changed = threading.Condition()
         self.gathered: Gathered | None = None
         self.reads: dict[str, frozenset[str]] = {}  # page folder -> note keys it shows
         self.last: BuildReport | None = None
+        self._all_stale = False  # a failed render left pages behind: the next edit renders all
         self._seen = self._snapshot()
 
     @property
@@ -63,60 +71,77 @@ class LiveSite:
         path = urlparse(self.config.site.url).path if self.config.site.url else "/"
         return path if path.endswith("/") else path + "/"
 
-    def build(self) -> BuildReport:
-        """Gather everything (cached work is reused) and write the site."""
+    def build(self, config=None) -> BuildReport:
+        """Gather everything (cached work is reused) and write the site; ``config``, a newly read
+        one, takes over only if that succeeds."""
+        config = config or self.config
         report = BuildReport()
         started = time.perf_counter()
-        self.gathered = gather(self.config, report, self.quiet)
-        self._write(report, started)
-        return report
+        gathered = gather(config, report, self.quiet)
+        self.reads = write_site(config, gathered, self.out, site_fingerprint(config), report, quiet=True)
+        self.config, self.gathered = config, gathered
+        return self._done(report, started)
 
-    def rebuild_pages(self, theme_changed: bool = True) -> BuildReport:
-        """Re-read notes (and the theme) and write pages again from the records in memory: all of
-        them after a theme edit, else only those that read a note that changed."""
+    def rerender(self) -> BuildReport:
+        """Every page again from the records in memory, with the notes and theme as they are now."""
         from galleria.site.content import load_notes
         from galleria.site.theme import Theme
-        from galleria.site.writer import SiteWriter
 
         report = BuildReport()
         started = time.perf_counter()
         site = self.config.site
-        notes = load_notes(site.content_dir)
-        _check_notes(notes, self.gathered.builds, report, not self.quiet, self.gathered.skipped_models)
-        old, self.gathered.notes = self.gathered.notes, notes
-        if theme_changed:
-            self.gathered.theme = Theme(site.theme_dir)
-            self._write(report, started)
-            return report
+        gathered = copy.copy(self.gathered)
+        gathered.notes, gathered.theme = load_notes(site.content_dir), Theme(site.theme_dir)
+        check_notes(gathered.notes, gathered.builds, report, not self.quiet, gathered.skipped_models)
+        self._all_stale = True
+        self.reads = write_site(self.config, gathered, self.out, site_fingerprint(self.config), report, quiet=True)
+        self.gathered, self._all_stale = gathered, False
+        return self._done(report, started)
+
+    def rerender_notes(self) -> BuildReport | None:
+        """Only the pages that read a note that changed; None when no note did."""
+        from galleria.site.content import load_notes
+        from galleria.site.writer import SiteWriter
+
+        if self._all_stale:
+            return self.rerender()
+        report = BuildReport()
+        started = time.perf_counter()
+        old, notes = self.gathered.notes, load_notes(self.config.site.content_dir)
         edited = {key for key in old.keys() | notes.keys() if old.get(key) != notes.get(key)}
+        if not edited:
+            return None
+        check_notes(notes, self.gathered.builds, report, not self.quiet, self.gathered.skipped_models)
         pages = {page for page, keys in self.reads.items() if keys & edited}
-        with _stage(report, "pages"):
+        if not pages:  # a note for no page: check_notes has said so
+            self.gathered.notes = notes
+            return None
+        self._all_stale = True
+        with stage(report, "pages"):
             writer = SiteWriter(self.config, self.gathered.theme, notes, self.out, self.gathered.cache, only=pages)
             writer.write(self.gathered.builds)
         self.reads.update(writer.reads)
+        self.gathered.notes, self._all_stale = notes, False
         report.pages = len(writer.pages)
-        self._done(report, started)
-        return report
+        return self._done(report, started)
 
-    def _write(self, report: BuildReport, started: float) -> None:
-        self.reads = write_site(self.config, self.gathered, self.out, site_fingerprint(self.config), report,
-                                quiet=True)
-        self._done(report, started)
-
-    def _done(self, report: BuildReport, started: float) -> None:
+    def _done(self, report: BuildReport, started: float) -> BuildReport:
         report.stage_seconds["total"] = time.perf_counter() - started
         self.last = report
         with self.changed:
             self.epoch += 1
             self.changed.notify_all()
+        return report
 
     def watched(self) -> list[Path]:
-        """site.yaml, every file under content/ and, when the site has one, its theme folder."""
+        """site.yaml, the notes under content/ and, when the site has one, its theme folder's files;
+        not editors' swap, backup and lock files, which change as you type."""
         site = self.config.site
         files = [self.config_file]
-        for folder in (site.content_dir, site.theme_dir):
-            if folder is not None and folder.is_dir():
-                files.extend(p for p in folder.rglob("*") if p.is_file())
+        if site.content_dir.is_dir():
+            files.extend(p for p in site.content_dir.rglob("*.md") if _edited_by_hand(p))
+        if site.theme_dir is not None and site.theme_dir.is_dir():
+            files.extend(p for p in site.theme_dir.rglob("*") if p.is_file() and _edited_by_hand(p))
         return files
 
     def _snapshot(self) -> dict[Path, int]:
@@ -136,11 +161,13 @@ class LiveSite:
         edited = {p for p in now.keys() | self._seen.keys() if now.get(p) != self._seen.get(p)}
         self._seen = now
         if self.config_file in edited:
-            self.config = load_config(self.config_file)
+            report = self.build(load_config(self.config_file))
             self._seen = self._snapshot()  # content_dir or theme_dir may have moved
-            return self.build()
+            return report
         theme = self.config.site.theme_dir
-        return self.rebuild_pages(theme_changed=theme is not None and any(theme in p.parents for p in edited))
+        if theme is not None and any(theme in p.parents for p in edited):
+            return self.rerender()
+        return self.rerender_notes()
 
     def wait(self, epoch: int, timeout: float) -> int:
         """Block until the site is newer than ``epoch`` (or the timeout); returns the current one."""
@@ -150,6 +177,12 @@ class LiveSite:
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _edited_by_hand(path: Path) -> bool:
+    """Not a hidden, swap, backup or lock file (vim's .x.swp and 4913, emacs' #x# and .#x, x~)."""
+    name = path.name
+    return not (name.startswith((".", "#")) or name.endswith(("~", ".swp", ".swx", ".tmp")) or name == "4913")
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -172,8 +205,8 @@ class _Handler(SimpleHTTPRequestHandler):
         return str(inner)
 
     def _to_base(self) -> bool:
-        """Send the bare root on to the site's base path (as Pages serves only there)."""
-        if urlparse(self.path).path not in ("/", "") or self.live.base == "/":
+        """Send the bare root, and the base path without its slash, on to the base path."""
+        if urlparse(self.path).path not in ("/", "", self.live.base.rstrip("/")) or self.live.base == "/":
             return False
         self.send_response(HTTPStatus.FOUND)
         self.send_header("Location", self.live.base)
@@ -262,6 +295,9 @@ def watch(live: LiveSite, stop: threading.Event, say=print) -> None:
         except GalleriaError as exc:
             say(f"galleria: error: {exc} (still serving the last good build)")
             continue
+        except Exception as exc:  # a bug, or a file gone mid-read: the watcher must outlive it
+            say(f"galleria: internal error: {type(exc).__name__}: {exc} (still serving the last good build)")
+            continue
         if report is not None:
             seconds = report.stage_seconds.get("total", 0.0)
             what = "pages" if "extract" not in report.stage_seconds else "site"
@@ -269,21 +305,20 @@ def watch(live: LiveSite, stop: threading.Event, say=print) -> None:
 
 
 def serve(config_file: str | Path = "site.yaml", address: str = "127.0.0.1:8000", quiet: bool = False) -> None:
-    parse_address(address)  # a bad -a fails before the build, not after it
+    """Build, then serve until interrupted; the site lives in the cache folder only meanwhile."""
     live = LiveSite(config_file, quiet)
+    stop = threading.Event()
     try:
-        report = live.build()
-        server = make_server(live, address)
-        host, port = server.server_address[:2]
-        print(f"Built {report.pages:,} pages in {report.stage_seconds['total']:.1f} s")
-        print(f"Serving on http://{host}:{port}{live.base} (watching {live.config_file.name}, "
-              f"{live.config.site.content_dir.name}/{' and the theme' if live.config.site.theme_dir else ''}; "
-              f"Ctrl+C stops)", flush=True)
-        stop = threading.Event()
-        watcher = threading.Thread(target=watch, args=(live, stop, lambda m: print(m, file=sys.stderr, flush=True)),
-                                   daemon=True)
-        watcher.start()
+        server = make_server(live, address)  # a bad or busy address fails before the build, not after it
         try:
+            report = live.build()
+            host, port = server.server_address[:2]
+            theme = " and the theme" if live.config.site.theme_dir else ""
+            print(f"Built {report.pages:,} pages in {report.stage_seconds['total']:.1f} s")
+            print(f"Serving on http://{host}:{port}{live.base} (watching {live.config_file.name}, "
+                  f"{live.config.site.content_dir.name}/{theme}; Ctrl+C stops)", flush=True)
+            say = functools.partial(print, file=sys.stderr, flush=True)
+            threading.Thread(target=watch, args=(live, stop, say), daemon=True).start()
             server.serve_forever()
         finally:
             stop.set()

@@ -33,6 +33,8 @@ def load_notes(content_dir: Path) -> dict[str, Note]:
     if not content_dir.is_dir():
         return notes
     for path in sorted(content_dir.rglob("*.md")):
+        if path.name.startswith((".", "#")):  # an editor's lock or autosave file (.#x.md), not a note
+            continue
         rel = path.relative_to(content_dir).with_suffix("")
         key = str(rel.parent if rel.name == "index" else rel).replace("\\", "/")
         key = "" if key == "." else key

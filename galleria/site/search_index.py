@@ -8,6 +8,7 @@ keys would otherwise be most of the bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -62,18 +63,22 @@ def write_search_index(out: Path, models: list[SearchModel]) -> int:
             for u in layer.units:
                 bits = sum(1 << FLAGS.index(f) for f in u.flags if f in FLAGS)
                 rows.append([layer_index, u.unit, u.label, u.words, bits])
-    shards = [rows[i:i + UNITS_PER_SHARD] for i in range(0, len(rows), UNITS_PER_SHARD)]
+    names, written = [], 0
+    for number, start in enumerate(range(0, len(rows), UNITS_PER_SHARD)):
+        text = f"galleriaSearch.shard({number},{_json(rows[start:start + UNITS_PER_SHARD])});\n"
+        # named by content, so that a cached index.js of an older build never pairs with new shards
+        names.append(f"units-{number}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.js")
+        written += _script(folder / names[-1], text)
     meta = {"models": [[m.title, m.folder, m.label] for m in models], "layers": layers,
-            "flags": list(FLAGS), "shards": len(shards), "units": len(rows)}
-    written = _script(folder / "index.js", f"galleriaSearch.meta({_json(meta)});\n")
-    for number, shard in enumerate(shards):
-        written += _script(folder / f"units-{number}.js", f"galleriaSearch.shard({number},{_json(shard)});\n")
-    return written
+            "flags": list(FLAGS), "shards": names, "units": len(rows)}
+    return written + _script(folder / "index.js", f"galleriaSearch.meta({_json(meta)});\n")
 
 
 def _json(value) -> str:
-    # "</" would end a script element if a theme ever inlined this; escaping it costs nothing.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    # "</" would end a script element if a theme ever inlined this; U+2028 and U+2029 end a line
+    # inside a string literal for JavaScript engines before ES2019.
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def _script(path: Path, text: str) -> int:

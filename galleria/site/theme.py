@@ -17,6 +17,8 @@ from typing import Any
 
 import jinja2
 
+from galleria.errors import BuildError
+
 __all__ = ["Theme", "builtin_theme_dir", "format_num", "format_pct", "format_count", "health_flags"]
 
 #: Prefix under which the built-in templates stay reachable from a custom template.
@@ -164,8 +166,14 @@ class Theme:
         )
 
     def render(self, template: str, **context: Any) -> str:
-        """Render one template (e.g. ``"unit.html"``) with the page's context."""
-        return self.env.get_template(template).render(**context)
+        """Render one template (e.g. ``"unit.html"``) with the page's context; a broken template
+        (a custom theme's, usually) is a one-line error naming its file and line."""
+        try:
+            return self.env.get_template(template).render(**context)
+        except jinja2.TemplateSyntaxError as exc:
+            raise BuildError(f"{exc.filename or exc.name}:{exc.lineno}: template error: {exc.message}") from None
+        except jinja2.TemplateError as exc:  # an undefined name, a failed include, ...
+            raise BuildError(f"template {template}: {type(exc).__name__}: {exc}") from None
 
     def asset_files(self) -> dict[str, pathlib.Path]:
         """Every asset, as path relative to ``assets/`` -> source file; custom files win."""

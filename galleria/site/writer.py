@@ -36,6 +36,7 @@ from galleria.visualize.featureviz import UnitViz
 from galleria.visualize.run import ModelImages, UnitImages
 from galleria.visualize.tokens import ModelText, UnitText, shown_label
 from galleria.site import token_html
+from galleria.site.previews import group_card, unit_card
 from galleria.visualize.cards import Card, card_file
 from galleria.visualize.tiles import legend_svg
 
@@ -111,13 +112,10 @@ class SiteWriter:
         """What every page's base template needs; ``card`` is the site path of its preview image."""
         site = self.config.site
         canonical = f"{site.url}{folder}/" if site.url and folder else site.url
-        image = None
-        if card is not None:  # previews need absolute urls; relative ones still serve a local viewer
-            image = f"{site.url}{card}" if site.url else S.href(folder, card)
         return {
             "site": {"title": site.title, "description": site.description, "url": site.url},
             "page": {"title": title, "description": description or site.description, "kind": kind,
-                     "canonical": canonical, "image": image,
+                     "canonical": canonical, "image": f"{site.url}{card}" if card else None,
                      "breadcrumbs": [{"title": t, "url": S.href(folder, S.page_file(f))} for t, f in crumbs]},
             "root": S.root(folder),
             "nav": {k: (S.href(folder, S.page_file(v)) if v is not None else None)
@@ -129,8 +127,18 @@ class SiteWriter:
         """True when this run re-renders some pages only, and not this one."""
         return self.only is not None and folder not in self.only
 
+    def _put(self, path: Path, text: str) -> None:
+        """Write a file; rewriting a served site in place, through a rename, so that no
+        visitor gets half a page."""
+        if self.only is None:
+            path.write_text(text, encoding="utf-8")
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
     def _write(self, folder: str, template: str, context: dict) -> None:
-        (self._folder(folder) / "index.html").write_text(self.theme.render(template, **context), encoding="utf-8")
+        self._put(self._folder(folder) / "index.html", self.theme.render(template, **context))
         self.reads[folder] = frozenset(self._reading)  # every note read since the previous page
         self._reading.clear()
         self.pages.append(folder)
@@ -186,7 +194,9 @@ class SiteWriter:
         More shards than cores, so the progress bar moves as each one finishes.
         """
         global _SHARDING
-        shards = PAGE_SHARDS_PER_CORE * (os.cpu_count() or 1)
+        # A few pages re-rendered in place (galleria serve) are written here: no processes to fork
+        # from a server's threads.
+        shards = 1 if self.only is not None else PAGE_SHARDS_PER_CORE * (os.cpu_count() or 1)
         _SHARDING = (self, builds, models)
         try:
             for pages, files, reads in fork_map(_shard, [(s, shards) for s in range(shards)]):
@@ -258,9 +268,10 @@ class SiteWriter:
         crumbs = self._model_crumbs(build)
         if not self._skip(folder):
             context = self._model_context(build, summary, folder)
-            card = self._group_card(build, folder, cfg.title, f"input {summary['input_size']}", context["label"],
-                                    f"{summary['num_layers']} layers · {summary['num_units']:,} units · "
-                                    f"{summary['params']} parameters", build.layout.layers)
+            card = self._card(folder, group_card(
+                self.config.site.title, build, cfg.title, f"input {summary['input_size']}", context["label"],
+                f"{summary['num_layers']} layers · {summary['num_units']:,} units · {summary['params']} parameters",
+                build.layout.layers))
             self._write(folder, "model.html", {
                 **self._common(folder, "model", cfg.title, cfg.description, crumbs,
                                {"prev": None, "next": None, "up": ""}, card),
@@ -319,8 +330,8 @@ class SiteWriter:
                           "flags": build.health[layer.name].flags(unit)})
         prev_layer = S.layer_dir(cfg.id, names[index - 1]) if index > 0 else None
         next_layer = S.layer_dir(cfg.id, names[index + 1]) if index + 1 < len(names) else None
-        card = self._group_card(build, folder, layer.name, cfg.title, layer_ctx["label"],
-                                f"{len(layer.units):,} units · {layer_ctx['shape']}", [layer])
+        card = self._card(folder, group_card(self.config.site.title, build, layer.name, cfg.title, layer_ctx["label"],
+                                             f"{len(layer.units):,} units · {layer_ctx['shape']}", [layer]))
         self._write(folder, "layer.html", {
             **self._common(folder, "layer", f"{layer.name} · {cfg.title}", layer_ctx["label"] or
                            f"{len(layer.units)} units of {layer.name} in {cfg.title}", crumbs + [(layer.name, folder)],
@@ -480,9 +491,9 @@ class SiteWriter:
             text = json.dumps(record, allow_nan=False)
         except ValueError:  # a unit with NaN statistics
             text = json.dumps(_json_safe(record), allow_nan=False)
-        (self._folder(folder) / "unit.json").write_text(text)
-        card = self._unit_card(build, folder, layer_ctx["name"], unit, label, stats, images,
-                               list(dict.fromkeys(top_classes)))
+        self._put(self._folder(folder) / "unit.json", text)
+        card = self._card(folder, unit_card(self.config.site.title, build, layer_ctx["name"], unit, label, stats,
+                                            images, list(dict.fromkeys(top_classes))))
         self._write(folder, "unit.html", {
             **self._common(folder, "unit", f"Unit {unit} · {layer_ctx['name']} · {cfg.title}", description,
                            crumbs + [(f"Unit {unit}", folder)], nav, card),
@@ -506,56 +517,17 @@ class SiteWriter:
                      "bottom": bottom},
         })
 
-    def _card(self, folder: str, card: Card) -> str:
-        """Draw (or find in the cache) a page's preview card, link it beside the page; its site path."""
+    def _card(self, folder: str, card: Card) -> str | None:
+        """Draw (or find in the cache) a page's preview card, link it beside the page; its site path.
+
+        None without the site's public url: link previews fetch their image by absolute url, so a
+        card no one could fetch is not drawn (the build summary says so)."""
+        if not self.config.site.url:
+            return None
         path = card_file(card, self.cache)
         target = f"{folder}/card{path.suffix}"
         self._place(path, target)
         return target
-
-    def _unit_card(self, build: ModelBuild, folder: str, layer: str, unit: int, label: str, stats,
-                   images: UnitImages | UnitText, top: list[str]) -> str:
-        """A unit's card: its feature visualization and top examples, or its top text examples."""
-        pictures, lines = [], ()
-        made = build.featureviz.get(layer, {}).get(unit)
-        feature = made is not None and made.channel is not None
-        if feature:
-            pictures.append(made.channel.path)
-        if isinstance(images, UnitText):
-            lines = tuple(self._card_line(build, ctx, images.scale) for ctx in images.top[:4])
-        else:
-            pictures.extend(images.top[:6])
-        facts = f"max {stats.max:.3g} · active {stats.frac_active:.0%}" + (f" · top: {', '.join(top)}" if top else "")
-        return self._card(folder, Card(self.config.site.title, f"Unit {unit}", f"{layer} · {build.model.config.title}",
-                                       label, facts, tuple(pictures), feature, lines))
-
-    @staticmethod
-    def _card_line(build: ModelBuild, ctx, scale: float) -> tuple[tuple[str, float], ...]:
-        """The tokens around a text example's extreme one, with values on the card's -1..1 scale."""
-        around = build.text.context
-        lo, hi = max(0, ctx.at - around), min(len(ctx.values), ctx.at + around + 1)
-        pieces = build.inputs.text.pieces[ctx.start + lo:ctx.start + hi]
-        values = np.clip(np.nan_to_num(np.asarray(ctx.values[lo:hi], dtype=np.float64)) / (scale or 1.0), -1, 1)
-        return tuple(zip(pieces, map(float, values)))
-
-    def _group_card(self, build: ModelBuild, folder: str, title: str, subtitle: str, label: str, facts: str,
-                    layers: list) -> str:
-        """A layer's or model's card: a montage of its units' feature visualizations, else thumbnails."""
-        pictures = []
-        for layer in layers:
-            made = build.featureviz.get(layer.name, {})
-            for position, unit in enumerate(layer.units):
-                viz = made.get(unit)
-                picture = viz.channel.path if viz is not None and viz.channel is not None else \
-                    build.thumb(layer.name, position)
-                if picture is not None:
-                    pictures.append(picture)
-                    if len(layers) > 1 or len(pictures) >= 12:  # a model: one picture per layer
-                        break
-            if len(pictures) >= 12:
-                break
-        return self._card(folder, Card(self.config.site.title, title, subtitle, label, facts, tuple(pictures),
-                                       caption="units" if len(layers) == 1 else "layers"))
 
     def _effects(self, build: ModelBuild, effects: UnitEffects | None) -> dict | None:
         if effects is None:
@@ -780,11 +752,13 @@ class SiteWriter:
 
     def _unit_terms(self, build: ModelBuild, layer: str, position: int) -> list[str]:
         """What a unit is found by besides its notes: the classes or tokens it is about."""
-        effects = (build.effects.get(layer) or [None] * (position + 1))[position]
-        terms = [build.model.labels[e.index] for e in effects.up[:3]] if effects else []
+        effects = build.effects.get(layer)
+        terms = [build.model.labels[e.index] for e in effects[position].up[:3]] if effects else []
         if build.text:
             labels = build.inputs.text.labels
-            terms += [labels[token].strip() for token, _, _ in build.text.layers[layer][position].tokens[:5]]
+            # as typed: without the subword markers of WordPiece (##ing) and byte-level BPE (Ġthe)
+            terms += [labels[token].strip().removeprefix("##").lstrip("Ġ▁")
+                      for token, _, _ in build.text.layers[layer][position].tokens[:5]]
         elif build.acts.predictions is not None:
             terms += [build.model.labels[int(build.acts.predictions[e.input_index, 0])]
                       for e in build.images.layers[layer][position].top_examples[:3]]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-import jinja2
 import pytest
 from markupsafe import Markup
 
 from galleria import records
+from galleria.errors import BuildError
 from galleria.site import theme as theme_mod
 from galleria.site.theme import Theme, builtin_theme_dir
 from galleria.visualize.histogram_svg import histogram_svg
@@ -386,12 +386,18 @@ def test_404_links_home(rendered):
 def test_strict_undefined(theme):
     ctx = context_for("unit.html")
     del ctx["unit"]["stats"]
-    with pytest.raises(jinja2.UndefinedError):
+    with pytest.raises(BuildError, match="template unit.html: UndefinedError: .*stats"):
         theme.render("unit.html", **ctx)
     ctx = context_for("layer.html")
     del ctx["nav"]
-    with pytest.raises(jinja2.UndefinedError):
+    with pytest.raises(BuildError, match="UndefinedError: 'nav' is undefined"):
         theme.render("layer.html", **ctx)
+
+
+def test_template_syntax_error_is_one_line_naming_file_and_line(tmp_path):
+    (tmp_path / "unit.html").write_text('{% extends "default/unit.html" %}\n{% block content %}{% if %}{% endblock %}\n')
+    with pytest.raises(BuildError, match=r"unit\.html:2: template error: "):
+        Theme(tmp_path).render("unit.html", **context_for("unit.html"))
 
 
 def test_autoescape_is_on(theme):

@@ -79,8 +79,7 @@
         return;
       }
       if (event.key === "/") {
-        var box = document.getElementById("search-box") ||
-          document.querySelector("[data-grid-tools]:not([hidden]) [data-filter]");
+        var box = document.getElementById("search-box");
         if (box) {
           event.preventDefault();
           box.focus();
@@ -222,13 +221,16 @@
   window.galleriaSearch = {
     meta: function (data) {
       searchState.meta = data;
-      if (!data.shards) return finishIndex();
-      for (var i = 0; i < data.shards; i++) addScript("search/units-" + i + ".js");
+      if (!data.shards.length) return finishIndex();
+      // Shard names carry a hash of their content: a cached index.js from an older build asks
+      // for files that no longer exist, and fails cleanly, instead of mixing two builds.
+      for (var i = 0; i < data.shards.length; i++) addScript("search/" + data.shards[i]);
     },
     shard: function (number, rows) {
-      searchState.parts[number] = rows;
       var meta = searchState.meta;
-      for (var i = 0; i < meta.shards; i++) if (!searchState.parts[i]) return;
+      if (!meta) return;
+      searchState.parts[number] = rows;
+      for (var i = 0; i < meta.shards.length; i++) if (!searchState.parts[i]) return;
       finishIndex();
     }
   };
@@ -266,25 +268,35 @@
   function lower(text) { return (text || "").toLowerCase(); }
 
   function finishIndex() {
+    try {
+      buildEntries();
+    } catch (e) {  // an index this script cannot read: say so rather than wait forever
+      searchState.failed = true;
+    }
+    flushWaiting();
+  }
+
+  function buildEntries() {
     var meta = searchState.meta, entries = [], units = [], order = 0;
     meta.models.forEach(function (m) {
       entries.push({ kind: "model", title: m[0], label: m[2], sub: "model", url: m[1] + "/index.html",
-        names: lower(m[0] + " " + m[1]), labelText: lower(m[2]), words: "", order: order++ });
+        names: lower(m[0] + " " + m[1] + " model"), labelText: lower(m[2]), words: "", order: order++ });
     });
     meta.layers.forEach(function (l) {
-      var model = meta.models[l[0]][0];
-      entries.push({ kind: "layer", title: l[1], label: l[3], sub: "layer of " + model, url: l[2] + "/index.html",
-        names: lower(l[1] + " " + model + " layer"), labelText: lower(l[3]), words: "", order: order++ });
+      var model = meta.models[l[0]];
+      entries.push({ kind: "layer", title: l[1], label: l[3], sub: "layer of " + model[0], url: l[2] + "/index.html",
+        names: lower(l[1] + " " + model[0] + " " + model[1] + " layer"), labelText: lower(l[3]), words: "",
+        order: order++ });
     });
-    for (var s = 0; s < meta.shards; s++) {
+    for (var s = 0; s < meta.shards.length; s++) {
       var rows = searchState.parts[s];
       for (var r = 0; r < rows.length; r++) {
-        var row = rows[r], layer = meta.layers[row[0]], flags = [];
+        var row = rows[r], layer = meta.layers[row[0]], owner = meta.models[layer[0]], flags = [];
         for (var f = 0; f < meta.flags.length; f++) if (row[4] & (1 << f)) flags.push(meta.flags[f]);
         var entry = { kind: "unit", title: "Unit " + row[1], unit: row[1], label: row[2],
-          sub: layer[1] + " · " + meta.models[layer[0]][0] + (flags.length ? " · " + flags.join(", ") : ""),
+          sub: layer[1] + " · " + owner[0] + (flags.length ? " · " + flags.join(", ") : ""),
           url: layer[2] + "/" + row[1] + "/index.html",
-          names: lower(layer[1] + " " + meta.models[layer[0]][0] + " unit " + flags.join(" ")),
+          names: lower(layer[1] + " " + owner[0] + " " + owner[1] + " unit " + flags.join(" ")),
           labelText: lower(row[2]), words: lower(row[3]), order: order++ };
         entries.push(entry);
         units.push(entry);
@@ -292,26 +304,35 @@
     }
     searchState.entries = entries;
     searchState.units = units;
-    flushWaiting();
+  }
+
+  // 2 where the term starts a word of text, 1 inside a word, 0 nowhere: "cat" ranks "cat fur"
+  // above "scatter".
+  function found(text, term) {
+    var at = text.indexOf(term);
+    if (at === -1) return 0;
+    for (; at !== -1; at = text.indexOf(term, at + 1)) {
+      if (at === 0 || !/[a-z0-9]/.test(text.charAt(at - 1))) return 2;
+    }
+    return 1;
   }
 
   // Every word must match somewhere; a unit's own number, then its label, then names, then its
   // notes and classes score in that order, so "cat" ranks a unit labelled cat above one that only
-  // sees cats among its top examples.
+  // sees cats among its top examples. A number matches unit numbers and words, never inside names
+  // ("0" is not every unit of efficientnet-lite0).
   function searchEntries(query, limit) {
-    var terms = lower(query).replace(/^#/, "").split(/[\s\/]+/).filter(Boolean);
+    var terms = lower(query).split(/[\s\/]+/).filter(Boolean);
     if (!terms.length || !searchState.entries) return { total: 0, hits: [] };
     var hits = [];
     var entries = searchState.entries;
     for (var i = 0; i < entries.length; i++) {
       var e = entries[i], score = 0;
       for (var t = 0; t < terms.length; t++) {
-        var term = terms[t].replace(/^#(?=\d)/, ""), got = 0;
-        if (e.kind === "unit" && /^\d+$/.test(term) && e.unit === parseInt(term, 10)) got = 8;
-        else if (e.labelText.indexOf(term) === 0) got = 5;
-        else if (e.labelText.indexOf(term) > 0) got = 4;
-        else if (e.names.indexOf(term) !== -1) got = 2;
-        else if (e.words.indexOf(term) !== -1) got = 1;
+        var term = terms[t].replace(/^#(?=\d)/, ""), number = /^\d+$/.test(term), got = 0;
+        if (e.kind === "unit" && number && e.unit === parseInt(term, 10)) got = 10;
+        else got = 3 * found(e.labelText, term) || (number ? 0 : found(e.names, term)) ||
+          found(e.words, term) / 2;
         if (!got) { score = 0; break; }
         score += got;
       }
@@ -352,7 +373,7 @@
       var all = links();
       if (!all.length) return;
       selected = (index + all.length) % all.length;
-      for (var i = 0; i < all.length; i++) all[i].setAttribute("aria-selected", i === selected ? "true" : "false");
+      for (var i = 0; i < all.length; i++) all[i].classList.toggle("is-selected", i === selected);
     }
     function render() {
       var query = box.value.trim();
@@ -411,22 +432,36 @@
     });
   }
 
+  // From the header link, a normal navigation (Back returns to the page); from the search page's
+  // ?random, a replacement, so that Back does not land on ?random and go elsewhere again.
   function openRandomUnit(event) {
+    var fallback = event ? event.currentTarget.href : null;
     if (event) event.preventDefault();
     withIndex(function () {
       var units = searchState.units;
-      if (!units || !units.length) return;
-      window.location.href = searchRoot() + units[Math.floor(Math.random() * units.length)].url;
+      if (!units || !units.length) {
+        var status = document.getElementById("search-status");
+        if (fallback && !/search\/index\.html\?random$/.test(window.location.href)) window.location.href = fallback;
+        else if (status) status.textContent = "The search index could not be loaded.";
+        return;
+      }
+      var url = searchRoot() + units[Math.floor(Math.random() * units.length)].url;
+      if (fallback) window.location.href = url;
+      else window.location.replace(url);
     });
   }
 
   // The search page lists every match of ?q=...; ?random there opens a random unit (the random
   // link's target when scripts could not run on the page it was clicked on).
   function initSearchPage(list) {
-    var status = document.getElementById("search-status");
+    var status = document.getElementById("search-status") || document.createElement("p");
     if (/[?&]random(&|$)/.test(window.location.search)) return openRandomUnit();
-    var match = /[?&]q=([^&#]*)/.exec(window.location.search);
-    var query = match ? decodeURIComponent(match[1].replace(/\+/g, " ")) : "";
+    var match = /[?&]q=([^&#]*)/.exec(window.location.search), query = "";
+    try {
+      query = match ? decodeURIComponent(match[1].replace(/\+/g, " ")) : "";
+    } catch (e) {  // a hand-typed "100%": take it as it is
+      query = match[1].replace(/\+/g, " ");
+    }
     var box = document.getElementById("search-box");
     if (box) box.value = query;
     if (!query) { status.textContent = "Type in the search box above."; return; }
