@@ -24,12 +24,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="discard cached activations and images first: recompute everything")
     build.add_argument("--strict", action="store_true", help="fail on warnings (e.g. skipped inputs)")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
+    build.add_argument("-u", "--site-url", metavar="URL", help="the public url, replacing site.url (e.g. from CI)")
 
     serve = commands.add_parser("serve", help="build, serve on loopback and rebuild on edits (live preview)")
     serve.add_argument("-f", "--config-file", default="site.yaml", metavar="FILE", help="default: site.yaml")
     serve.add_argument("-a", "--dev-addr", default="127.0.0.1:8000", metavar="HOST:PORT",
                        help="address to serve on (default: 127.0.0.1:8000)")
     serve.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
+    serve.add_argument("-u", "--site-url", metavar="URL", help="the public url, replacing site.url (e.g. from CI)")
 
     layers = commands.add_parser("layers", help="print a model's layers with output shapes")
     layers.add_argument("model", nargs="?", help="model id from site.yaml (optional with one model)")
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--no-build", action="store_true", help="deploy the output folder as it is")
     deploy.add_argument("--force", action="store_true", help="force the push, replacing the remote branch")
     deploy.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
+    deploy.add_argument("-u", "--site-url", metavar="URL", help="the public url, replacing site.url (e.g. from CI)")
     return parser
 
 
@@ -56,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             from galleria.commands.build import build, summary
 
-            report = build(args.config_file, args.site_dir, clean=args.clean, strict=args.strict, quiet=args.quiet)
+            report = build(args.config_file, args.site_dir, clean=args.clean, strict=args.strict, quiet=args.quiet,
+                           site_url=args.site_url)
             print(summary(report))
         elif args.command == "serve":
             from galleria.commands.serve import serve
 
             try:
-                serve(args.config_file, args.dev_addr, quiet=args.quiet)
+                serve(args.config_file, args.dev_addr, quiet=args.quiet, site_url=args.site_url)
             except KeyboardInterrupt:  # the way to stop a server, not a failure
                 print("galleria: stopped serving", file=sys.stderr)
         elif args.command == "layers":
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             from galleria.commands.deploy import gh_deploy
 
             print(gh_deploy(args.config_file, args.remote, args.remote_branch, args.message,
-                            build_first=not args.no_build, force=args.force, quiet=args.quiet))
+                            build_first=not args.no_build, force=args.force, quiet=args.quiet,
+                            site_url=args.site_url))
         return 0
     except GalleriaError as exc:
         print(f"galleria: error: {exc}", file=sys.stderr)

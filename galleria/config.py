@@ -15,12 +15,13 @@ from typing import Any
 
 import yaml
 
-from galleria.errors import ConfigError
+from galleria.errors import ConfigError, UsageError
 
 SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:", "transformers:")
 INPUT_KINDS = ("image", "text")
 REMAP_MODES = ("by-position",)
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+PUBLIC_URL = re.compile(r"^https?://[^/\s]+")
 SITE_FOLDERS = {"assets", "search", "404.html", "sitemap.xml", "index.html"}  # what a model id cannot be
 
 
@@ -280,9 +281,20 @@ def _kind(value: Any) -> str:
 
 # --- sections ----------------------------------------------------------------------------
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate site.yaml; raises ConfigError naming the file, line and key."""
-    path = Path(path)
+def load_config(path: str | Path, site_url: str | None = None) -> Config:
+    """Read and validate site.yaml; raises ConfigError naming the file, line and key.
+
+    ``site_url`` (``--site-url``) replaces site.url: a CI job learns the Pages address only when
+    it runs, and should not have to edit the file."""
+    config = _load(Path(path))
+    if site_url is None:
+        return config
+    if not PUBLIC_URL.match(site_url):
+        raise UsageError(f"--site-url {site_url}: not an absolute http(s) url (e.g. https://you.github.io/gallery/)")
+    return replace(config, site=replace(config.site, url=site_url if site_url.endswith("/") else site_url + "/"))
+
+
+def _load(path: Path) -> Config:
     file = str(path)
     if not path.is_file():
         raise ConfigError("config file not found", file,
@@ -344,7 +356,7 @@ def load_config(path: str | Path) -> Config:
 def _site(s: _Section, root: Path) -> SiteConfig:
     url = s.get("url", str, None)
     if url is not None:
-        if not re.match(r"^https?://[^/\s]+", url):
+        if not PUBLIC_URL.match(url):
             raise s.error("url", f"'{url}' is not an absolute http(s) url",
                           "e.g. https://you.github.io/gallery/")
         url = url if url.endswith("/") else url + "/"

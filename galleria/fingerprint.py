@@ -18,7 +18,7 @@ PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "jinja2", "markdo
 
 
 def site_fingerprint(config: Config) -> str:
-    parts: list[object] = [__version__, config.file.read_bytes(), _versions()]
+    parts: list[object] = [__version__, config.file.read_bytes(), config.site.url, _versions()]  # url: --site-url
     parts.append(_tree(Path(__file__).parent, "*.py"))  # galleria's own code
     from galleria.site.theme import builtin_theme_dir
 

@@ -324,6 +324,16 @@ def test_public_url_adds_sitemap_and_canonical(project, tmp_path):
     assert "stripes &lt;b&gt;detector&lt;/b&gt; · Unit 1 of 2 in tiny" in page  # the description names the label
 
 
+def test_site_url_from_the_command_line(project, capsys):
+    out = project / "from-cli"
+    assert main(["build", "-q", "-f", str(project / "site.yaml"), "-d", str(out),
+                 "--site-url", "https://ci.example.org/g"]) == 0
+    page = (out / "tiny" / "2" / "1" / "index.html").read_text()
+    assert 'rel="canonical" href="https://ci.example.org/g/tiny/2/1/"' in page and (out / "tiny" / "2" / "1" / "card.jpg").is_file()
+    assert main(["build", "-q", "-f", str(project / "site.yaml"), "-d", str(out), "--site-url", "ci.example.org"]) == 2
+    assert "--site-url ci.example.org: not an absolute http(s) url" in capsys.readouterr().err
+
+
 def test_without_a_public_url_no_preview_images_and_one_notice(built, project, capsys):
     unit = (built / "tiny" / "2" / "1" / "index.html").read_text()
     assert "og:image" not in unit and '<meta name="twitter:card" content="summary">' in unit

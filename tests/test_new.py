@@ -67,7 +67,11 @@ def test_workflow_builds_caches_and_publishes_to_pages(starter):
     uses = {s["uses"].split("@")[0]: s for s in steps if "uses" in s}
     assert {"actions/configure-pages", "actions/upload-pages-artifact", "actions/deploy-pages"} <= set(uses)
     assert any("pip install galleria" in s.get("run", "") for s in steps)
-    assert any(s.get("run") == "galleria build" for s in steps)
+    # the build learns the Pages address from configure-pages, which runs before it
+    build = next(i for i, s in enumerate(steps) if s.get("run", "").startswith("galleria build"))
+    pages = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/configure-pages"))
+    assert pages < build and "--site-url" in steps[build]["run"] and steps[pages]["id"] == "pages"
+    assert "steps.pages.outputs.base_url" in steps[build]["run"]
     config = load_config(starter / "site.yaml")
     assert uses["actions/cache"]["with"]["path"] == config.site.cache_dir.name
     assert uses["actions/upload-pages-artifact"]["with"]["path"] == config.site.output_dir.name

@@ -25,10 +25,10 @@ MARKER = ".galleria"  # written into every output and cache folder galleria owns
 
 
 def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None = None, clean: bool = False,
-          strict: bool = False, quiet: bool = False) -> BuildReport:
+          strict: bool = False, quiet: bool = False, site_url: str | None = None) -> BuildReport:
     report = BuildReport()
     started = time.perf_counter()
-    config = load_config(config_file)
+    config = load_config(config_file, site_url)
     out = Path(output_dir).resolve() if output_dir else config.site.output_dir
     _check_ours(out, "output")
     fingerprint = site_fingerprint(config)

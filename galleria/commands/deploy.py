@@ -26,17 +26,17 @@ GITHUB_REMOTE = re.compile(r"^(?:https://(?:[^@/]+@)?github\.com/|git@github\.co
 
 def gh_deploy(config_file: str | Path = "site.yaml", remote: str = "origin", branch: str = "gh-pages",
               message: str | None = None, build_first: bool = True, force: bool = False,
-              quiet: bool = False) -> str:
+              quiet: bool = False, site_url: str | None = None) -> str:
     """Build (unless ``build_first`` is false), commit the output folder on ``branch`` and push it
     to ``remote``; returns where the site will be served."""
-    config = load_config(config_file)
+    config = load_config(config_file, site_url)
     git = Git(config.root)
     url = git.remote_url(remote)
     if git.run("symbolic-ref", "-q", "HEAD", check=False).stdout.strip() == f"refs/heads/{branch}":
         raise GalleriaError(f"you are on branch '{branch}', which gh-deploy replaces with the built site: "
                             "switch to your source branch first, or pass -b")
     if build_first:
-        report = build(config_file, quiet=quiet)
+        report = build(config_file, quiet=quiet, site_url=site_url)
         if not quiet:
             print(summary(report))
         site = Path(report.output)

@@ -50,10 +50,10 @@ class LiveSite:
     they are hard-linked into it, not copied.
     """
 
-    def __init__(self, config_file: str | Path, quiet: bool = False):
+    def __init__(self, config_file: str | Path, quiet: bool = False, site_url: str | None = None):
         self.config_file = Path(config_file)
-        self.quiet = quiet
-        self.config = load_config(self.config_file)
+        self.quiet, self.site_url = quiet, site_url
+        self.config = load_config(self.config_file, site_url)
         self.config.site.cache_dir.mkdir(parents=True, exist_ok=True)
         self.folder = Path(tempfile.mkdtemp(prefix=".serve-", dir=self.config.site.cache_dir))
         self.out = self.folder / "site"
@@ -161,7 +161,7 @@ class LiveSite:
         edited = {p for p in now.keys() | self._seen.keys() if now.get(p) != self._seen.get(p)}
         self._seen = now
         if self.config_file in edited:
-            report = self.build(load_config(self.config_file))
+            report = self.build(load_config(self.config_file, self.site_url))
             self._seen = self._snapshot()  # content_dir or theme_dir may have moved
             return report
         theme = self.config.site.theme_dir
@@ -304,9 +304,10 @@ def watch(live: LiveSite, stop: threading.Event, say=print) -> None:
             say(f"Rebuilt {what} in {seconds:.1f} s: {report.pages:,} pages; reloading open pages")
 
 
-def serve(config_file: str | Path = "site.yaml", address: str = "127.0.0.1:8000", quiet: bool = False) -> None:
+def serve(config_file: str | Path = "site.yaml", address: str = "127.0.0.1:8000", quiet: bool = False,
+          site_url: str | None = None) -> None:
     """Build, then serve until interrupted; the site lives in the cache folder only meanwhile."""
-    live = LiveSite(config_file, quiet)
+    live = LiveSite(config_file, quiet, site_url)
     stop = threading.Event()
     try:
         server = make_server(live, address)  # a bad or busy address fails before the build, not after it
