@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
@@ -36,6 +37,11 @@ class SiteConfig:
     theme_dir: Path | None
     content_dir: Path
     cache_dir: Path
+
+    @property
+    def base_path(self) -> str:
+        """The url path the site is published under: '/galleria/' for https://you.github.io/galleria/."""
+        return urlparse(self.url).path if self.url else "/"
 
 
 @dataclass(frozen=True)
@@ -289,9 +295,17 @@ def load_config(path: str | Path, site_url: str | None = None) -> Config:
     config = _load(Path(path))
     if site_url is None:
         return config
-    if not PUBLIC_URL.match(site_url):
+    url = _public_url(site_url)
+    if url is None:
         raise UsageError(f"--site-url {site_url}: not an absolute http(s) url (e.g. https://you.github.io/gallery/)")
-    return replace(config, site=replace(config.site, url=site_url if site_url.endswith("/") else site_url + "/"))
+    return replace(config, site=replace(config.site, url=url))
+
+
+def _public_url(url: str) -> str | None:
+    """An absolute http(s) url ending in '/', as pages are linked below it; None if it is not one."""
+    if not PUBLIC_URL.match(url):
+        return None
+    return url if url.endswith("/") else url + "/"
 
 
 def _load(path: Path) -> Config:
@@ -354,12 +368,10 @@ def _load(path: Path) -> Config:
 
 
 def _site(s: _Section, root: Path) -> SiteConfig:
-    url = s.get("url", str, None)
-    if url is not None:
-        if not PUBLIC_URL.match(url):
-            raise s.error("url", f"'{url}' is not an absolute http(s) url",
-                          "e.g. https://you.github.io/gallery/")
-        url = url if url.endswith("/") else url + "/"
+    given = s.get("url", str, None)
+    url = None if given is None else _public_url(given)
+    if given is not None and url is None:
+        raise s.error("url", f"'{given}' is not an absolute http(s) url", "e.g. https://you.github.io/gallery/")
     theme_dir = s.get("theme_dir", str, None)
     if theme_dir is not None and not (root / theme_dir).is_dir():
         raise s.error("theme_dir", f"folder '{theme_dir}' does not exist",

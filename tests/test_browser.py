@@ -97,6 +97,12 @@ class Visit:
         self.page.wait_for_url(lambda url: url == href)
         self.check(step)
 
+    def press(self, key: str, href: str, step: str) -> None:
+        """Presses key and checks the page it opens, which must be href."""
+        self.page.keyboard.press(key)
+        self.page.wait_for_url(lambda url: url == href)
+        self.check(step)
+
 
 @pytest.fixture
 def visit(browser, shots, request):
@@ -125,9 +131,7 @@ def walk(visit: Visit, index: str) -> None:
     visit.follow(page.locator('main a[href="284/index.html"]').first, "unit")
     following = page.evaluate("() => document.querySelector('link[rel=next]').href")
     assert following.endswith("/blocks.6/285/index.html")
-    page.keyboard.press("ArrowRight")
-    page.wait_for_url(lambda url: url == following)
-    visit.check("next-unit")
+    visit.press("ArrowRight", following, "next-unit")
     page.keyboard.press("/")
     expect(page.locator("#search-box")).to_be_focused()
     page.keyboard.type("tabby")
@@ -155,10 +159,7 @@ def test_random_unit_then_up(visit, served):
     page.wait_for_url(UNIT_URL)
     visit.check("random-unit")
     assert page.locator("body.page-unit").count() == 1
-    layer = page.evaluate("() => document.querySelector('link[rel=up]').href")
-    page.keyboard.press("u")
-    page.wait_for_url(lambda url: url == layer)
-    visit.check("layer")
+    visit.press("u", page.evaluate("() => document.querySelector('link[rel=up]').href"), "layer")
 
 
 def test_search_by_note_and_keys(visit, served):
@@ -172,9 +173,7 @@ def test_search_by_note_and_keys(visit, served):
     first = page.locator("#search-results li a").first.evaluate("a => a.href")
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowUp")
-    page.keyboard.press("Enter")
-    page.wait_for_url(lambda url: url == first)
-    visit.check("enter")
+    visit.press("Enter", first, "enter")
 
 
 def test_example_deep_link(visit, served):

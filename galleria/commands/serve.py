@@ -19,10 +19,11 @@ import time
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from galleria.commands.build import Gathered, check_notes, gather, stage, write_site
 from galleria.config import load_config
+from galleria.site.content import load_notes, note_files
 from galleria.errors import GalleriaError, UsageError
 from galleria.fingerprint import site_fingerprint
 from galleria.records import BuildReport
@@ -68,8 +69,7 @@ class LiveSite:
     @property
     def base(self) -> str:
         """The url path the site is served under: its public url's path, or '/'."""
-        path = urlparse(self.config.site.url).path if self.config.site.url else "/"
-        return path if path.endswith("/") else path + "/"
+        return self.config.site.base_path
 
     def build(self, config=None) -> BuildReport:
         """Gather everything (cached work is reused) and write the site; ``config``, a newly read
@@ -84,7 +84,6 @@ class LiveSite:
 
     def rerender(self) -> BuildReport:
         """Every page again from the records in memory, with the notes and theme as they are now."""
-        from galleria.site.content import load_notes
         from galleria.site.theme import Theme
 
         report = BuildReport()
@@ -100,7 +99,6 @@ class LiveSite:
 
     def rerender_notes(self) -> BuildReport | None:
         """Only the pages that read a note that changed; None when no note did."""
-        from galleria.site.content import load_notes
         from galleria.site.writer import SiteWriter
 
         if self._all_stale:
@@ -137,9 +135,7 @@ class LiveSite:
         """site.yaml, the notes under content/ and, when the site has one, its theme folder's files;
         not editors' swap, backup and lock files, which change as you type."""
         site = self.config.site
-        files = [self.config_file]
-        if site.content_dir.is_dir():
-            files.extend(p for p in site.content_dir.rglob("*.md") if _edited_by_hand(p))
+        files = [self.config_file, *note_files(site.content_dir)]
         if site.theme_dir is not None and site.theme_dir.is_dir():
             files.extend(p for p in site.theme_dir.rglob("*") if p.is_file() and _edited_by_hand(p))
         return files
@@ -249,9 +245,8 @@ class _Handler(SimpleHTTPRequestHandler):
         if path.path == RELOAD_PATH + "reload.js":
             return self._send(HTTPStatus.OK, "text/javascript; charset=utf-8", RELOAD_SCRIPT)
         if path.path == RELOAD_PATH + "wait":
-            query = dict(p.split("=", 1) for p in path.query.split("&") if "=" in p)
             try:
-                epoch = int(query.get("epoch", ""))
+                epoch = int(parse_qs(path.query).get("epoch", [""])[0])
             except ValueError:
                 epoch = -1
             now = self.live.wait(epoch, WAIT_SECONDS)

@@ -30,11 +30,7 @@ class Note:
 def load_notes(content_dir: Path) -> dict[str, Note]:
     """Notes keyed by the page folder they belong to, e.g. 'efficientnet-lite0/blocks.4/37'."""
     notes: dict[str, Note] = {}
-    if not content_dir.is_dir():
-        return notes
-    for path in sorted(content_dir.rglob("*.md")):
-        if path.name.startswith((".", "#")):  # an editor's lock or autosave file (.#x.md), not a note
-            continue
+    for path in note_files(content_dir):
         rel = path.relative_to(content_dir).with_suffix("")
         key = str(rel.parent if rel.name == "index" else rel).replace("\\", "/")
         key = "" if key == "." else key
@@ -43,6 +39,14 @@ def load_notes(content_dir: Path) -> dict[str, Note]:
                               hint="keep one of them")
         notes[key] = read_note(path)
     return notes
+
+
+def note_files(content_dir: Path) -> list[Path]:
+    """The Markdown files under ``content_dir``, sorted; not an editor's lock or autosave file
+    (``.#x.md``), which is not a note."""
+    if not content_dir.is_dir():
+        return []
+    return sorted(p for p in content_dir.rglob("*.md") if not p.name.startswith((".", "#")))
 
 
 def read_note(path: Path) -> Note:

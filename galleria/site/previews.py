@@ -54,8 +54,7 @@ def group_card(site: str, build: ModelBuild, title: str, subtitle: str, label: s
 
 def _line(build: ModelBuild, ctx: TokenContext, scale: float) -> tuple[tuple[str, float], ...]:
     """The tokens around a text example's extreme one, with values on the card's -1..1 scale."""
-    around = build.text.context
-    lo, hi = max(0, ctx.at - around), min(len(ctx.values), ctx.at + around + 1)
+    lo, hi = ctx.around(build.text.context)
     pieces = build.inputs.text.pieces[ctx.start + lo:ctx.start + hi]
     values = np.clip(np.nan_to_num(np.asarray(ctx.values[lo:hi], dtype=np.float64)) / (scale or 1.0), -1, 1)
     return tuple(zip(pieces, map(float, values)))

@@ -45,10 +45,9 @@ def spans(corpus: TextCorpus, start: int, values, lo: int, hi: int, at: int | No
 
 def context(corpus: TextCorpus, ctx: TokenContext, around: int, scale: float) -> dict:
     """The stretch around an example's extreme token."""
-    size = len(ctx.values)
-    lo, hi = max(0, ctx.at - around), min(size, ctx.at + around + 1)
+    lo, hi = ctx.around(around)
     return {"context": spans(corpus, ctx.start, ctx.values, lo, hi, ctx.at, scale),
-            "clipped_left": lo > 0, "clipped_right": hi < size}
+            "clipped_left": lo > 0, "clipped_right": hi < len(ctx.values)}
 
 
 def windows(corpus: TextCorpus, contexts: dict[str, TokenContext], scale: float) -> Markup:

@@ -511,7 +511,7 @@ class SiteWriter:
                      "text": {"scale": images.scale, "tokens": top_tokens,
                               "windows": token_html.windows(build.inputs.text, {
                                   **{_anchor("top", i): c for i, c in enumerate(images.top, 1)},
-                                  **{f"bottom-{i}": c for i, c in enumerate(images.bottom, 1)}}, images.scale)}
+                                  **{_anchor("bottom", i): c for i, c in enumerate(images.bottom, 1)}}, images.scale)}
                      if is_text else None,
                      "receptive": _receptive_text(rf, build.text), "json_url": "unit.json", "top": top,
                      "bottom": bottom},
@@ -760,16 +760,14 @@ class SiteWriter:
             terms += [labels[token].strip().removeprefix("##").lstrip("Ġ▁")
                       for token, _, _ in build.text.layers[layer][position].tokens[:5]]
         elif build.acts.predictions is not None:
-            terms += [build.model.labels[int(build.acts.predictions[e.input_index, 0])]
+            terms += [self._prediction(build, e.input_index)["label"]
                       for e in build.images.layers[layer][position].top_examples[:3]]
         return list(dict.fromkeys(t for t in terms if t))
 
     def _write_404(self) -> None:
-        from urllib.parse import urlparse
-
         context = self._common("", "404", "Page not found", "", [])
         if self.config.site.url:
-            context["root"] = urlparse(self.config.site.url).path  # 404 pages are served at any depth
+            context["root"] = self.config.site.base_path  # 404 pages are served at any depth
         (self.out / "404.html").write_text(self.theme.render("404.html", **context), encoding="utf-8")
 
     def _write_sitemap(self) -> None:

@@ -30,6 +30,10 @@ class TokenContext:
         """The extreme token, as a position in the window."""
         return self.example.position[0]
 
+    def around(self, tokens: int) -> tuple[int, int]:
+        """The stretch of the window within ``tokens`` of the extreme token, as [lo, hi)."""
+        return max(0, self.at - tokens), min(len(self.values), self.at + tokens + 1)
+
 
 @dataclass
 class UnitText:
