@@ -53,7 +53,7 @@ def main() -> None:
 
     def reached(images: torch.Tensor) -> list[float]:
         """Each unit's mean over positions on its own image [B, C, H, W] in [0, 1]."""
-        with torch.no_grad(), _layer_output(module, layer) as run:
+        with torch.no_grad(), _layer_output(module, layer, None) as run:
             acts = run((images - mean) / std)
         return acts[torch.arange(len(units)), torch.tensor(units)].flatten(1).mean(1).tolist()
 
@@ -72,7 +72,8 @@ def main() -> None:
     settings = FeatureVizConfig(steps=steps, size=size, batch=count)
     jobs = [VizJob(layer, i, unit, "channel") for i, unit in enumerate(units)]
     start, cpu = time.perf_counter(), time.process_time()
-    pixels, _, _ = optimize(module, layer, jobs, pre, basis, settings, torch.device("cpu"))
+    layer_layout = next(info.layout for info in layout.layers if info.name == layer)
+    pixels, _, _ = optimize(module, layer, layer_layout, jobs, pre, basis, settings, (size, size), torch.device("cpu"))
     ours_wall, ours_cpu = time.perf_counter() - start, time.process_time() - cpu
     ours_values = reached(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255)
 

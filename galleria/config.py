@@ -21,6 +21,7 @@ from galleria.errors import ConfigError, UsageError
 SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:", "transformers:")
 INPUT_KINDS = ("image", "text")
 REMAP_MODES = ("by-position",)
+LAYOUTS = ("channels-first", "channels-last", "tokens")  # where a layer's units are: see extract/layout.py
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PUBLIC_URL = re.compile(r"^https?://[^/\s]+")
 SITE_FOLDERS = {"assets", "search", "404.html", "sitemap.xml", "index.html"}  # what a model id cannot be
@@ -68,6 +69,7 @@ class LayerSpec:
     units: tuple[int, ...] | None  # None: every unit
     line: int | None
     featureviz: "FeatureVizConfig | None" = None  # None: the model's settings
+    layout: str | None = None  # "channels-first", "channels-last" or "tokens"; None: decided from the model
 
 
 @dataclass(frozen=True)
@@ -460,9 +462,10 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
             if isinstance(layer, str):
                 layers.append(LayerSpec(layer, default_units, layer_line))
                 continue
-            ls = _Section(layer, top.file, f"models[{i}].layers[{j}]", layer_line, ("name", "units", "featureviz"))
+            ls = _Section(layer, top.file, f"models[{i}].layers[{j}]", layer_line,
+                          ("name", "units", "featureviz", "layout"))
             layers.append(LayerSpec(ls.get("name", str), _units(ls, "units", ls.data.get("units"), default_units),
-                                    layer_line, _featureviz(ls, "featureviz", model_viz)))
+                                    layer_line, _featureviz(ls, "featureviz", model_viz), _layout(ls)))
         models.append(ModelConfig(
             id=model_id,
             title=s.get("title", str, model_id),
@@ -480,6 +483,15 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
             pretrained=pretrained,
         ))
     return tuple(models)
+
+
+def _layout(s: _Section) -> str | None:
+    value = s.get("layout", str, None)
+    if value is not None and value not in LAYOUTS:
+        close = difflib.get_close_matches(value, LAYOUTS, n=1)
+        raise s.error("layout", f"unknown layout '{value}'",
+                      f"did you mean '{close[0]}'?" if close else "use " + ", ".join(LAYOUTS))
+    return value
 
 
 def _slug(s: _Section, key: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from galleria import __version__
 from galleria.cache import content_key
 from galleria.config import Config, find_spec_beside
+from galleria.sources.images import matching_files
 
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "jinja2", "markdown", "transformers", "tokenizers")
 
@@ -37,9 +38,10 @@ def site_fingerprint(config: Config) -> str:
         if model.pretrained is not None:
             parts.append(_tree(model.pretrained))
     for inputs in config.inputs:
-        parts.append([_stat(p) for pattern in inputs.include for p in sorted(inputs.root.glob(pattern))])
-        if inputs.python is not None:
-            parts.append(_model_files(inputs.python, config.root))  # the module holding the text
+        if inputs.python is not None:  # the module holding the text, not the folder beside site.yaml
+            parts.append(_model_files(inputs.python, config.root))
+        else:  # exactly the files the build reads
+            parts.append([_stat(p) for p in matching_files(inputs)])
     return content_key(*parts)
 
 

@@ -163,3 +163,11 @@ featureviz: {units: 5, size: 96}
 def test_featureviz_mistakes(tmp_path, snippet, message):
     error = error_of(tmp_path, BASE + snippet + "\n")
     assert message in str(error) and "featureviz" in str(error)
+
+
+def test_a_layer_layout_is_one_of_three_and_a_typo_is_named(tmp_path):
+    config = load_config(write(tmp_path, BASE.replace("layers: [layer1]",
+                                                      "layers: [{name: layer1, layout: channels-last}]")))
+    assert config.models[0].layers[0].layout == "channels-last"
+    err = error_of(tmp_path, BASE.replace("layers: [layer1]", "layers: [{name: layer1, layout: channel-last}]"))
+    assert err.key == "models[0].layers[0].layout" and "did you mean 'channels-last'?" in str(err)

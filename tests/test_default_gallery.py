@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from galleria.commands.build import build
 from galleria.config import load_config
 from linkcheck import check_site
 
@@ -42,6 +43,13 @@ def test_default_gallery_builds(default_build, default_site):
     _text_checks(out)
     relu6 = json.loads((out / "efficientnet-lite0" / "blocks.6.0.bn2" / "494" / "unit.json").read_text())
     assert relu6["flags"] == ["dead"] and relu6["stats"]["max"] == 0  # a ReLU6 channel that never fires here
+
+
+def test_default_gallery_rebuild_with_nothing_changed_is_up_to_date(default_build, default_site):
+    """The fingerprint covers exactly what the build reads: the python: input set's module, not the
+    folder beside site.yaml, so building again finds nothing to do."""
+    again = build(REPO / "site.yaml", default_site, quiet=True)
+    assert again.up_to_date and again.output == default_build.output
 
 
 def test_default_gallery_links_resolve(default_site):

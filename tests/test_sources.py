@@ -1,6 +1,7 @@
 """Model sources and weights as a user would name them in site.yaml, each built into a site."""
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -115,4 +116,93 @@ def test_wrong_input_size_is_explained(project, capsys):
                                       "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))\n")
     assert build(project, "fixed:build", "['1']", size=32) == 1
     err = capsys.readouterr().err
-    assert "fails on a 3×32×32 input" in err and "preprocessing.size" in err
+    assert "layer '1' during probing its layers" in err and "3×32×32 inputs" in err and "preprocessing.size" in err
+
+
+FRAGILE = '''
+import torch
+from torch import nn
+
+
+class Fragile(nn.Module):
+    """Fails the way a user's own code does, at the stage named in its constructor."""
+
+    def __init__(self, stage):
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, x):
+        if self.stage == "extraction" and x.shape[0] > 2:  # the probe runs 2 inputs, extraction 3
+            raise RuntimeError("batch too large for my custom kernel")
+        if self.stage == "gradients" and torch.is_grad_enabled():
+            raise ValueError("this block was never meant to be differentiated")
+        if self.stage == "single" and torch.is_grad_enabled() and x.shape[0] == 1:  # one image or input at a time
+            raise ValueError("no gradients for single images")
+        return x
+
+
+def build(stage):
+    return nn.Sequential(nn.Conv2d(3, 4, 3), Fragile(stage), nn.ReLU())
+'''
+
+
+@pytest.mark.parametrize("stage, extra, expected", [
+    ("extraction", "", "during extraction: RuntimeError: batch too large for my custom kernel"),
+    ("gradients", "", "during receptive field measurement: ValueError: this block was never meant to be differentiated"),
+    ("single", "", "during gradient attribution: ValueError: no gradients for single images"),
+    ("single", "featureviz: {units: 1, steps: 2, size: 32, negative: false}\nattribution: {inputs: 0}\n",
+     "during feature visualization: ValueError: no gradients for single images"),
+])
+def test_an_exception_inside_the_users_model_names_model_layer_and_stage(project, capsys, stage, extra, expected):
+    (project / "fragile.py").write_text(FRAGILE)
+    extra_model = f"    kwargs: {{stage: {stage}}}\n"
+    (project / "site.yaml").write_text(SITE.format(source="fragile:build", layers="['2']", extra=extra_model, size=32)
+                                       + "extract: {batch_size: 3}\n" + extra)
+    assert main(["build", "-q", "-f", str(project / "site.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error" not in err
+    assert f"model 'm' raised in layer '1' {expected}" in err
+    assert not (project / "out").exists()
+
+
+def test_images_that_fail_to_decode_only_when_read_are_skipped_and_counted(project, capsys):
+    buffer = io.BytesIO()
+    Image.open(project / "photos" / "p0.png").save(buffer, format="JPEG")
+    (project / "photos" / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (project / "photos" / "empty.jpg").write_bytes(b"")
+    (project / "site.yaml").write_text(SITE.format(source="torchvision:resnet18", layers="[layer1]", extra="", size=32)
+                                       + "featureviz: false\n")
+    for attempt in ("fresh", "from the cache"):
+        assert main(["build", "-f", str(project / "site.yaml")]) == 0
+        captured = capsys.readouterr()
+        assert "truncated.jpg: image file is truncated" in captured.err, attempt
+        assert "empty.jpg" in captured.err and "3 inputs (2 skipped)" in captured.out
+        inputs = project / "out" / "m" / "inputs"
+        assert sorted(p.name for p in inputs.iterdir() if p.is_dir()) == ["p0", "p1", "p2"]
+        assert "truncated" not in (inputs / "index.html").read_text()
+        tops = [unit(project, "layer1", u)["top"] for u in range(64)]
+        assert all(e["input"] != "truncated" for top in tops for e in top)
+        with open(project / "site.yaml", "a") as config:  # past the up-to-date check: the next build reads the cache
+            config.write("# again\n")
+
+
+def test_a_python_text_set_is_fingerprinted_by_its_module_not_the_folder(tmp_path, capsys):
+    (tmp_path / "mytext.py").write_text("DOCS = ['def f(x):\\n    return x + 1\\n' * 40]\n")
+    vocab = sorted(set("def f(x):\n    return x + 1\n") | {"?"})
+    (tmp_path / "vocab.json").write_text(json.dumps({"tokens": vocab, "unknown": "?"}))
+    (tmp_path / "charmodel.py").write_text(
+        "import torch\nfrom torch import nn\n\nclass M(nn.Module):\n    def __init__(self):\n"
+        f"        super().__init__()\n        self.embed = nn.Embedding({len(vocab)}, 8)\n"
+        "        self.lstm = nn.LSTM(8, 8, batch_first=True)\n"
+        "    def forward(self, ids):\n        return self.lstm(self.embed(ids))[0]\n")
+    (tmp_path / "site.yaml").write_text(
+        "site: {title: T, output_dir: out}\ninputs: [{id: t, python: 'mytext:DOCS', window: 32, overlap: 0}]\n"
+        "models: [{id: c, source: 'charmodel:M', tokenizer: 'chars:vocab.json', layers: [lstm.hidden.0]}]\n")
+    assert main(["build", "-q", "-f", str(tmp_path / "site.yaml")]) == 0
+    (tmp_path / "build.log").write_text("a log the user keeps beside site.yaml\n")
+    capsys.readouterr()
+    assert main(["build", "-f", str(tmp_path / "site.yaml")]) == 0
+    assert "is up to date" in capsys.readouterr().out
+    (tmp_path / "mytext.py").write_text("DOCS = ['def f(x):\\n    return x\\n' * 40]\n")
+    assert main(["build", "-f", str(tmp_path / "site.yaml")]) == 0
+    assert "is up to date" not in capsys.readouterr().out

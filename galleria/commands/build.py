@@ -83,7 +83,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
     show = not quiet
     with stage(report, "load"):  # torch and timm imports included: seconds on a small machine
         from galleria.extract.attribution import attribute
-        from galleria.extract.effects import exact_effects, gradient_effects, unit_sources
+        from galleria.extract.effects import direct_effects, exact_effects, gradient_effects, unit_sources
         from galleria.extract.health import layer_health
         from galleria.extract.probe import probe_model
         from galleria.extract.run import extract, pick_device
@@ -124,24 +124,20 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                 layout = probe_model(model, str(config.file), sample, inputs.text.window)
             prepared.append((model, layout, inputs))
     report.warnings.extend(config.warnings)
-    seen_skips = set()
-    for _, _, inputs in prepared:
-        for path, reason in inputs.skipped:
-            if (path, reason) not in seen_skips:
-                seen_skips.add((path, reason))
-                _warn(report, f"skipped input {path}: {reason}", show)
+    seen_skips: set[tuple[str, str]] = set()
+    _warn_skips(report, seen_skips, [inputs for _, _, inputs in prepared], show)
     report.models = len(prepared)
     report.layers = sum(len(layout.layers) for _, layout, _ in prepared)
     report.units = sum(len(l.units) for _, layout, _ in prepared for l in layout.layers)
-    used = {id(inputs): inputs for _, _, inputs in prepared}.values()
-    report.inputs_used = sum(len(i.items) for i in used)
-    report.inputs_skipped = len(seen_skips)
 
-    builds = []
+    builds, used = [], {}
     for model, layout, inputs in prepared:
         with stage(report, "extract"), _bar(show, len(inputs.items), f"{model.config.id}: activations",
                                              inputs.text and "window" or "input") as bar:
             acts = extract(model, layout, inputs, config, cache, bar)
+        inputs = inputs.without(acts.unreadable)  # files that failed to decode only when the model read them
+        _warn_skips(report, seen_skips, [inputs], show)
+        used[inputs.key] = max(used.get(inputs.key, 0), len(inputs.usable))
         images = text = attribution = None
         featureviz = {}
         if inputs.text is not None:
@@ -153,17 +149,19 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
             with stage(report, "attribution"), _bar(show, None, f"{model.config.id}: attribution",
                                                      "input") as bar:
                 if config.attribution.inputs:
-                    bar.reset(total=min(config.attribution.inputs, len(inputs.items)))
+                    bar.reset(total=min(config.attribution.inputs, len(inputs.usable)))
                 attribution = attribute(model, layout, inputs, acts, config, cache, bar)
             with stage(report, "featureviz"), _bar(show, None, f"{model.config.id}: feature visualization",
                                                     "image") as bar:
                 featureviz = model_feature_visualizations(model, layout, inputs, cache,
                                                           pick_device(config.extract.device), bar)
-        health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks) for l in acts.layers}
+        rows = [item.index for item in inputs.usable] if inputs.unreadable else slice(None)
+        health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks[rows]) for l in acts.layers}
         effects, sources = {}, {}
         by_name = {l.name: l for l in layout.layers}
         for layer in layout.layers:
-            effects[layer.name] = exact_effects(model.module, layout, layer)
+            effects[layer.name] = exact_effects(model.module, layout, layer) or direct_effects(model.module, layout,
+                                                                                                 layer)
             sources[layer.name] = None
             found = attribution.layers[layer.name] if attribution else None
             if found is not None and effects[layer.name] is None and found.classes is not None:
@@ -172,8 +170,19 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                 sources[layer.name] = unit_sources(found.sources, by_name[found.source],
                                                    min(attribution.examples, attribution.sample))
         builds.append(ModelBuild(model, layout, acts, images, health, effects, sources, featureviz, inputs, text))
+    report.inputs_used = sum(used.values())
+    report.inputs_skipped = len(seen_skips)
     check_notes(notes, builds, report, show, skipped_models)
     return Gathered(builds, notes, theme, cache, skipped_models)
+
+
+def _warn_skips(report: BuildReport, seen: set[tuple[str, str]], input_sets: list, show: bool) -> None:
+    """Warn once about each input file a set skipped, however many models read the set."""
+    for inputs in input_sets:
+        for path, reason in inputs.skipped:
+            if (path, reason) not in seen:
+                seen.add((path, reason))
+                _warn(report, f"skipped input {path}: {reason}", show)
 
 
 def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: BuildReport,

@@ -31,16 +31,18 @@ def layers(config_file: str, model_id: str | None) -> str:
     sample = torch.zeros(1, TEXT_PROBE, dtype=torch.long) if text else None  # token id 0 suits any vocabulary
     rows = module_tree(model, sample)
     chosen = [s.pattern for s in cfg.layers]
-    width = max(len(name) + name.count(".") * 2 for name, _, _ in rows) + 2
+    width = max(len(row.name) + row.name.count(".") * 2 for row in rows) + 2
+    shape_width = max([len("×".join(map(str, row.shape or ()))) for row in rows] + [6]) + 2
     seen = f"token ids, shapes for a window of {TEXT_PROBE} tokens" if text else \
         f"{cfg.preprocessing.channels}×{cfg.preprocessing.size[0]}×{cfg.preprocessing.size[1]}"
     lines = [f"{cfg.id}: {cfg.source}, {model.params:,} parameters, input {seen}",
-             f"  {'layer':<{width}} {'module':<22} {'output':<18} units"]
-    for name, kind, shape in rows:
-        mark = "*" if any(name == p or fnmatch.fnmatchcase(name, p) for p in chosen) else " "
-        indent = "  " * name.count(".")
-        out = "×".join(map(str, shape)) if shape else "—"
-        units = str(shape[-1] if text and len(shape) == 2 else shape[0]) if shape else ""
-        lines.append(f"{mark} {indent + name:<{width}} {kind:<22} {out:<18} {units}")
-    lines.append("* chosen in site.yaml; layers: accepts these names and glob patterns like 'blocks.*'")
+             f"  {'layer':<{width}} {'module':<22} {'output':<{shape_width}} {'units':>6}  layout"]
+    for row in rows:
+        mark = "*" if any(row.name == p or fnmatch.fnmatchcase(row.name, p) for p in chosen) else " "
+        indent = "  " * row.name.count(".")
+        out = "×".join(map(str, row.shape)) if row.shape else "—"
+        units = str(row.units) if row.units is not None else ""
+        lines.append(f"{mark} {indent + row.name:<{width}} {row.module:<22} {out:<{shape_width}} {units:>6}  {row.layout}")
+    lines.append("* chosen in site.yaml; layers: accepts these names and glob patterns like 'blocks.*', and NAME.input\n"
+                 "  for the input of any module (a gated MLP's neurons: 'model.layers.*.mlp.down_proj.input')")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ import torch
 
 from galleria.cache import Cache, content_key
 from galleria.config import Config
+from galleria.errors import in_user_model
 from galleria.extract.hooks import first_tensor, perturbable
 from galleria.extract.probe import ModelLayout
 from galleria.extract.run import ModelActivations, pick_device
@@ -53,16 +54,15 @@ def sample_inputs(inputs: InputSet, size: int) -> list[int]:
 
     Stable: adding inputs to a set changes the sample only where a new one hashes lower.
     """
-    ranked = sorted(range(len(inputs.items)),
-                    key=lambda i: hashlib.blake2b(inputs.items[i].id.encode(), digest_size=8).digest())
-    return sorted(ranked[:size])
+    ranked = sorted(inputs.usable, key=lambda item: hashlib.blake2b(item.id.encode(), digest_size=8).digest())
+    return sorted(item.index for item in ranked[:size])
 
 
 def attribute(model: LoadedModel, layout: ModelLayout, inputs: InputSet, acts: ModelActivations, config: Config,
               cache: Cache, progress=None) -> ModelAttribution | None:
     """Class effects and sources of every chosen layer, from cache when nothing changed; None when off."""
     settings = config.attribution
-    if not settings.inputs or not inputs.items:
+    if not settings.inputs or not inputs.usable:
         return None
     sample = sample_inputs(inputs, settings.inputs)
     key = content_key(FORMAT, acts.key, sample, settings.examples)
@@ -91,6 +91,7 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, acts: ModelA
     module = model.module.to(device)
     names = [layer.name for layer in layout.layers]
     units = {layer.name: torch.tensor(layer.units, device=device) for layer in layout.layers}
+    layouts = {layer.name: layer.layout for layer in layout.layers}
     class_layers = {l.name for l in layout.layers if layout.classifier and not l.is_output and not l.feeds_head}
     classes = {name: torch.zeros(len(units[name]), layout.output_shape[0], dtype=torch.float64)
                for name in class_layers}
@@ -99,11 +100,14 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, acts: ModelA
     order: list[str] = []  # chosen layers in the order the model runs them
     loader = ImageLoader(model.config.preprocessing)
     try:
-        with perturbable(module, names) as seen, torch.enable_grad():
+        with in_user_model(model.config.id, module, "gradient attribution"), perturbable(module, names) as seen, \
+                torch.enable_grad():
             for n in sample:
                 x = loader.batch([inputs.items[n]])[0].to(device)
                 seen.clear()
                 output = first_tensor(module(x))
+                for name, (act, delta) in list(seen.items()):  # the outputs as [1, units, *positions]
+                    seen[name] = (layouts[name].units_first(act), delta, layouts[name])
                 if not order:
                     order = list(seen)
                 if class_layers:
@@ -164,15 +168,16 @@ def _add_class_effects(output: torch.Tensor, seen: dict, units: dict, classes: d
                                 allow_unused=True)
     for name, grad in zip(names, grads):
         if grad is not None:
-            act = seen[name][0].detach()
-            classes[name][:, predicted] += _per_unit(grad[0], act[0], units[name]).double().cpu()
+            act, _, layout = seen[name]
+            classes[name][:, predicted] += _per_unit(layout.units_first(grad)[0], act.detach()[0],
+                                                     units[name]).double().cpu()
 
 
 def _source_effects(seen: dict, units: dict, name: str, previous: str, wanted: list[int]) -> torch.Tensor | None:
     """[len(wanted), source units]: each wanted unit's peak on this input, attributed to the
     chosen units of the previous layer. None when this layer does not depend on that one."""
     output = seen[name][0]
-    source_act, source_delta = seen[previous]
+    source_act, source_delta, source_layout = seen[previous]
     picked = units[name][torch.tensor(wanted, device=output.device)]
     flat = output.detach()[0].reshape(output.shape[1], -1)[picked]  # [rows, positions]
     peak = flat.argmax(1)
@@ -186,5 +191,6 @@ def _source_effects(seen: dict, units: dict, name: str, previous: str, wanted: l
                                       is_grads_batched=True)
         if grad is None:
             return None
-        parts.append(_per_unit(grad[:, 0], source_act.detach()[0], units[previous]).double().cpu())
+        parts.append(_per_unit(source_layout.units_first(grad)[:, 0], source_act.detach()[0],
+                               units[previous]).double().cpu())
     return torch.cat(parts)

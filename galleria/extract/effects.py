@@ -18,6 +18,9 @@ TOP_DOWN = 5
 TOP_SOURCES = 6
 BOTTOM_SOURCES = 3
 EXACT = "exact: the final layer's weight from this unit to each class logit (its vote per unit of activation)"
+DIRECT_TOKENS = ("direct: the unit's output vector (its row of {writer}){centred}{scaled}, through the unembedding "
+                 "({head}): the change in each next-token logit per unit of activation via the residual stream "
+                 "(the norm's division by the residual's size is left out)")
 EXACT_TOKENS = ("exact: the language model head's weight from this unit to each next-token logit "
                 "(its vote per unit of activation, at the same position)")
 
@@ -48,6 +51,64 @@ def exact_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo
     weight = module.get_submodule(layout.head).weight.detach().float().cpu()  # [classes, features]
     return strongest(weight[:, list(layer.units)].T.numpy(), EXACT_TOKENS if layout.lm_head else EXACT,
                      TOP_UP, TOP_DOWN)
+
+
+def direct_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo,
+                   chunk: int = 256) -> list[UnitEffects] | None:
+    """Per shown unit of a layer whose output a projection writes into a language model's residual
+    stream (MLP neurons, attention outputs, dictionary latents), its direct effect on every
+    next-token logit: the unit's output vector through the final norm's scale and the unembedding.
+
+    The output vector is read off the projection itself (its response to the unit alone, less its
+    bias), so nn.Linear, GPT-2's transposed Conv1D and any other linear map work alike. A final
+    LayerNorm also removes the vector's mean (checked numerically: shifting its input changes nothing);
+    its division by the residual stream's size depends on the input and is left out.
+    """
+    if layer.writer is None or not layout.lm_head or layout.head is None or layout.residual_to_head is None:
+        return None
+    norm = layout.residual_to_head[0] if layout.residual_to_head else None
+    writer = module.get_submodule(layer.writer)
+    unembed = module.get_submodule(layout.head).weight.detach().float().cpu()  # [vocab, width]
+    param = next(writer.parameters(), None)
+    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+    units = torch.tensor(layer.units)
+    scale, centred = _final_norm(module, norm, unembed.shape[1])
+    with torch.inference_mode():
+        basis = torch.zeros(len(units), layer.shape[0], device=device, dtype=dtype)
+        basis[torch.arange(len(units)), units.to(device)] = 1
+        vectors = (writer(basis) - writer(torch.zeros_like(basis[:1]))).float().cpu()  # [units, width]
+    if centred:
+        vectors = vectors - vectors.mean(1, keepdim=True)
+    vectors = vectors * scale
+    method = DIRECT_TOKENS.format(writer=layer.writer, head=layout.head,
+                                  scaled=f", scaled by {norm}'s weight" if norm else "",
+                                  centred=" less its mean (the final LayerNorm removes it)" if centred else "")
+    out = []
+    for start in range(0, len(vectors), chunk):  # [units, vocab] at once would not fit for a large vocabulary
+        table = vectors[start:start + chunk] @ unembed.T
+        up, down = table.topk(min(TOP_UP, table.shape[1]), dim=1), table.topk(min(TOP_DOWN, table.shape[1]), dim=1,
+                                                                             largest=False)
+        for values, index, low, low_index in zip(up.values.tolist(), up.indices.tolist(), down.values.tolist(),
+                                                 down.indices.tolist()):
+            out.append(UnitEffects(method, tuple(Effect(c, v) for c, v in zip(index, values) if v > 0),
+                                   tuple(Effect(c, v) for c, v in zip(low_index, low) if v < 0)))
+    return out
+
+
+def _final_norm(module: torch.nn.Module, name: str | None, width: int) -> tuple[torch.Tensor, bool]:
+    """The final norm's per-feature scale and whether it removes the mean (a LayerNorm, not an RMSNorm)."""
+    if name is None:
+        return torch.ones(width), False
+    norm = module.get_submodule(name)
+    weight = getattr(norm, "weight", None)
+    scale = weight.detach().float().cpu() if isinstance(weight, torch.Tensor) and weight.shape == (width,) \
+        else torch.ones(width)
+    param = next(norm.parameters(), None)
+    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+    x = torch.randn(2, width, generator=torch.Generator().manual_seed(0)).to(device, dtype)
+    with torch.inference_mode():
+        centred = bool(torch.allclose(norm(x), norm(x + 3.0), rtol=1e-3, atol=1e-3))
+    return scale, centred
 
 
 def gradient_effects(table: np.ndarray, sample: int) -> list[UnitEffects]:

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from galleria.config import ModelConfig
-from galleria.errors import BuildError, ConfigError
+from galleria.errors import BuildError, ConfigError, in_user_model
 from galleria.extract.hooks import capture, first_tensor
+from galleria.extract.layout import Ambiguous, Layout, infer_layout, is_grid, prefix_names
 from galleria.sources.models import LoadedModel, hookable_names, module_kind
 
 
@@ -19,10 +22,12 @@ class LayerInfo:
 
     name: str
     module: str  # class name, e.g. "Conv2d"
-    shape: tuple[int, ...]  # output shape without the batch dimension: (C,), (C, H, W), ...
+    shape: tuple[int, ...]  # units first, without the batch dimension: (C,), (C, H, W), (C, tokens)
     units: tuple[int, ...]  # the unit (channel) numbers shown
     is_output: bool = False  # its output is the model's output: units are classes when labelled
     feeds_head: bool = False  # its output is exactly the input of the final linear layer
+    layout: Layout | None = None  # how the output is laid out (None only for layers made by hand in tests)
+    writer: str | None = None  # the projection that reads this output and writes vectors of the head's width
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class ModelLayout:
     classifier: bool  # one score per class label
     head: str | None = None  # the linear layer that produces the model's output, if one does
     lm_head: bool = False  # text: the head gives one logit per vocabulary token at each position
+    residual_to_head: tuple[str, ...] | None = None  # between the residual stream and the head: () or (norm,)
 
     @property
     def labelled_output(self) -> bool:
@@ -39,9 +45,12 @@ class ModelLayout:
         return self.classifier or self.lm_head
 
 
+PROBE_BATCH = 2  # more than one input, so that a layer that folds the batch into another dimension shows
+
+
 def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torch.Tensor | None = None,
                 content: int | None = None) -> ModelLayout:
-    """Resolve layer patterns and learn shapes before any heavy work, so errors come early.
+    """Resolve layer patterns, learn shapes and layouts before any heavy work, so errors come early.
 
     Text models are probed with ``sample`` (one window of token ids, special tokens included)
     whose ``content`` tokens are the ones shown; their layers must give [batch, tokens, units].
@@ -50,31 +59,86 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torc
     text = sample is not None
     names = hookable_names(model.module)
     chosen = resolve_layers(cfg, names, config_file)
-    shapes, output_shape, outputs, head, feeding = _probe_shapes(model.module, [name for name, _ in chosen], cfg,
-                                                                 sample)
-    layers = []
-    for (name, units), spec_line in zip(chosen, _lines(cfg, chosen)):
+    probe = _probe(model, [name for name, _ in chosen], sample)
+    missing = [name for name, _ in chosen if name not in probe.shapes]
+    if missing:
+        raise BuildError(f"model '{cfg.id}': layer '{missing[0]}' produced no output "
+                         "(it is never called in forward, or returns no tensor)")
+    lines = dict(zip((name for name, _ in chosen), _lines(cfg, chosen)))
+    layouts = {}
+    for name, _ in chosen:
+        raw = probe.shapes[name]
+        where = (config_file, lines[name], f"models.{cfg.id}.layers")
+        if raw[0] != PROBE_BATCH:
+            raise ConfigError(f"layer '{name}' gives {raw[0]} rows for a batch of {PROBE_BATCH} inputs: it folds "
+                              "the batch into another dimension (a Swin block's windows, attention heads)",
+                              *where, "choose the block's output, or a module after the batch is restored")
+        raw = raw[1:]
         if text:
-            if len(shapes[name]) != 2 or shapes[name][0] != sample.shape[1]:
-                raise ConfigError(f"layer '{name}' gives {list(shapes[name])} per window, not [tokens, units]",
-                                  config_file, spec_line, f"models.{cfg.id}.layers",
+            if len(raw) != 2 or raw[0] != sample.shape[1]:
+                raise ConfigError(f"layer '{name}' gives {list(raw)} per window, not [tokens, units]", *where,
                                   "choose a module whose output has one vector per token")
-            shapes[name] = (shapes[name][1], content)
-        count = shapes[name][0]
+            layouts[name] = Layout("tokens", (content, raw[1]))  # the tokens shown: special tokens are cut
+        else:
+            try:
+                layouts[name] = _layout(model, name, raw, probe)
+            except Ambiguous as exc:
+                raise ConfigError(f"layer '{name}': cannot tell its units from its positions: {exc}", *where,
+                                  f"give the layer entry a layout: {{name: {name}, layout: channels-last}} "
+                                  "(or channels-first, tokens)") from None
+            except ValueError as exc:
+                raise ConfigError(f"layer '{name}': {exc}", *where, "leave layout out to let galleria decide") from None
+    layers = []
+    for name, units in chosen:
+        layout = layouts[name]
+        count = layout.units
+        shape = (count, content) if text else (count, *layout.positions)
         if units and max(units) >= count:
             raise ConfigError(f"layer '{name}' has {count} units (0-{count - 1}), asked for unit {max(units)}",
-                              config_file, spec_line, f"models.{cfg.id}.layers")
-        layers.append(LayerInfo(name, module_kind(model.module.get_submodule(name)), shapes[name],
-                                tuple(range(count)) if units is None else units, name in outputs,
-                                name in feeding))
-    labels = model.labels
+                              config_file, lines[name], f"models.{cfg.id}.layers")
+        feeds = name in probe.feeding and count == probe.head_width and (text or math.prod(layout.positions) == 1)
+        layers.append(LayerInfo(name, module_kind(model.module.get_submodule(name)), shape,
+                                tuple(range(count)) if units is None else units, name in probe.outputs, feeds,
+                                layout, probe.writers.get(name)))
+    labels, output_shape, head = model.labels, probe.output_shape, probe.head
     if text:
         lm_head = head is not None and labels is not None and output_shape[-1] == len(labels)
-        return ModelLayout(tuple(layers), output_shape, False, head, lm_head)
+        return ModelLayout(tuple(layers), output_shape, False, head, lm_head, probe.residual_to_head)
     if labels is not None and len(output_shape) == 1 and len(labels) != output_shape[0]:
         raise BuildError(f"model '{cfg.id}': {len(labels)} labels for {output_shape[0]} outputs; "
                          "check the model's labels")
-    return ModelLayout(tuple(layers), output_shape, labels is not None and len(output_shape) == 1, head)
+    return ModelLayout(tuple(layers), output_shape, labels is not None and len(output_shape) == 1, head,
+                       residual_to_head=probe.residual_to_head)
+
+
+def _layout(model: LoadedModel, name: str, raw: tuple[int, ...], probe: "_Probe") -> Layout:
+    """An image model's layer layout: the config's, else decided from the model (see layout.py).
+
+    Raises Ambiguous or ValueError (a layout the config gives does not fit)."""
+    cfg = model.config
+    spec = cfg.spec_for(name)
+    given = spec.layout if spec is not None else None
+    image = cfg.preprocessing.size
+    try:
+        return infer_layout(raw, image, probe.grids, probe.prefix, given)
+    except Ambiguous:
+        larger = _larger_shapes(model, name)
+        if larger is None:
+            raise
+        changed = {i for i, (a, b) in enumerate(zip(raw, larger)) if a != b}
+        return infer_layout(raw, image, probe.grids, probe.prefix, given, changed)
+
+
+def _larger_shapes(model: LoadedModel, name: str) -> tuple[int, ...] | None:
+    """The layer's output shape (no batch) for an input half as large again; None if the model refuses it."""
+    pre = model.config.preprocessing
+    size = [-(-side * 3 // 2 // 32) * 32 for side in pre.size]  # a multiple of 32 suits any stride
+    try:
+        with capture(model.module, [name]) as seen, torch.inference_mode():
+            model.module(torch.zeros(PROBE_BATCH, pre.channels, *size))
+    except Exception:  # a model of one input size: the caller says the shape is ambiguous
+        return None
+    return tuple(seen[name].shape[1:]) if name in seen else None
 
 
 def _lines(cfg: ModelConfig, chosen):
@@ -101,57 +165,158 @@ def resolve_layers(cfg: ModelConfig, names: list[str], config_file: str):
     return list(chosen.items())
 
 
-def _probe_shapes(module: torch.nn.Module, names: list[str], cfg: ModelConfig, sample: torch.Tensor | None):
-    """Output shapes of the named layers, the model's output shape, which layers' outputs are the
-    model's output, the final linear layer (if the output comes from one) and which layers feed it."""
+@dataclass
+class _Probe:
+    shapes: dict[str, tuple[int, ...]]  # chosen layers' output shapes, batch included
+    output_shape: tuple[int, ...]  # the model's output, without the batch
+    outputs: set[str]  # chosen layers whose output is the model's output
+    head: str | None  # the final linear layer, if the output comes from one
+    head_width: int | None  # its number of input features
+    feeding: set[str]  # chosen layers whose output is exactly the head's input
+    grids: set[tuple[int, int]]  # feature-map grids seen anywhere in the model (image models)
+    prefix: tuple[str, ...]  # the model's prefix tokens by name (CLS, registers), if it has any
+    writers: dict[str, str]  # chosen layer -> the projection reading its output and writing head-width vectors
+    residual_to_head: tuple[str, ...] | None  # see _residual_to_head
+
+
+def _projection(module: torch.nn.Module) -> bool:
+    """A linear map of the last dimension: nn.Linear, or Hugging Face's Conv1D (GPT-2's, weight transposed)."""
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def _probe(model: LoadedModel, names: list[str], sample: torch.Tensor | None) -> _Probe:
+    """One forward pass with every module watched: shapes, the head and what feeds it, the grids, and
+    which projection reads each chosen layer."""
+    module, cfg = model.module, model.config
     pre = cfg.preprocessing
     x = _probe_input(cfg, sample)
-    linears = [n for n, m in module.named_modules() if n and isinstance(m, torch.nn.Linear)]
-    linear_inputs: dict[str, torch.Tensor] = {}
+    hookable = hookable_names(module)
+    projections = [n for n in hookable if _projection(module.get_submodule(n))]
+    inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # projection -> (its input, its output)
+    calls: list[_Call] = []  # every module's call, in order
     handles = [module.get_submodule(n).register_forward_hook(
-        lambda m, args, out, n=n: linear_inputs.__setitem__(n, (args[0], out)) if args else None)
-        for n in linears]
+        lambda m, args, out, n=n: inputs.__setitem__(n, (args[0], out)) if args else None) for n in projections]
+    handles += [module.get_submodule(n).register_forward_hook(lambda m, args, out, n=n: _record(calls, n, args, out))
+                for n in hookable]
+    hint = ("does it take token ids [batch, tokens], and does its vocabulary match the tokenizer?" if sample is not None
+            else f"it was given {pre.channels}×{pre.size[0]}×{pre.size[1]} inputs: check preprocessing.size and channels")
     try:
-        with capture(module, names) as seen, torch.inference_mode():
+        with in_user_model(cfg.id, module, "probing its layers", hint), capture(module, names) as seen, \
+                torch.inference_mode():
             output = module(x)
-    except (RuntimeError, IndexError, TypeError) as exc:
-        if sample is not None:
-            raise BuildError(f"model '{cfg.id}' fails on a window of {sample.shape[1]} token ids: "
-                             f"{str(exc).strip().splitlines()[0]} (does it take token ids [batch, tokens], and "
-                             "does its vocabulary match the tokenizer?)") from None
-        raise BuildError(f"model '{cfg.id}' fails on a {pre.channels}×{pre.size[0]}×{pre.size[1]} input: "
-                         f"{str(exc).strip().splitlines()[0]} (check preprocessing.size and channels)") from None
     finally:
         for handle in handles:
             handle.remove()
-    missing = [n for n in names if n not in seen]
-    if missing:
-        raise BuildError(f"model '{cfg.id}': layer '{missing[0]}' produced no output "
-                         "(it is never called in forward, or returns no tensor)")
     output = first_tensor(output)
     if output is None:
         raise BuildError(f"model '{cfg.id}' returned no tensor")
     outputs = {n for n, t in seen.items() if t is output}  # the very tensor the model returned
-    head = next((n for n, (_, out) in linear_inputs.items() if out is output), None)
+    head = next((n for n, (_, out) in inputs.items() if out is output and n in projections
+                 and isinstance(module.get_submodule(n), torch.nn.Linear)), None)
     feeding: set[str] = set()
+    width, writers, to_head = None, {}, None
     if head is not None:
-        features = linear_inputs[head][0]
+        features = inputs[head][0]
+        width = features.shape[-1]
         # the same memory, seen whole (a flatten between them is only a view)
-        feeding = {n for n, t in seen.items() if t.data_ptr() == features.data_ptr()
-                   and t.numel() == features.numel() and t.shape[-1 if sample is not None else 1] == features.shape[-1]}
-    return ({n: tuple(t.shape[1:]) for n, t in seen.items()}, tuple(output.shape[1:]), outputs, head, feeding)
+        feeding = {n for n, t in seen.items() if _same(t, features)}
+        writers = {n: p for n, t in seen.items() for p, (given, made) in inputs.items()
+                   if p != head and _same(t, given) and made.shape[-1] == width}
+        to_head = _residual_to_head(module, calls, features)
+    grids = {dims for call in calls if len(call.shape) == 4 for dims in (call.shape[2:], call.shape[1:3])
+             if is_grid(dims, pre.size)} if sample is None else set()
+    return _Probe({n: tuple(t.shape) for n, t in seen.items()}, tuple(output.shape[1:]), outputs, head, width,
+                  feeding, grids, prefix_names(module) if sample is None else (), writers, to_head)
+
+
+class _Call(NamedTuple):
+    """One module call seen by the probe: where its output and its first input live."""
+
+    name: str
+    output: tuple[int, int]  # (address, size) of its output
+    shape: tuple[int, ...]
+    given: tuple[int, int] | None  # (address, size) of its first input, if a tensor
+
+
+def _record(calls: list[_Call], name: str, args: tuple, out) -> None:
+    out = first_tensor(out)
+    if out is None:
+        return
+    given = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    calls.append(_Call(name, (out.data_ptr(), out.numel()), tuple(out.shape),
+                       (given.data_ptr(), given.numel()) if given is not None else None))
+
+
+def _residual_to_head(module: torch.nn.Module, calls: list[_Call], features: torch.Tensor) -> tuple[str, ...] | None:
+    """What lies between the residual stream and the head: () when the head reads a block's output,
+    (norm,) when it reads a norm of one, as in pre-norm decoders (GPT-2's ln_f, Llama's norm); None
+    when anything else does (BERT's masked-LM head puts a dense layer and an activation between).
+
+    A block is a module with modules of its own. The norm is the last module to produce the head's
+    input whose class says it normalizes (eval-mode dropout passes the same tensor on).
+    """
+    def producer(address: tuple[int, int] | None, before: int) -> int | None:
+        return next((j for j in range(before - 1, -1, -1) if calls[j].output == address), None)
+
+    def block(index: int | None) -> bool:
+        return index is not None and any(True for _ in module.get_submodule(calls[index].name).children())
+
+    target = (features.data_ptr(), features.numel())
+    norms = [j for j in range(len(calls)) if calls[j].output == target
+             and "norm" in type(module.get_submodule(calls[j].name)).__name__.lower()]
+    if norms:
+        return (calls[norms[-1]].name,) if block(producer(calls[norms[-1]].given, norms[-1])) else None
+    return () if block(producer(target, len(calls))) else None
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same memory seen whole (a flatten or view between two modules is not a copy)."""
+    return a.data_ptr() == b.data_ptr() and a.numel() == b.numel()
 
 
 def _probe_input(cfg: ModelConfig, sample: torch.Tensor | None) -> torch.Tensor:
     """What a probe feeds the model: the text window given, or a blank image of the model's size."""
     pre = cfg.preprocessing
-    return torch.zeros(1, pre.channels, *pre.size) if sample is None else sample
+    return torch.zeros(PROBE_BATCH, pre.channels, *pre.size) if sample is None else sample.expand(PROBE_BATCH, -1)
 
 
-def module_tree(model: LoadedModel, sample: torch.Tensor | None = None) -> list[tuple[str, str, tuple[int, ...] | None]]:
-    """Every named module with its output shape (None when it is not called or returns no tensor)."""
+@dataclass(frozen=True)
+class TreeRow:
+    """One module of ``galleria layers``: its output and how galleria reads it."""
+
+    name: str
+    module: str
+    shape: tuple[int, ...] | None  # output without the batch; None when not called or no tensor
+    units: int | None  # None when its output cannot be a layer of units
+    layout: str  # the layout in words, or why it cannot be a layer
+
+
+def module_tree(model: LoadedModel, sample: torch.Tensor | None = None) -> list[TreeRow]:
+    """Every named module with its output shape and, where it can be a layer, its units and layout."""
     names = hookable_names(model.module)
-    with capture(model.module, names) as seen, torch.inference_mode():
-        model.module(_probe_input(model.config, sample))
-    return [(n, module_kind(model.module.get_submodule(n)),
-             tuple(seen[n].shape[1:]) if n in seen else None) for n in names]
+    probe = _probe(model, names, sample)
+    rows = []
+    for name in names:
+        kind = module_kind(model.module.get_submodule(name))
+        if name not in probe.shapes:
+            rows.append(TreeRow(name, kind, None, None, "not called, or returns no tensor"))
+            continue
+        raw = probe.shapes[name]
+        if raw[0] != PROBE_BATCH:
+            rows.append(TreeRow(name, kind, raw[1:], None, f"folds the batch into its {raw[0]} rows"))
+            continue
+        raw = raw[1:]
+        try:
+            if sample is not None:
+                if len(raw) != 2:
+                    raise ValueError("not one vector per token")
+                layout = Layout("tokens", raw)
+            else:
+                layout = _layout(model, name, raw, probe)
+        except Ambiguous as exc:
+            rows.append(TreeRow(name, kind, raw, None, f"{str(exc).split('?')[0]}? set layout: to choose"))
+        except ValueError as exc:
+            rows.append(TreeRow(name, kind, raw, None, str(exc)))
+        else:
+            rows.append(TreeRow(name, kind, raw, layout.units, layout.describe()))
+    return rows

@@ -6,6 +6,7 @@ disk. Results are cached under a key of the weights, the inputs and the settings
 """
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,7 @@ import torch
 
 from galleria.cache import Cache, content_key
 from galleria.config import Config
-from galleria.errors import BuildError
+from galleria.errors import BuildError, in_user_model
 from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.intervals import IntervalSampler
 from galleria.extract.probe import LayerInfo, ModelLayout
@@ -28,7 +29,7 @@ from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
 from galleria.sources.text import TokenLoader
 
-FORMAT = 2  # bump when what is stored changes meaning
+FORMAT = 3  # bump when what is stored changes meaning
 HIST_BINS = 64
 TOP_PREDICTIONS = 5
 CANDIDATES = 3  # examples kept per example shown, so repeats of one spot can be skipped
@@ -51,6 +52,7 @@ class ModelActivations:
     predictions: np.ndarray | None  # [inputs, TOP_PREDICTIONS] class indices, best first
     probabilities: np.ndarray | None  # [inputs, TOP_PREDICTIONS]
     cached: bool
+    unreadable: dict[int, str]  # inputs whose file failed to decode: index -> reason (their peaks are NaN)
 
 
 class RowFile:
@@ -66,9 +68,14 @@ class RowFile:
         self.offset = path.stat().st_size - shape[0] * self.row_bytes
         self.file = open(path, "r+b")
 
-    def write(self, first_row: int, rows: np.ndarray) -> None:
-        self.file.seek(self.offset + first_row * self.row_bytes)
-        self.file.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+    def write(self, index: np.ndarray, rows: np.ndarray) -> None:
+        """Write rows at the given row numbers (ascending; one seek when they follow each other)."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        runs = np.flatnonzero(np.diff(index) != 1) + 1
+        for run in np.split(np.arange(len(index)), runs):
+            if len(run):
+                self.file.seek(self.offset + int(index[run[0]]) * self.row_bytes)
+                self.file.write(rows[run[0]:run[-1] + 1].tobytes())
 
     def close(self) -> None:
         self.file.close()
@@ -84,7 +91,7 @@ def extract(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: C
             cache: Cache, progress=None) -> ModelActivations:
     """Reducer results for every chosen layer, from cache when nothing they depend on changed."""
     ex = config.examples
-    key = content_key(FORMAT, model.key, inputs.key, [(l.name, l.units) for l in layout.layers],
+    key = content_key(FORMAT, model.key, inputs.key, [(l.name, l.units, l.layout) for l in layout.layers],
                       ex.top, ex.bottom, ex.intervals and ex.per_interval, CANDIDATES, HIST_BINS, layout.classifier)
     entry = cache.entry("activations", key)
     cached = entry is not None
@@ -112,23 +119,25 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     lead, trail = (len(corpus.lead), len(corpus.trail)) if corpus else (0, 0)
     index = {l.name: torch.tensor(l.units, device=device) for l in layout.layers}
     all_units = {l.name: l.units == tuple(range(l.shape[0])) for l in layout.layers}
+    layouts = {l.name: l.layout for l in layout.layers}
     peaks = {l.name: RowFile(folder / f"peaks-{i}.npy", (n, len(l.units))) for i, l in enumerate(layout.layers)}
     if layout.classifier:
         predictions = np.lib.format.open_memmap(folder / "predictions.npy", "w+", np.int32, (n, TOP_PREDICTIONS))
         probabilities = np.lib.format.open_memmap(folder / "probabilities.npy", "w+", np.float32,
                                                   (n, TOP_PREDICTIONS))
 
-    batch = {"start": 0, "index": None, "tokens": None}
+    batch = {"index": None, "tokens": None}
+    unreadable: dict[int, str] = {}  # input index -> why its file failed to decode
     in_flight: list[Future] = []  # reductions of the batch before: at most two batches held at once
 
-    def reduce(name: str, acts: torch.Tensor, inputs_index: torch.Tensor, first_row: int, tokens) -> None:
+    def reduce(name: str, acts: torch.Tensor, inputs_index: torch.Tensor, tokens) -> None:
         with torch.inference_mode():
             reducers[name].update(acts, inputs_index)
             if tokens is not None:
                 means[name].update(acts, tokens)
             maps = acts.flatten(2) if acts.dim() > 2 else acts.unsqueeze(2)
             peak = maps.amax(2)
-            peaks[name].write(first_row, peak.cpu().numpy())
+            peaks[name].write(inputs_index.numpy(), peak.cpu().numpy())
             if samplers:
                 samplers[name].update(peak, maps, inputs_index)
 
@@ -141,43 +150,53 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
         """
         if name in seen:
             return None
-        if corpus:  # [B, tokens, units] -> [B, units, shown tokens]: units are channels, tokens positions
-            tensor = tensor[:, lead:tensor.shape[1] - trail].transpose(1, 2)
+        if corpus:  # the special tokens a transformer adds ([CLS], [SEP]) are not shown
+            tensor = tensor[:, lead:tensor.shape[1] - trail]
+        tensor = layouts[name].units_first(tensor)  # [B, units, *positions]
         acts = (tensor if all_units[name] else tensor.index_select(1, index[name])).float()
         if acts.data_ptr() == tensor.data_ptr():
             acts = acts.clone(memory_format=torch.contiguous_format)
-        batch["futures"].append(worker.submit(reduce, name, acts, batch["index"], batch["start"], batch["tokens"]))
+        batch["futures"].append(worker.submit(reduce, name, acts, batch["index"], batch["tokens"]))
         return None
 
     loader = TokenLoader(corpus) if corpus else ImageLoader(model.config.preprocessing)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="galleria-reduce")
     try:
-        with capture(module, names, consume) as seen, torch.inference_mode():
-            for items, x in _prefetch(inputs.items, config.extract.batch_size, loader):
-                batch["index"] = torch.arange(batch["start"], batch["start"] + len(items))
-                batch["futures"] = []
-                if corpus:
-                    batch["tokens"] = torch.from_numpy(np.stack([corpus.compact[i.span[0]:i.span[1]] for i in items]))
-                output = first_tensor(module(x.to(device)))
-                missing = [name for name in names if name not in seen]
-                if missing:
-                    raise BuildError(f"model '{model.config.id}': layer '{missing[0]}' produced no output "
-                                     "on an input")
-                seen.clear()
-                if layout.classifier:
-                    start = batch["start"]
-                    k = min(TOP_PREDICTIONS, output.shape[1])
-                    top = output.float().softmax(1).topk(k, dim=1)
-                    predictions[start:start + len(items), :k] = top.indices.cpu().numpy()
-                    probabilities[start:start + len(items), :k] = top.values.cpu().numpy()
-                for future in in_flight:
-                    future.result()  # re-raises a reducer's error here
-                in_flight[:] = batch["futures"]
-                batch["start"] += len(items)
+        with in_user_model(model.config.id, module, "extraction"), capture(module, names, consume) as seen, \
+                torch.inference_mode():
+            for items, x, failed, size in _prefetch(inputs.items, config.extract.batch_size, loader):
+                unreadable.update(failed)
+                if items:
+                    rows = np.array([item.index for item in items])
+                    batch["index"] = torch.from_numpy(rows)
+                    batch["futures"] = []
+                    if corpus:
+                        batch["tokens"] = torch.from_numpy(np.stack([corpus.compact[i.span[0]:i.span[1]]
+                                                                     for i in items]))
+                    output = first_tensor(module(x.to(device)))
+                    missing = [name for name in names if name not in seen]
+                    if missing:
+                        raise BuildError(f"model '{model.config.id}': layer '{missing[0]}' produced no output "
+                                         "on an input")
+                    seen.clear()
+                    if layout.classifier:
+                        k = min(TOP_PREDICTIONS, output.shape[1])
+                        top = output.float().softmax(1).topk(k, dim=1)
+                        predictions[rows, :k] = top.indices.cpu().numpy()
+                        probabilities[rows, :k] = top.values.cpu().numpy()
+                    for future in in_flight:
+                        future.result()  # re-raises a reducer's error here
+                    in_flight[:] = batch["futures"]
                 if progress is not None:
-                    progress.update(len(items))
+                    progress.update(size)
             for future in in_flight:
                 future.result()
+        if len(unreadable) == n:
+            raise BuildError(f"model '{model.config.id}': no input could be decoded "
+                             f"({inputs.items[0].source}: {next(iter(unreadable.values()))})")
+        failed_rows = np.array(sorted(unreadable))
+        for table in peaks.values():  # an input the model never read has no peak
+            table.write(failed_rows, np.full((len(failed_rows), table.row_bytes // 4), np.nan, np.float32))
     finally:
         worker.shutdown(wait=True, cancel_futures=True)
         release_threads()
@@ -190,10 +209,13 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
             torch.save(samplers[layer.name].state_dict(), folder / f"intervals-{i}.pt")
         if means:
             torch.save(means[layer.name].state_dict(), folder / f"token-means-{i}.pt")
+    (folder / "unreadable.json").write_text(json.dumps({str(k): v for k, v in sorted(unreadable.items())}))
 
 
 def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader):
-    """Decode the next batch in a thread while the model runs on this one (PIL frees the GIL)."""
+    """Decode the next batch in a thread while the model runs on this one (PIL frees the GIL).
+
+    Yields (items that decoded, their tensor, {index: reason} of those that did not, batch size)."""
     batches: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -203,7 +225,7 @@ def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader
                 if stop.is_set():
                     return
                 chunk = list(items[i:i + batch_size])
-                batches.put((chunk, loader.batch(chunk)[0]))
+                batches.put((*loader.readable(chunk), len(chunk)))
             batches.put(None)
         except BaseException as exc:  # re-raised in the consumer, which owns error reporting
             batches.put(exc)
@@ -242,4 +264,5 @@ def _load(folder: Path, key: str, layout: ModelLayout, intervals: int, cached: b
     if layout.classifier:
         predictions = np.load(folder / "predictions.npy", mmap_mode="r")
         probabilities = np.load(folder / "probabilities.npy", mmap_mode="r")
-    return ModelActivations(key, layers, predictions, probabilities, cached)
+    unreadable = {int(k): v for k, v in json.loads((folder / "unreadable.json").read_text()).items()}
+    return ModelActivations(key, layers, predictions, probabilities, cached, unreadable)

@@ -21,7 +21,8 @@ from galleria.cache import Cache
 from galleria.config import Config
 from galleria.extract.effects import UnitEffects, UnitSources
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
-from galleria.extract.probe import ModelLayout
+from galleria.extract.layout import Layout
+from galleria.extract.probe import LayerInfo, ModelLayout
 from galleria.extract.run import ModelActivations
 from galleria.forking import fork_map
 from galleria.records import Example, UnitSummary
@@ -64,6 +65,9 @@ class ModelBuild:
 
     def receptive(self, layer: str):
         return self.images.receptive[layer] if self.images else None
+
+    def layer(self, name: str) -> LayerInfo:
+        return next(layer for layer in self.layout.layers if layer.name == name)
 
 
 class _RecordedNotes:
@@ -148,7 +152,7 @@ class SiteWriter:
     def page_count(self, builds: list[ModelBuild]) -> int:
         """Pages write() will produce: the index and search, then per model its page, layers, units and inputs."""
         return 2 + sum(3 + 2 * len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
-                       + len(b.inputs.items) + sum(1 for v in b.featureviz.values() if v) for b in builds)
+                       + len(b.inputs.usable) + sum(1 for v in b.featureviz.values() if v) for b in builds)
 
     def _place(self, cached: Path, target: str) -> None:
         """Link a cached image into the output: instant, and costs no disk space."""
@@ -239,7 +243,7 @@ class SiteWriter:
             layers.append({
                 "name": layer.name, "module": layer.module, "num_units": len(layer.units),
                 "url": S.href(folder, S.page_file(S.layer_dir(cfg.id, layer.name))),
-                "shape": " × ".join(map(str, layer.shape)), "receptive": _receptive_text(rf, build.text),
+                "shape": layer.layout.describe(), "receptive": _receptive_text(rf, layer.layout, build.text),
                 "label": layer_note.label if layer_note else "",
                 "thumb": S.href(folder, f"{S.unit_dir(cfg.id, layer.name, layer.units[0])}/thumb.jpg")
                 if build.images else None,
@@ -251,7 +255,7 @@ class SiteWriter:
             "classifier": build.layout.classifier,
             "num_classes": build.layout.output_shape[0] if build.layout.classifier else None,
             "note_html": note.html if note else "", "label": note.label if note else "",
-            "inputs_url": S.href(folder, S.page_file(S.inputs_dir(cfg.id))), "num_inputs": len(build.inputs.items),
+            "inputs_url": S.href(folder, S.page_file(S.inputs_dir(cfg.id))), "num_inputs": len(build.inputs.usable),
             "text": build.text is not None,
             "layers": layers, "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id))),
             "flagged": sum(len(h.by_unit) for h in build.health.values()),
@@ -294,8 +298,9 @@ class SiteWriter:
         folder = S.layer_dir(cfg.id, layer.name)
         note = self.notes.get(folder)
         return {"name": layer.name, "url": S.href(folder, S.page_file(folder)), "module": layer.module,
-                "shape": " × ".join(map(str, layer.shape)), "num_units": len(layer.units),
-                "receptive": _receptive_text(build.receptive(layer.name), build.text),
+                "shape": layer.layout.describe(), "num_units": len(layer.units),
+                "receptive": _receptive_text(build.receptive(layer.name), layer.layout, build.text),
+                "statistics_note": layer.layout.statistics_note(),
                 "note_html": note.html if note else "", "label": note.label if note else "",
                 "health_url": S.href(folder, S.page_file(S.health_dir(cfg.id, layer.name))),
                 "flagged": len(build.health[layer.name].by_unit),
@@ -362,7 +367,7 @@ class SiteWriter:
             self._write_unit(build, summary, layer_ctx, unit, summaries[position], images[position], crumbs, nav,
                              effects[position] if effects else None, sources[position] if sources else None)
 
-    def _examples(self, build: ModelBuild, folder: str, kind: str, examples: list[Example],
+    def _examples(self, build: ModelBuild, folder: str, layout: Layout, kind: str, examples: list[Example],
                   tiles: list[Path], boxes: list) -> tuple[list[dict], list[dict]]:
         """Example contexts for the page and records for unit.json."""
         cfg = build.model.config
@@ -372,12 +377,14 @@ class SiteWriter:
             self._place(tile, f"{folder}/{name}")
             item = build.inputs.items[example.input_index]
             prediction = self._prediction(build, example.input_index)
+            at = layout.position_name(example.position)
             shown.append({"rank": rank, "anchor": _anchor(kind, rank), "value": example.value,
-                          "tile": name, "input_title": item.title, "prediction": prediction,
+                          "tile": name, "input_title": item.title, "prediction": prediction, "at": at,
+                          "at_prefix": layout.kind == "tokens" and layout.cell(example.position) is None,
                           "input_url": S.href(folder, S.page_file(S.input_dir(cfg.id, item.id)))})
             recorded.append({"rank": rank, "value": example.value, "input": item.id, "input_title": item.title,
                              "position": list(example.position) if example.position is not None else None,
-                             "box": list(box) if box is not None else None, "tile": name,
+                             "at": at, "box": list(box) if box is not None else None, "tile": name,
                              "prediction": prediction})
         return shown, recorded
 
@@ -425,15 +432,17 @@ class SiteWriter:
         folder = S.unit_dir(cfg.id, layer_ctx["name"], unit)
         note = self.notes.get(folder)
         stats = unit_summary.stats
+        layout = build.layer(layer_ctx["name"]).layout
         is_text = isinstance(images, UnitText)
         if is_text:
             top, top_json = self._text_examples(build, folder, "top", images.top, images.scale, True)
             bottom, bottom_json = self._text_examples(build, folder, "bottom", images.bottom, images.scale, True)
             groups = [(band, images.intervals[number - 1]) for number, band in enumerate(unit_summary.intervals, 1)]
         else:
-            top, top_json = self._examples(build, folder, "top", images.top_examples, images.top, images.top_boxes)
-            bottom, bottom_json = self._examples(build, folder, "bottom", images.bottom_examples, images.bottom,
-                                                 images.bottom_boxes)
+            top, top_json = self._examples(build, folder, layout, "top", images.top_examples, images.top,
+                                           images.top_boxes)
+            bottom, bottom_json = self._examples(build, folder, layout, "bottom", images.bottom_examples,
+                                                 images.bottom, images.bottom_boxes)
             groups = [(band, (tiles, boxes)) for band, tiles, boxes in zip(unit_summary.intervals, images.intervals,
                                                                           images.interval_boxes)]
         bands, bands_json = [], []
@@ -441,7 +450,8 @@ class SiteWriter:
             if is_text:
                 shown, recorded = self._text_examples(build, folder, f"range{number}", shown_by, images.scale, False)
             else:
-                shown, recorded = self._examples(build, folder, f"range{number}", list(band.examples), *shown_by)
+                shown, recorded = self._examples(build, folder, layout, f"range{number}", list(band.examples),
+                                                 *shown_by)
             numbers = {"lo": band.lo, "hi": band.hi, "count": band.count, "fraction": band.fraction}
             bands.append({**numbers, "examples": shown})
             bands_json.append({**numbers, "examples": recorded})
@@ -513,8 +523,8 @@ class SiteWriter:
                                   **{_anchor("top", i): c for i, c in enumerate(images.top, 1)},
                                   **{_anchor("bottom", i): c for i, c in enumerate(images.bottom, 1)}}, images.scale)}
                      if is_text else None,
-                     "receptive": _receptive_text(rf, build.text), "json_url": "unit.json", "top": top,
-                     "bottom": bottom},
+                     "receptive": _receptive_text(rf, layout, build.text), "json_url": "unit.json", "top": top,
+                     "bottom": bottom, "tiles_note": "" if is_text else _tiles_note(rf, layout)},
         })
 
     def _card(self, folder: str, card: Card) -> str | None:
@@ -564,7 +574,7 @@ class SiteWriter:
         if sources is None:
             return None
         cfg = build.model.config
-        layer = next(l for l in build.layout.layers if l.name == sources.layer)
+        layer = build.layer(sources.layer)
         positions = self._positions.setdefault((cfg.id, layer.name), {u: i for i, u in enumerate(layer.units)})
 
         def link(effect) -> dict:
@@ -649,7 +659,7 @@ class SiteWriter:
                            f"Dead, always-on, saturated, non-finite and duplicate units of {only or cfg.title}",
                            crumbs + [("health", folder)], {"prev": None, "next": None, "up": up}),
             "model": {**summary, "url": S.href(folder, S.page_file(S.model_dir(cfg.id))),
-                      "num_inputs": len(build.inputs.items)},
+                      "num_inputs": len(build.inputs.usable)},
             "health": {"scope": scope, "definitions": [{"flag": f, "text": t} for f, t in DEFINITIONS.items()],
                        "layers": layers},
         })
@@ -662,7 +672,7 @@ class SiteWriter:
         crumbs = crumbs + [("inputs", listing)]
         entries = []
         corpus = build.inputs.text
-        for item in build.inputs.items:
+        for item in build.inputs.usable:
             folder = S.input_dir(cfg.id, item.id)
             entries.append({"id": item.id, "title": item.title, "url": S.href(listing, S.page_file(folder)),
                             "thumb": None if corpus else S.href(listing, f"{folder}/input.jpg"),
@@ -682,7 +692,9 @@ class SiteWriter:
         layers = build.layout.layers
         maxima = [np.array([s.stats.max for s in a.summaries]) for a in build.acts.layers]
         corpus = build.inputs.text
-        for item in build.inputs.items[worker::workers]:
+        usable = build.inputs.usable
+        for rank in range(worker, len(usable), workers):
+            item = usable[rank]
             folder = S.input_dir(cfg.id, item.id)
             if self._skip(folder):
                 continue
@@ -706,10 +718,8 @@ class SiteWriter:
             if build.acts.predictions is not None:
                 predictions = [{"label": build.model.labels[int(c)], "prob": float(p)}
                                for c, p in zip(build.acts.predictions[item.index], build.acts.probabilities[item.index])]
-            index = item.index
-            items = build.inputs.items
-            nav = {"prev": S.input_dir(cfg.id, items[index - 1].id) if index > 0 else None,
-                   "next": S.input_dir(cfg.id, items[index + 1].id) if index + 1 < len(items) else None,
+            nav = {"prev": S.input_dir(cfg.id, usable[rank - 1].id) if rank > 0 else None,
+                   "next": S.input_dir(cfg.id, usable[rank + 1].id) if rank + 1 < len(usable) else None,
                    "up": listing}
             self._write(folder, "input.html", {
                 **self._common(folder, "input", f"{item.title} · {cfg.title}",
@@ -795,7 +805,7 @@ def _unit_label(build: ModelBuild, layer_name: str, unit: int, note: Note | None
     """A note's label, else the class name for units of a classifier's output layer."""
     if note and note.label:
         return note.label
-    layer = next(l for l in build.layout.layers if l.name == layer_name)
+    layer = build.layer(layer_name)
     if layer.is_output and build.layout.labelled_output:
         label = build.model.labels[unit]
         return shown_label(label) if build.text else label
@@ -824,14 +834,30 @@ def _json_safe(value):
     return value
 
 
-def _receptive_text(rf, text=None) -> str:
+def _tiles_note(rf, layout: Layout) -> str:
+    """How to read a unit's tiles when they show the whole input rather than a crop."""
+    sees_all = rf is None or (rf.size[0] >= rf.input_size[0] and rf.size[1] >= rf.input_size[1])
+    if layout.kind == "tokens" and layout.grid is not None:
+        prefix = ", ".join(dict.fromkeys(name.rstrip("0123456789 ") for name in layout.prefix))
+        return ("Each tile is the whole input with the unit's value on every patch token laid over it; "
+                + ("the outlined patch is where it peaked" if sees_all else "cropped to the peak patch's field")
+                + (f". {prefix} is not a patch: a tile that peaked there says so under it." if prefix else "."))
+    if sees_all and rf is not None and len(layout.positions) == 2 and layout.positions != (1, 1):
+        return ("The unit sees the whole input, so each tile shows all of it with the unit's map laid over it; "
+                "the outlined cell is where it peaked.")
+    return ""
+
+
+def _receptive_text(rf, layout: Layout, text=None) -> str:
     if text is not None:
         return ""  # a token's state depends on all text before it (recurrent) or the whole window
     if rf is None:
         return "whole input"
     if rf.size[0] >= rf.input_size[0] and rf.size[1] >= rf.input_size[1]:
+        if layout.kind == "tokens":
+            return "whole input: every patch reaches every token (attention)"
         return f"whole input ({rf.size[0]} × {rf.size[1]} px)"
-    return f"{rf.size[0]} × {rf.size[1]} px"
+    return f"{rf.size[0]} × {rf.size[1]} px" + (" (its patch)" if layout.kind == "tokens" else "")
 
 
 def _human(count: int) -> str:

@@ -9,7 +9,7 @@ import hashlib
 import math
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,30 @@ class InputSet:
     skipped: tuple[tuple[str, str], ...]  # (path, reason)
     key: str  # content hash of every file and the crop plan: what cached activations depend on
     text: "TextCorpus | None" = None  # text inputs: the token stream the items are windows of
+    unreadable: frozenset[int] = frozenset()  # items whose file failed to decode when the model read it
+
+    @property
+    def usable(self) -> tuple[InputItem, ...]:
+        """The items the model really read: pages, samples and listings show these."""
+        if not self.unreadable:
+            return self.items
+        return tuple(item for item in self.items if item.index not in self.unreadable)
+
+    def without(self, failed: dict[int, str]) -> "InputSet":
+        """This set with the items that failed to decode (index -> reason) counted as skipped files."""
+        if not failed:
+            return self
+        files = {self.items[i].source: reason for i, reason in sorted(failed.items())}
+        return replace(self, skipped=self.skipped + tuple(files.items()),
+                       unreadable=self.unreadable | frozenset(failed))
+
+
+class UnreadableInput(BuildError):
+    """An input file that passed the check at discovery but cannot be decoded (a truncated JPEG)."""
+
+    def __init__(self, item: InputItem, reason: str):
+        super().__init__(f"cannot decode input {item.source}: {reason}")
+        self.item, self.reason = item, reason
 
 
 def discover(sets: tuple[InputSetConfig, ...]) -> InputSet:
@@ -123,12 +147,16 @@ class ImageLoader:
         self._sources: OrderedDict[str, Image.Image] = OrderedDict()
         self._cache_files = cache_files
 
-    def _source(self, path: str) -> Image.Image:
+    def _source(self, item: InputItem) -> Image.Image:
+        path = item.source
         img = self._sources.pop(path, None)
         if img is None:
-            with Image.open(path) as raw:
-                raw.load()
-                img = _to_mode(raw, self.pre.channels)
+            try:
+                with Image.open(path) as raw:
+                    raw.load()
+                    img = _to_mode(raw, self.pre.channels)
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                raise UnreadableInput(item, _reason(exc)) from None
         self._sources[path] = img
         while len(self._sources) > self._cache_files:
             self._sources.popitem(last=False)
@@ -136,7 +164,7 @@ class ImageLoader:
 
     def pixels(self, item: InputItem) -> np.ndarray:
         """H x W x C uint8 at the model's input size: what the model sees, before normalization."""
-        img = self._source(item.source)
+        img = self._source(item)
         if item.box is not None:
             img = img.crop(item.box)
         height, width = self.pre.size
@@ -146,9 +174,25 @@ class ImageLoader:
 
     def batch(self, items: list[InputItem]):
         """A normalized float tensor [B, C, H, W] and the raw pixels it came from."""
+        return self._tensor(np.stack([self.pixels(item) for item in items]))
+
+    def readable(self, items: list[InputItem]):
+        """The items that decode, their batch tensor (None if none does) and {index: reason} of the rest.
+
+        Some files pass the check at discovery and fail only when decoded (a truncated JPEG):
+        the build skips and counts them instead of failing."""
+        kept, pixels, failed = [], [], {}
+        for item in items:
+            try:
+                pixels.append(self.pixels(item))
+                kept.append(item)
+            except UnreadableInput as exc:
+                failed[item.index] = exc.reason
+        return kept, self._tensor(np.stack(pixels))[0] if pixels else None, failed
+
+    def _tensor(self, pixels: np.ndarray):
         import torch
 
-        pixels = np.stack([self.pixels(item) for item in items])
         x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255)
         mean = torch.tensor(self.pre.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.pre.std).view(1, -1, 1, 1)

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from galleria.config import ModelConfig
-from galleria.errors import BuildError, MissingExtra
+from galleria.errors import BuildError, GalleriaError, MissingExtra, ModelError
 from galleria.sources.recurrent import unroll_recurrent
+from galleria.sources.taps import add_input_taps
 from galleria.sources.weights import apply_weights
 
 
@@ -74,13 +75,21 @@ def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
             module = load_transformer(cfg.pretrained, cfg.id)
         else:
             module = _from_user_code(cfg, root)
+    except GalleriaError:
+        raise
     except TypeError as exc:
         raise BuildError(f"model '{cfg.id}': cannot build {cfg.source} with kwargs {cfg.kwargs}: {exc}") from None
+    except Exception as exc:  # the user's constructor (or the library's) failed: their code, one line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelError(f"model '{cfg.id}': building {cfg.source} raised {type(exc).__name__}"
+                         + (f": {detail}" if detail else "")) from exc
     if not isinstance(module, torch.nn.Module):
         raise BuildError(f"model '{cfg.id}': {cfg.source} returned {type(module).__name__}, not a torch.nn.Module")
     if cfg.weights is not None:
         apply_weights(module, cfg.weights)
-    return unroll_recurrent(module)
+    module = unroll_recurrent(module)
+    add_input_taps(module, [spec.pattern for spec in cfg.layers])  # after loading: taps hold no weights
+    return module
 
 
 class ScriptTap(torch.nn.Identity):

@@ -74,7 +74,10 @@ class SubwordTokenizer:
         at = next(i for i in range(len(marked)) if marked[i:i + len(plain)] == plain)
         self.lead, self.trail = tuple(marked[:at]), tuple(marked[at + len(plain):])
         size = self._tok.get_vocab_size(with_added_tokens=True)
-        self.labels = tuple(self._tok.id_to_token(i) or "" for i in range(size))
+        labels = [self._tok.id_to_token(i) or "" for i in range(size)]
+        if _byte_level(self._tok):  # GPT-2 style: "Ġthe" is " the", "Ċ" a line break
+            labels = [_byte_text(label) for label in labels]
+        self.labels = tuple(labels)
         self.key = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
     def encode(self, text: str) -> tuple[np.ndarray, list[str]]:
@@ -85,6 +88,39 @@ class SubwordTokenizer:
             pieces.append(text[end:stop])
             end = stop
         return np.asarray(encoding.ids, dtype=np.int64), pieces
+
+
+def _byte_level(tokenizer) -> bool:
+    """Whether the vocabulary is written in byte-level BPE's printable stand-ins for bytes."""
+    spec = json.loads(tokenizer.to_str())
+    return any((spec.get(part) or {}).get("type") == "ByteLevel" for part in ("decoder", "pre_tokenizer"))
+
+
+def _byte_units() -> dict[str, int]:
+    """GPT-2's map from the printable character standing for each byte back to the byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[chr(byte)] = byte
+        else:
+            chars[chr(256 + extra)] = byte
+            extra += 1
+    return chars
+
+
+_BYTES = _byte_units()
+
+
+def _byte_text(label: str) -> str:
+    """A byte-level token as the text it stands for; a token that is part of a character shows its bytes."""
+    if not all(ch in _BYTES for ch in label):
+        return label  # a special token such as <|endoftext|>
+    raw = bytes(_BYTES[ch] for ch in label)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(f"\\x{b:02x}" for b in raw)
 
 
 def load_tokenizer(spec: str, pretrained: Path | None):
@@ -259,3 +295,7 @@ class TokenLoader:
         c = self.corpus
         rows = [np.concatenate([c.lead, c.ids[i.span[0]:i.span[1]], c.trail]).astype(np.int64) for i in items]
         return torch.from_numpy(np.stack(rows)), None
+
+    def readable(self, items: list[InputItem]):
+        """As ImageLoader.readable: text windows always are."""
+        return items, self.batch(items)[0], {}

@@ -20,7 +20,9 @@ import torch.nn.functional as F
 
 from galleria.cache import Cache, content_key
 from galleria.config import FeatureVizConfig, ModelConfig, Preprocessing
+from galleria.errors import in_user_model
 from galleria.extract.hooks import first_tensor
+from galleria.extract.layout import Layout
 from galleria.visualize.image_param import FourierImages, colour_basis
 from galleria.visualize.robustness import random_affine
 from galleria.visualize.tiles import as_image, encode
@@ -81,12 +83,15 @@ def jobs_for(layer: str, units: tuple[int, ...], settings: FeatureVizConfig) -> 
 
 
 def visualize_units(module: torch.nn.Module, model_key: str, pre: Preprocessing, basis: torch.Tensor,
-                    jobs: list[VizJob], settings: dict[str, FeatureVizConfig], cache: Cache, device: torch.device,
-                    progress=None) -> dict[str, dict[int, UnitViz]]:
+                    jobs: list[VizJob], settings: dict[str, FeatureVizConfig], layouts: dict[str, Layout],
+                    cache: Cache, device: torch.device, progress=None) -> dict[str, dict[int, UnitViz]]:
     """Every job's image, from cache where it was made before; results per layer and unit."""
+    deepest = max({job.layer for job in jobs}, key=_depth(module))
+    sizes = {size: _working_size(module, deepest, pre, size) for size in {settings[job.layer].size for job in jobs}}
+
     def drawing(layer: str) -> tuple:  # what an image depends on: not which units or how many share a batch
         c = settings[layer]
-        return c.steps, c.size, c.seed
+        return (c.steps, c.size, c.seed) + ((sizes[c.size],) if sizes[c.size] != (c.size, c.size) else ())
 
     keys = {job: content_key(FORMAT, model_key, job.layer, job.unit, job.kind, job.copy,
                              job.kind == "diverse" and settings[job.layer].diversity, drawing(job.layer),
@@ -103,7 +108,8 @@ def visualize_units(module: torch.nn.Module, model_key: str, pre: Preprocessing,
     try:
         for layer, layer_jobs in by_layer.items():
             for batch in _batches(layer_jobs, settings[layer].batch):
-                images, means, peaks = optimize(module, layer, batch, pre, basis, settings[layer], device)
+                images, means, peaks = optimize(module, layer, layouts[layer], batch, pre, basis, settings[layer],
+                                                sizes[settings[layer].size], device)
                 for job, image, mean, peak in zip(batch, images, means, peaks):
                     cache.put_file("featureviz", keys[job], ".png", encode(as_image(image), "png"))
                     cache.put_file("featureviz", keys[job], ".json", json.dumps({"mean": mean, "peak": peak}).encode())
@@ -138,11 +144,13 @@ def _batches(jobs: list[VizJob], size: int):
         yield batch
 
 
-def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Preprocessing, basis: torch.Tensor,
-             settings: FeatureVizConfig, device: torch.device) -> tuple[np.ndarray, list[float], list[float]]:
-    """Optimize one image per job; returns uint8 images [B, H, W, C] and each unit's mean and peak on them."""
+def optimize(module: torch.nn.Module, layer: str, layout: Layout, jobs: list[VizJob], pre: Preprocessing,
+             basis: torch.Tensor, settings: FeatureVizConfig, size: tuple[int, int],
+             device: torch.device) -> tuple[np.ndarray, list[float], list[float]]:
+    """Optimize one image per job at ``size`` (height, width); returns uint8 images [B, H, W, C] and each
+    unit's mean and peak on them."""
     seeds = [int(content_key(settings.seed, job.layer, job.unit, job.kind, job.copy)[:8], 16) for job in jobs]
-    height, width = _working_size(module, layer, pre, settings.size, device)
+    height, width = size
     images = FourierImages(seeds, pre.channels, height, width, basis).to(device)
     optimizer = torch.optim.Adam(images.parameters(), lr=LEARNING_RATE)
     mean = torch.tensor(pre.mean, device=device).view(1, -1, 1, 1)
@@ -156,13 +164,13 @@ def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Prepr
             sets[job.unit].append(i)
     generator = torch.Generator().manual_seed(settings.seed)
     redirect = max(1, settings.steps // REDIRECT_SHARE)
-    with redirected_relus(module) as redirecting, _layer_output(module, layer) as run, _fast_mode(module):
+    with redirected_relus(module) as redirecting, _layer_output(module, layer, layout) as run, _fast_mode(module):
         for step in range(settings.steps):  # the ReLU hooks redirect before the layer's hook reads
             redirecting[0] = step < redirect
             moved = random_affine(images(), generator).contiguous(memory_format=torch.channels_last)
             acts = run((moved - mean) / std)
             chosen = acts[torch.arange(len(jobs), device=device), units]
-            value = _objective(chosen, centre)
+            value = _objective(chosen, centre, layout)
             loss = -(signs * value).sum()
             for rows in sets.values():
                 if len(rows) > 1:
@@ -179,18 +187,26 @@ def optimize(module: torch.nn.Module, layer: str, jobs: list[VizJob], pre: Prepr
     return pixels, flat.mean(1).tolist(), flat.amax(1).tolist()
 
 
-def _working_size(module: torch.nn.Module, layer: str, pre: Preprocessing, size: int,
-                  device: torch.device) -> tuple[int, int]:
-    """size x size if the model runs on it as far as the layer; else the model's own input size
-    (models that flatten a fixed-size map into a linear layer accept nothing else)."""
+def _working_size(module: torch.nn.Module, layer: str, pre: Preprocessing, size: int) -> tuple[int, int]:
+    """size x size if the model runs on it as far as ``layer``; else the model's own input size.
+
+    Models that flatten a fixed-size map into a linear layer, and vision transformers whose
+    position embeddings fit one grid, accept nothing else; they say so with whatever exception
+    their code raises (timm asserts), so any failure here means "not this size"."""
     if (size, size) == tuple(pre.size):
         return size, size
     try:
-        with torch.no_grad(), _layer_output(module, layer) as run:
-            run(torch.zeros(1, pre.channels, size, size, device=device))
+        with torch.no_grad(), _layer_output(module, layer, None) as run:
+            run(torch.zeros(1, pre.channels, size, size))  # before the model moves to its device
         return size, size
-    except RuntimeError:
+    except Exception:
         return tuple(pre.size)
+
+
+def _depth(module: torch.nn.Module):
+    """A key that orders layer names by when the model first runs them (unseen ones first)."""
+    order = {name: i for i, (name, _) in enumerate(module.named_modules())}
+    return lambda name: order.get(name, -1)
 
 
 @contextmanager
@@ -212,14 +228,14 @@ def _fast_mode(module: torch.nn.Module):
             p.requires_grad_(True)
 
 
-def _objective(chosen: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    """Per image, its unit's mean over positions, or its value at the centre position for neuron
-    jobs (Lucid's channel and neuron objectives); a vector layer has one position."""
+def _objective(chosen: torch.Tensor, centre: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Per image, its unit's mean over positions, or its value at the centre position (the centre
+    patch of a token grid) for neuron jobs (Lucid's channel and neuron objectives); a vector layer
+    has one position."""
     if chosen.dim() == 1:
         return chosen
     flat = chosen.flatten(1)
-    middle = chosen[(slice(None), *(d // 2 for d in chosen.shape[1:]))]
-    return torch.where(centre, middle, flat.mean(1))
+    return torch.where(centre, flat[:, layout.centre(tuple(chosen.shape[1:]))], flat.mean(1))
 
 
 def _similarity(acts: torch.Tensor) -> torch.Tensor:
@@ -233,12 +249,14 @@ def _similarity(acts: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def _layer_output(module: torch.nn.Module, layer: str):
-    """A function that runs the model only as far as ``layer`` and returns that layer's output."""
+def _layer_output(module: torch.nn.Module, layer: str, layout: Layout | None):
+    """A function that runs the model only as far as ``layer`` and returns that layer's output,
+    as [B, units, *positions] when its layout is given."""
     box: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
-        box["out"] = first_tensor(output)
+        out = first_tensor(output)
+        box["out"] = layout.units_first(out) if layout is not None else out
         raise _Stop
 
     handle = module.get_submodule(layer).register_forward_hook(hook)
@@ -317,7 +335,8 @@ def input_colours(inputs, pre: Preprocessing, count: int = 64) -> np.ndarray | N
     """Pixels [N, channels] in [0, 1] from up to ``count`` inputs spread over the set, for the colour basis."""
     from galleria.sources.images import ImageLoader
 
-    items = inputs.items[::max(1, len(inputs.items) // count)][:count]
+    usable = inputs.usable
+    items = usable[::max(1, len(usable) // count)][:count]
     if not items:
         return None
     loader = ImageLoader(pre)
@@ -333,10 +352,12 @@ def model_feature_visualizations(model, layout, inputs, cache: Cache, device: to
     jobs = [job for layer in layout.layers for job in jobs_for(layer.name, layer.units, settings[layer.name])]
     if not jobs:
         return {}
+    layouts = {layer.name: layer.layout for layer in layout.layers}
     basis_key = content_key(FORMAT, "colour basis", inputs.key, pre)
     basis_file = cache.file("featureviz", basis_key, ".json")
     if not basis_file.is_file():
         found = colour_basis(input_colours(inputs, pre), pre.channels)
         cache.put_file("featureviz", basis_key, ".json", json.dumps(found.tolist()).encode())
     basis = torch.tensor(json.loads(basis_file.read_text()), dtype=torch.float32)
-    return visualize_units(model.module, model.key, pre, basis, jobs, settings, cache, device, progress)
+    with in_user_model(cfg.id, model.module, "feature visualization"):
+        return visualize_units(model.module, model.key, pre, basis, jobs, settings, layouts, cache, device, progress)

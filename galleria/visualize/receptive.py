@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,12 +42,15 @@ class ReceptiveField:
 
 
 def receptive_fields(
-    model: torch.nn.Module, layer_names: list[str], input_shape: tuple[int, int, int]
+    model: torch.nn.Module, layer_names: list[str], input_shape: tuple[int, int, int],
+    grid_views: dict[str, Callable[[torch.Tensor], torch.Tensor | None]] | None = None,
 ) -> dict[str, ReceptiveField | None]:
     """Receptive field of each named layer, measured from input gradients of its units.
 
-    None for a layer whose output has no 2-D spatial map (e.g. a Linear layer's [B, C] output):
-    that unit sees the whole input. input_shape is (channels, height, width). The model runs in
+    None for a layer whose output has no 2-D map over the input (e.g. a Linear layer's [B, C]
+    output): that unit sees the whole input. ``grid_views`` turns a layer's output into its
+    [B, C, rows, cols] map (channels-last maps, a transformer's patch tokens); without one, a 4-D
+    output is read as channels first. input_shape is (channels, height, width). The model runs in
     eval mode on random inputs and is left with its parameters and train/eval modes as they were.
 
     Layers whose edges come out ragged are measured again with more random inputs. A field too
@@ -60,14 +64,15 @@ def receptive_fields(
     try:
         # Callers may sit inside no_grad or inference_mode; measuring needs gradients.
         with torch.inference_mode(False), torch.enable_grad():
-            first = _measure(model, names, input_shape, _SAMPLES)
+            views = grid_views or {}
+            first = _measure(model, names, input_shape, _SAMPLES, views)
             ragged = [name for name, axes in first.items() if axes is not None and any(map(_ragged, axes))]
             if ragged:
-                first.update(_measure(model, ragged, input_shape, _MORE_SAMPLES))
+                first.update(_measure(model, ragged, input_shape, _MORE_SAMPLES, views))
             fits = {name: [_fit(axis) for axis in axes] for name, axes in first.items() if axes is not None}
             for i in (0, 1):
                 pending = [name for name, fit in fits.items() if fit[i] is None]
-                strips = _measure_strip(model, pending, input_shape, i) if pending else {}
+                strips = _measure_strip(model, pending, input_shape, i, views) if pending else {}
                 for name in pending:
                     axis = first[name][i]
                     fit = _fit(strips[name][i]) if strips.get(name) is not None else None
@@ -106,7 +111,7 @@ class _Stop(Exception):
 
 
 def _measure_strip(
-    model: torch.nn.Module, names: list[str], input_shape: tuple[int, int, int], axis: int
+    model: torch.nn.Module, names: list[str], input_shape: tuple[int, int, int], axis: int, views: dict
 ) -> dict[str, tuple[_Axis, _Axis] | None]:
     """_measure on an input about four times longer along axis and narrow across it; {} if the model refuses it.
 
@@ -121,8 +126,8 @@ def _measure_strip(
     while True:
         shape[2 - axis] = across
         try:
-            return _measure(model, names, (shape[0], shape[1], shape[2]), _SAMPLES, along=(axis,))
-        except (RuntimeError, ValueError, AssertionError):  # too small for the model, or a model of one input size
+            return _measure(model, names, (shape[0], shape[1], shape[2]), _SAMPLES, views, along=(axis,))
+        except Exception:  # too small for the model, or a model of one input size (whatever it raises)
             if across == original:
                 return {}
             across = min(2 * across, original)
@@ -133,6 +138,7 @@ def _measure(
     names: list[str],
     input_shape: tuple[int, int, int],
     samples: int,
+    views: dict,
     along: tuple[int, ...] = (0, 1),
 ) -> dict[str, tuple[_Axis, _Axis] | None]:
     """Row and column extents of the fields of each named layer; None for outputs without a 2-D map.
@@ -145,10 +151,17 @@ def _measure(
     generator = torch.Generator().manual_seed(_SEED)
     x = torch.randn((samples, *input_shape), generator=generator).to(device, dtype).requires_grad_()
     outputs = _run(model, names, x)
-    return {
-        name: _probe(y, x, generator, along) if isinstance(y, torch.Tensor) and y.dim() == 4 else None
-        for name, y in outputs.items()
-    }
+    maps = {name: _grid(y, views.get(name)) for name, y in outputs.items()}
+    return {name: _probe(y, x, generator, along) if y is not None else None for name, y in maps.items()}
+
+
+def _grid(output: object, view) -> torch.Tensor | None:
+    """A layer's output as its [B, C, rows, cols] map over the input, or None if it has none."""
+    if not isinstance(output, torch.Tensor):
+        return None
+    if view is not None:
+        return view(output)
+    return output if output.dim() == 4 else None
 
 
 def _probe(

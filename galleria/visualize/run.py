@@ -15,6 +15,9 @@ import numpy as np
 
 from galleria.cache import Cache, content_key
 from galleria.config import ExamplesConfig
+from galleria.errors import in_user_model
+from galleria.extract.layout import Layout
+from galleria.extract.probe import LayerInfo
 from galleria.extract.run import ModelActivations
 from galleria.forking import fork_map
 from galleria.records import Example
@@ -23,7 +26,7 @@ from galleria.sources.models import LoadedModel
 from galleria.visualize.receptive import ReceptiveField, receptive_fields
 from galleria.visualize.tiles import as_image, encode, render_tile
 
-FORMAT = 2  # bump when the drawing changes
+FORMAT = 3  # bump when the drawing changes
 THUMB_SIZE = 64
 MIN_CONTEXT_DIVISOR = 4  # tiles show at least a quarter of the input's side
 SAME_SPOT_IOU = 0.5  # two examples whose fields overlap this much in one photo show the same thing
@@ -53,15 +56,19 @@ class ModelImages:
     rendered: int  # images encoded in this build (0 when everything came from the cache)
 
 
-def model_receptive_fields(model: LoadedModel, names: list[str], cache: Cache) -> dict[str, ReceptiveField | None]:
+def model_receptive_fields(model: LoadedModel, layers: list[LayerInfo],
+                           cache: Cache) -> dict[str, ReceptiveField | None]:
     pre = model.config.preprocessing
-    key = content_key(FORMAT, model.key, names)
+    names = [layer.name for layer in layers]
+    key = content_key(FORMAT, model.key, [(layer.name, layer.layout) for layer in layers])
     path = cache.file("receptive", key, ".json")
     if path.is_file():
         data = json.loads(path.read_text())
         return {n: None if d is None else ReceptiveField(**{k: tuple(v) for k, v in d.items()})
                 for n, d in data.items()}
-    fields = receptive_fields(model.module, names, (pre.channels, *pre.size))
+    with in_user_model(model.config.id, model.module, "receptive field measurement"):
+        fields = receptive_fields(model.module, names, (pre.channels, *pre.size),
+                                  {layer.name: layer.layout.grid_view for layer in layers})
     cache.put_file("receptive", key, ".json", json.dumps(
         {n: None if f is None else {"size": f.size, "stride": f.stride, "offset": f.offset,
                                     "input_size": f.input_size} for n, f in fields.items()}).encode())
@@ -70,23 +77,19 @@ def model_receptive_fields(model: LoadedModel, names: list[str], cache: Cache) -
 
 def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, examples: ExamplesConfig,
                   cache: Cache, progress=None) -> ModelImages:
-    names = [layer.info.name for layer in acts.layers]
-    fields = model_receptive_fields(model, names, cache)
+    fields = model_receptive_fields(model, [layer.info for layer in acts.layers], cache)
     settings = (FORMAT, examples.tile_size, examples.heatmap)
 
     def tile(layer, position, kind, slot, example, act_map, scale, size) -> tuple[Path, tuple | None]:
         """The cached path of one tile, queued for drawing if it is not there yet."""
-        rf = fields[layer.info.name]
-        box = None
-        if rf is not None and example.position is not None:
-            box = with_context(rf.box(example.position), rf.input_size)
-        if act_map is not None and act_map.ndim != 2:
-            act_map = None  # only 2-D maps can be laid over an image
+        layout = layer.info.layout
+        act_map = None if act_map is None else layout.image_map(act_map)  # None: nothing to lay over the image
+        box, mark = example_box(fields[layer.info.name], layout, example.position, act_map)
         key = content_key(settings, acts.key, layer.info.name, position, kind, slot, size, example.input_index,
                           example.position)  # bands are re-cut when their count changes: name the example
         path = cache.file("tiles", key, ".jpg")
         if not path.is_file():
-            jobs[example.input_index].append(("tiles", key, box, act_map, scale, size))
+            jobs[example.input_index].append(("tiles", key, box, act_map, scale, size, mark))
         return path, box
 
     jobs: dict[int, list] = defaultdict(list)  # input index -> tiles to draw from it
@@ -104,7 +107,7 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
             for kind, candidates, maps, want in (
                     ("top", summary.top, reducer.top_maps(position), examples.top),
                     ("bottom", summary.bottom, reducer.bottom_maps(position), examples.bottom)):
-                for rank, (slot, example) in enumerate(distinct(candidates, rf, inputs, want)):
+                for rank, (slot, example) in enumerate(distinct(candidates, rf, layer.info.layout, inputs, want)):
                     getattr(images, f"{kind}_examples").append(example)
                     act_map = None if maps is None else maps[slot].astype(np.float32)
                     if kind == "bottom" and act_map is not None:
@@ -131,12 +134,12 @@ def render_images(model: LoadedModel, acts: ModelActivations, inputs: InputSet, 
 
     input_paths = {}
     pre = model.config.preprocessing
-    for index in range(len(inputs.items)):
+    for index in (item.index for item in inputs.usable):
         key = content_key(FORMAT, inputs.key, inputs.items[index].id, pre.size, pre.channels)
         path = cache.file("inputs", key, ".jpg")
         input_paths[index] = path
         if not path.is_file():
-            jobs[index].append(("inputs", key, None, None, None, None))
+            jobs[index].append(("inputs", key, None, None, None, None, None))
 
     total = sum(len(j) for j in jobs.values())
     if progress is not None:
@@ -162,17 +165,40 @@ def _draw_source(task) -> int:
     drawn = 0
     for item, item_jobs in chunk:
         pixels = loader.pixels(item)
-        for kind, key, box, act_map, scale, size in item_jobs:
+        for kind, key, box, act_map, scale, size, mark in item_jobs:
             if size is None:
                 data = encode(as_image(pixels), quality=INPUT_QUALITY)
             else:
-                data = encode(render_tile(pixels, box, act_map, scale, size, heatmap=act_map is not None))
+                data = encode(render_tile(pixels, box, act_map, scale, size, heatmap=act_map is not None, mark=mark))
             cache.put_file(kind, key, ".jpg", data)
             drawn += 1
     return drawn
 
 
-def distinct(candidates: tuple[Example, ...], rf: ReceptiveField | None, inputs: InputSet,
+def example_box(rf: ReceptiveField | None, layout: Layout, position: tuple[int, ...] | None,
+                image_map: np.ndarray | None) -> tuple[tuple[int, int, int, int] | None, tuple | None]:
+    """The crop a tile shows (None: the whole input) and the box it outlines (None: none).
+
+    A unit whose field is a part of the input is shown cropped to it, with some context around.
+    One that sees the whole input (late layers; every token after a transformer's first
+    attention) is shown whole, with the cell of its peak outlined on its map's grid.
+    """
+    cell = layout.cell(position)
+    if rf is None or cell is None:
+        return None, None
+    height, width = rf.input_size
+    field = rf.box(cell)
+    if field != (0, 0, width, height):
+        return with_context(field, rf.input_size), None
+    if image_map is None or np.size(image_map) < 2:
+        return None, None
+    rows, cols = np.shape(image_map)
+    row, col = cell
+    return None, (round(col * width / cols), round(row * height / rows), round((col + 1) * width / cols),
+                  round((row + 1) * height / rows))
+
+
+def distinct(candidates: tuple[Example, ...], rf: ReceptiveField | None, layout: Layout, inputs: InputSet,
              want: int) -> list[tuple[int, Example]]:
     """The best ``want`` candidates, skipping any that shows the same spot of the same photo as
     a better one (overlapping crops see it more than once), as (slot among candidates, example)."""
@@ -180,7 +206,7 @@ def distinct(candidates: tuple[Example, ...], rf: ReceptiveField | None, inputs:
     seen: list[tuple[str, tuple[float, float, float, float]]] = []
     for slot, example in enumerate(candidates):
         item = inputs.items[example.input_index]
-        spot = _source_box(item, rf, example.position)
+        spot = _source_box(item, rf, layout.cell(example.position))
         if any(source == item.source and _iou(spot, other) > SAME_SPOT_IOU for source, other in seen):
             continue
         chosen.append((slot, example))
@@ -190,14 +216,14 @@ def distinct(candidates: tuple[Example, ...], rf: ReceptiveField | None, inputs:
     return chosen
 
 
-def _source_box(item, rf: ReceptiveField | None, position) -> tuple[float, float, float, float]:
+def _source_box(item, rf: ReceptiveField | None, cell: tuple[int, int] | None) -> tuple[float, float, float, float]:
     """Where a unit looked, in the source photo's pixels."""
     left, top, right, bottom = item.box or (0, 0, 1, 1)
-    if rf is None or position is None:
+    if rf is None or cell is None:
         return float(left), float(top), float(right), float(bottom)
     height, width = rf.input_size
     sx, sy = (right - left) / width, (bottom - top) / height
-    x0, y0, x1, y1 = rf.box(position)
+    x0, y0, x1, y1 = rf.box(cell)
     return left + x0 * sx, top + y0 * sy, left + x1 * sx, top + y1 * sy
 
 

@@ -57,6 +57,7 @@ def render_tile(
     scale: tuple[float, float],
     size: int,
     heatmap: bool = True,
+    mark: tuple[int, int, int, int] | None = None,
 ) -> Image.Image:
     """The part of image a unit saw, with its activation map over it, as a size x size RGB tile.
 
@@ -64,6 +65,7 @@ def render_tile(
     box: (left, top, right, bottom) in image pixels, or None for the whole image;
     act_map: the unit's activation map for this input (h x w float), or None for no heatmap;
     scale: (vmin, vmax), the unit's colour scale, the same for all its tiles, so they compare.
+    mark: a box in image pixels to outline (where the unit peaked, when the tile shows the whole input).
     A non-square crop keeps its aspect and is padded to square with neutral grey.
     """
     height, width = image.shape[:2]
@@ -77,11 +79,24 @@ def render_tile(
     if heatmap and act_map is not None:
         region = (left / width, top / height, right / width, bottom / height)
         photo = _overlay(photo, act_map, region, scale)
+    if mark is not None:
+        _outline(photo, [(v - o) * zoom for v, o in zip(mark, (left, top, left, top))])
     if shape == (size, size):
         return photo
     tile = Image.new("RGB", (size, size), _GREY)
     tile.paste(photo, ((size - shape[0]) // 2, (size - shape[1]) // 2))
     return tile
+
+
+def _outline(photo: Image.Image, box: list[float]) -> None:
+    """A white frame with a dark edge around box (photo pixels): visible on any image and heat."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(photo)
+    left, top, right, bottom = (round(v) for v in box)
+    right, bottom = max(right - 1, left), max(bottom - 1, top)
+    draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), outline=(0, 0, 0))
+    draw.rectangle((left, top, right, bottom), outline=(255, 255, 255))
 
 
 def _overlay(

@@ -1,12 +1,15 @@
 """Examples shown on a unit page: the best, without the same spot of a photo twice."""
 from __future__ import annotations
 
+from galleria.extract.layout import Layout
 from galleria.records import Example, InputItem
 from galleria.sources.images import InputSet
 from galleria.visualize.receptive import ReceptiveField
 from galleria.visualize.run import distinct
 
 RF = ReceptiveField(size=(20, 20), stride=(4, 4), offset=(-8, -8), input_size=(64, 64))
+MAP = Layout("channels-first", (8, 16, 16))
+VECTOR = Layout("vector", (8,))
 
 
 def items():
@@ -26,12 +29,12 @@ def test_the_same_spot_in_overlapping_crops_is_shown_once():
         Example(3, 7.0, (8, 8)),  # same photo, far away: kept
         Example(0, 6.0, (1, 1)),  # same crop, other corner: kept
     )
-    chosen = distinct(candidates, RF, items(), want=4)
+    chosen = distinct(candidates, RF, MAP, items(), want=4)
     assert [slot for slot, _ in chosen] == [0, 2, 3, 4]
     assert [e.value for _, e in chosen] == [9.0, 8.0, 7.0, 6.0]
 
 
 def test_whole_input_fields_compare_crops_and_stop_at_the_wanted_count():
     candidates = (Example(0, 3.0, None), Example(0, 2.5, None), Example(2, 2.0, None), Example(3, 1.0, None))
-    chosen = distinct(candidates, None, items(), want=2)
+    chosen = distinct(candidates, None, VECTOR, items(), want=2)
     assert [slot for slot, _ in chosen] == [0, 2]  # the same crop twice is one spot

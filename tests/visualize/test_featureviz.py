@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from galleria.config import FeatureVizConfig, Preprocessing
-from galleria.visualize.featureviz import VizJob, optimize
+from galleria.extract.layout import Layout
+from galleria.visualize.featureviz import VizJob, _working_size
+from galleria.visualize.featureviz import optimize as optimize_at
 from galleria.visualize.image_param import colour_basis
 
 PRE = Preprocessing(size=(32, 32), channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
@@ -22,6 +24,12 @@ def _model():
     with torch.no_grad():
         net[2].bias[5] = -50.0  # never fires on any input
     return net
+
+
+def optimize(net, layer, jobs, pre, basis, settings, device):
+    """optimize() at the size the build would choose, for a channels-first layer."""
+    size = _working_size(net, layer, pre, settings.size)
+    return optimize_at(net, layer, Layout("channels-first", (1, 1, 1)), jobs, pre, basis, settings, size, device)
 
 
 def _jobs(units, kind="channel"):

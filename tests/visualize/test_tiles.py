@@ -149,3 +149,15 @@ def test_encode_writes_jpeg_and_png():
     assert len(encode(tile, quality=40)) < len(jpeg)
     png = encode(tile, "png")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(tile))
+
+
+def test_the_marked_cell_is_framed_white_inside_a_dark_edge_and_nothing_else_changes():
+    grey = np.full((64, 64, 3), 128, dtype=np.uint8)
+    plain = np.asarray(render_tile(grey, None, None, (0.0, 1.0), 64, heatmap=False))
+    framed = np.asarray(render_tile(grey, None, None, (0.0, 1.0), 64, heatmap=False, mark=(16, 32, 32, 48)))
+    assert (framed[32, 16:32] == 255).all() and (framed[47, 16:32] == 255).all()  # top and bottom edges
+    assert (framed[32:48, 16] == 255).all() and (framed[32:48, 31] == 255).all()  # left and right edges
+    assert (framed[31, 16:32] == 0).all() and (framed[32:48, 32] == 0).all()  # the dark edge outside
+    assert (framed[34:46, 18:30] == plain[34:46, 18:30]).all()  # inside: the image, untouched
+    changed = np.argwhere((framed != plain).any(axis=2))
+    assert changed.min(axis=0).tolist() == [31, 15] and changed.max(axis=0).tolist() == [48, 32]
