@@ -21,10 +21,12 @@ from galleria.errors import ConfigError, UsageError
 SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:", "transformers:")
 INPUT_KINDS = ("image", "text")
 REMAP_MODES = ("by-position",)
+RENAMED = {"intervals": "bands", "per_interval": "per_band"}  # keys of earlier versions, for a clear error
+CARDS = ("auto", "all", "none")  # site.cards: which unit pages get a preview card of their own
 LAYOUTS = ("channels-first", "channels-last", "tokens")  # where a layer's units are: see extract/layout.py
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PUBLIC_URL = re.compile(r"^https?://[^/\s]+")
-SITE_FOLDERS = {"assets", "search", "404.html", "sitemap.xml", "index.html"}  # what a model id cannot be
+SITE_FOLDERS = {"assets", "search", "images", "text", "404.html", "sitemap.xml", "index.html"}  # what a model id cannot be
 
 
 # --- records -----------------------------------------------------------------------------
@@ -38,6 +40,7 @@ class SiteConfig:
     theme_dir: Path | None
     content_dir: Path
     cache_dir: Path
+    cards: str = "auto"  # which unit pages draw a link-preview card of their own: auto, all or none
 
     @property
     def base_path(self) -> str:
@@ -147,8 +150,8 @@ class ExamplesConfig:
     bottom: int
     tile_size: int
     heatmap: bool
-    intervals: int = 4  # bands across each unit's range of per-input peaks; 0 shows none
-    per_interval: int = 3  # examples sampled per band
+    bands: int = 4  # bands across each unit's range of per-input peaks; 0 shows none
+    per_band: int = 3  # examples sampled per band
     context: int | None = None  # text: tokens shown each side of the extreme one (None: 40 characters or 12 subwords)
 
 
@@ -234,6 +237,9 @@ class _Section:
         self.data, self.file, self.path, self.known = data, file, path, known
         self.line = getattr(data, "line", line)
         for key in data:
+            if key in RENAMED and RENAMED[key] in known:
+                raise ConfigError(f"'{key}' is now called '{RENAMED[key]}'", file, self.key_line(key),
+                                  self._name(key), f"rename it to {RENAMED[key]}")
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
                 hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(known)
@@ -330,27 +336,27 @@ def _load(path: Path) -> Config:
     root = path.resolve().parent
     warnings: list[str] = []
     site = _site(top.section("site", ("title", "description", "url", "output_dir", "theme_dir",
-                                      "content_dir", "cache_dir")), root)
+                                      "content_dir", "cache_dir", "cards")), root)
     featureviz = _featureviz(top, "featureviz", FeatureVizConfig())
     models = _models(top, root, warnings, featureviz)
     inputs = _inputs(top, root)
     _match_inputs(top, models, inputs)
-    examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap", "intervals",
-                                                "per_interval", "context"))
+    examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap", "bands",
+                                                "per_band", "context"))
     examples = ExamplesConfig(
         top=examples_section.positive_int("top", 9),
         bottom=examples_section.get("bottom", int, 5),
         tile_size=examples_section.positive_int("tile_size", 112),
         heatmap=examples_section.get("heatmap", bool, True),
-        intervals=examples_section.get("intervals", int, 4),
-        per_interval=examples_section.positive_int("per_interval", 3),
+        bands=examples_section.get("bands", int, 4),
+        per_band=examples_section.positive_int("per_band", 3),
         context=examples_section.positive_int("context", 1) if "context" in examples_section.data else None,
     )
-    for name in ("bottom", "intervals"):
+    for name in ("bottom", "bands"):
         if getattr(examples, name) < 0:
             raise examples_section.error(name, "must be 0 or more")
-    if examples.intervals > 16:
-        raise examples_section.error("intervals", f"at most 16 bands, got {examples.intervals}",
+    if examples.bands > 16:
+        raise examples_section.error("bands", f"at most 16 bands, got {examples.bands}",
                                      "a handful reads best; 4 is the default")
     extract_section = top.section("extract", ("batch_size", "device"))
     device = extract_section.get("device", str, "auto")
@@ -386,6 +392,7 @@ def _site(s: _Section, root: Path) -> SiteConfig:
         theme_dir=root / theme_dir if theme_dir else None,
         content_dir=root / s.get("content_dir", str, "content"),
         cache_dir=root / s.get("cache_dir", str, ".galleria-cache"),
+        cards=_choice(s, "cards", CARDS, "auto"),
     )
 
 
@@ -485,13 +492,18 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
     return tuple(models)
 
 
-def _layout(s: _Section) -> str | None:
-    value = s.get("layout", str, None)
-    if value is not None and value not in LAYOUTS:
-        close = difflib.get_close_matches(value, LAYOUTS, n=1)
-        raise s.error("layout", f"unknown layout '{value}'",
-                      f"did you mean '{close[0]}'?" if close else "use " + ", ".join(LAYOUTS))
+def _choice(s: _Section, key: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    """One of a few words, or the default; a typo gets a did-you-mean."""
+    value = s.get(key, str, default)
+    if value is not None and value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        raise s.error(key, f"unknown {key} '{value}'",
+                      f"did you mean '{close[0]}'?" if close else "use " + ", ".join(choices))
     return value
+
+
+def _layout(s: _Section) -> str | None:
+    return _choice(s, "layout", LAYOUTS, None)
 
 
 def _slug(s: _Section, key: str) -> str:

@@ -74,7 +74,7 @@ def _site(models: str) -> str:
     return ("site: {title: Architectures, output_dir: out}\n"
             "inputs: [{path: photos}]\n"
             "models:\n" + textwrap.indent(models, "  ") +
-            "examples: {top: 3, bottom: 1, tile_size: 32, intervals: 2, per_interval: 1}\n"
+            "examples: {top: 3, bottom: 1, tile_size: 32, bands: 2, per_band: 1}\n"
             "attribution: {inputs: 2}\n"
             "featureviz: false\n"
             "extract: {batch_size: 3}\n")
@@ -345,12 +345,12 @@ def test_decoder_lm_neurons_show_their_direct_logit_effects(language_models):
     for model_id, layer, effect in (("gpt2", "transformer.h.1.mlp.act", gpt2_effect),
                                     ("llama", "model.layers.1.mlp.down_proj.input", llama_effect)):
         record = json.loads((root / "out" / model_id / layer / "7" / "unit.json").read_text())
-        shown = record["logit_effects"]
+        shown = record["effects"]
         assert shown["method"].startswith("direct:")
         best = torch.topk(effect, len(shown["up"]))
-        assert [e["class"] for e in shown["up"]] == best.indices.tolist()
+        assert [e["index"] for e in shown["up"]] == best.indices.tolist()
         assert [e["value"] for e in shown["up"]] == pytest.approx(best.values.tolist(), rel=1e-4)
         worst = torch.topk(-effect, len(shown["down"]))
-        assert [e["class"] for e in shown["down"]] == worst.indices.tolist()
+        assert [e["index"] for e in shown["down"]] == worst.indices.tolist()
         page = (root / "out" / model_id / layer / "7" / "index.html").read_text()
         assert "pushes up" in page and "through the unembedding" in page

@@ -3,6 +3,7 @@ the way a visitor would see it: pages, links, images, values, unit.json."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from html.parser import HTMLParser
 from pathlib import Path
@@ -125,11 +126,41 @@ def test_every_link_and_image_resolves(built):
             assert target.is_file(), f"{page.relative_to(built)} links to missing {link}"
 
 
-def test_images_decode(built):
-    for name in ["top-1.jpg", "top-3.jpg", "bottom-1.jpg", "thumb.jpg"]:
-        with Image.open(built / "tiny" / "2" / "1" / name) as img:
+def test_images_are_stored_once_and_tiles_show_each_examples_crop(project, built):
+    """No image per example: each photo is stored once, and a tile is a window onto it whose
+    placement says which part of the input the unit looked at."""
+    from galleria.config import load_config
+    from galleria.sources.images import discover
+
+    stored = sorted((built / "images").iterdir())
+    assert len(stored) == 4  # the four readable photos, whatever the number of units and examples
+    for path in stored:
+        with Image.open(path) as img:
             img.load()
-            assert img.size == ((48, 48) if name != "thumb.jpg" else (64, 64))
+    assert not list((built / "tiny").rglob("*.jpg"))  # no tiles, no thumbnails
+    record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
+    page = (built / "tiny" / "2" / "1" / "index.html").read_text()
+    items = {i.id: i for i in discover(load_config(project / "site.yaml").inputs).items}
+    example = record["top"][0]
+    tile = re.search(r'<li id="example-1"><a class="tile" href="([^"]+)"[^>]*>(?:<span class="win"[^>]*>)?'
+                     r'<img src="([^"]+)" alt="" loading="lazy"(?: style="([^"]*)")?>', page)
+    assert tile.group(1) == f"../../inputs/{example['input']}/index.html"
+    with Image.open(built / "tiny" / "2" / "1" / tile.group(2)) as img:
+        stored_width = img.size[0]
+    style = dict(part.split(":") for part in (tile.group(3) or "").split(";") if part)
+    width = float(style.get("width", "100%")[:-1]) / 100
+    left, top = (float(style.get(k, "0%")[:-1]) / 100 for k in ("left", "top"))
+    item = items[example["input"]]
+    with Image.open(item.source) as photo:
+        scale = stored_width / photo.size[0]
+    box = example["box"] or [0, 0, 32, 32]  # the input is 32 px: its crop maps onto the photo
+    window_width = stored_width / width  # the stored image's pixels the tile shows across
+    crop = item.box[2] - item.box[0]
+    assert window_width == pytest.approx((box[2] - box[0]) / 32 * crop * scale, rel=1e-3)
+    assert -left * window_width == pytest.approx((item.box[0] + box[0] / 32 * crop) * scale, abs=0.05)
+    assert -top * window_width == pytest.approx((item.box[1] + box[1] / 32 * crop) * scale, abs=0.05)
+    cols, rows, levels = example["heat"]
+    assert f'data-h="{cols} {rows} {levels}"' in page  # the unit's map over the tile, drawn by the page's script
 
 
 def test_unit_json_matches_a_direct_forward_pass(project, built):
@@ -145,9 +176,8 @@ def test_unit_json_matches_a_direct_forward_pass(project, built):
     assert len(record["top"]) == 3 and len(record["bottom"]) == 2
     values = [e["value"] for e in record["top"]]
     assert values == sorted(values, reverse=True)
+    page = (built / "tiny" / "2" / "1" / "index.html").read_text()
     for example in record["top"]:
-        pixels = np.asarray(Image.open(built / "tiny" / "inputs" / example["input"] / "input.jpg"), np.float32)
-        # input.jpg is lossy: recompute from the source crop instead, through galleria's own loader
         from galleria.config import load_config
         from galleria.sources.images import ImageLoader, discover
 
@@ -159,10 +189,32 @@ def test_unit_json_matches_a_direct_forward_pass(project, built):
         assert example["value"] == pytest.approx(fmap.max().item(), rel=1e-5)
         row, col = example["position"]
         assert fmap[row, col].item() == pytest.approx(fmap.max().item(), rel=1e-6)
-        assert pixels.shape == (32, 32, 3)
-        assert example["prediction"]["label"] in {"cat", "dog", "eel"}
+    captions = re.findall(r'<p><b>([^<]+)</b> <span>(\w+)</span></p>', page)  # value, and the class predicted
+    assert captions[0][0] == f"{record['top'][0]['value']:.3g}" and captions[0][1] in {"cat", "dog", "eel"}
     assert record["stats"]["count"] == len(items) * 16 * 16  # every input × every position
     assert sum(record["histogram"]["counts"]) == record["stats"]["count"]
+
+
+def test_unit_json_is_the_unit_record_serialized(project, built):
+    """unit.json holds the record the unit's page was drawn from, nothing more or less: made again
+    from the stages' outputs (from the cache), each layer's records serialize to its files exactly."""
+    from galleria.commands.build import gather
+    from galleria.config import load_config
+    from galleria.records import BuildReport, UnitRecord
+    from galleria.site.assemble import LayerRecords
+
+    config = load_config(project / "site.yaml")
+    gathered = gather(config, BuildReport(), quiet=True)
+    build = gathered.builds[0]
+    checked = 0
+    for index, layer in enumerate(build.layout.layers):
+        records = LayerRecords(build, index, gathered.notes, config.examples)
+        for position, unit in enumerate(layer.units):
+            record = records.unit(position)
+            assert isinstance(record, UnitRecord) and record.url == f"tiny/{layer.name}/{unit}/"
+            assert (built / record.url / "unit.json").read_text() == record.to_json()
+            checked += 1
+    assert checked == 4 + 6 + 6 + 3
 
 
 def test_unit_page_shows_values_label_and_escapes(built):
@@ -204,10 +256,10 @@ def test_pooled_features_show_their_exact_votes(project, built):
 
     weight = tiny()[6].weight.detach()  # [classes, features]: the final layer the pooled units feed
     for unit in range(6):
-        effects = json.loads((built / "tiny" / "5" / str(unit) / "unit.json").read_text())["logit_effects"]
+        effects = json.loads((built / "tiny" / "5" / str(unit) / "unit.json").read_text())["effects"]
         column = weight[:, unit].tolist()
         expected_up = sorted(((v, c) for c, v in enumerate(column) if v > 0), reverse=True)
-        assert [e["class"] for e in effects["up"]] == [c for _, c in expected_up]
+        assert [e["index"] for e in effects["up"]] == [c for _, c in expected_up]
         assert [e["value"] for e in effects["up"]] == pytest.approx([v for v, _ in expected_up])
         assert all(e["value"] < 0 for e in effects["down"]) and effects["method"].startswith("exact")
         assert [e["label"] for e in effects["up"]] == [["cat", "dog", "eel"][c] for _, c in expected_up]
@@ -219,28 +271,28 @@ def test_earlier_layers_show_gradient_effects_and_what_builds_them(built):
     """The numbers themselves are checked against finite differences in tests/extract."""
     for unit in range(6):
         record = json.loads((built / "tiny" / "2" / str(unit) / "unit.json").read_text())
-        effects = record["logit_effects"]
+        effects = record["effects"]
         assert effects["method"].startswith("activation × gradient of the predicted class's logit")
         for e in effects["up"] + effects["down"]:
-            assert e["label"] == ["cat", "dog", "eel"][e["class"]]
+            assert e["label"] == ["cat", "dog", "eel"][e["index"]]
         built_from = record["built_from"]
         assert built_from["layer"] == "0" and "strongest sampled inputs" in built_from["method"]
         for side, sign in (("up", 1), ("down", -1)):
-            assert all(e["value"] * sign > 0 and 0 <= e["unit"] < 4 for e in built_from[side])
+            assert all(e["value"] * sign > 0 and 0 <= e["index"] < 4 for e in built_from[side])
     record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
     page = built / "tiny" / "2" / "1" / "index.html"
     assert "built from" in page.read_text()
     links = parse(page).links
     for e in record["built_from"]["up"] + record["built_from"]["down"]:
-        assert f"../../0/{e['unit']}/index.html" in links
+        assert f"../../0/{e['index']}/index.html" in links
     assert json.loads((built / "tiny" / "0" / "0" / "unit.json").read_text())["built_from"] is None
     classifier = json.loads((built / "tiny" / "6" / "0" / "unit.json").read_text())
-    assert classifier["logit_effects"] is None and classifier["built_from"]["layer"] == "5"
+    assert classifier["effects"] is None and classifier["built_from"]["layer"] == "5"
 
 
 def test_examples_across_the_whole_range(built):
     record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
-    bands = record["intervals"]
+    bands = record["bands"]
     assert 1 <= len(bands) <= 4
     inputs = len(list((built / "tiny" / "inputs").iterdir())) - 1  # the listing page itself
     assert sum(b["count"] for b in bands) == inputs
@@ -248,15 +300,14 @@ def test_examples_across_the_whole_range(built):
     for band, lower in zip(bands, bands[1:]):
         assert band["lo"] == lower["hi"]
     page = (built / "tiny" / "2" / "1" / "index.html").read_text()
-    assert "Across the range" in page and page.count('class="hist-interval"') == len(bands)
+    shaded = re.findall(r'<path class="hist-band[^"]*" d="([^"]*)"', page)
+    assert "Bands across the range" in page and sum(d.count("M") for d in shaded) == len(bands)
     for number, band in enumerate(bands, start=1):
         assert 1 <= len(band["examples"]) <= 3
         for rank, example in enumerate(band["examples"], start=1):
             assert band["lo"] <= example["value"] < band["hi"]
-            assert example["tile"] == f"range{number}-{rank}.jpg"
-            assert (built / "tiny" / "2" / "1" / example["tile"]).is_file()
-            assert f'id="range{number}-{rank}"' in page
-            assert f"../../inputs/{example['input']}/index.html" in page
+            assert f'<li id="band{number}-{rank}"><a class="tile" href="../../inputs/{example["input"]}/index.html"' \
+                in page
 
 
 def test_input_page_lists_responsive_units(built):
@@ -286,6 +337,33 @@ def test_strict_fails_on_warnings_and_keeps_the_old_site(project, built, capsys)
     assert main(["build", "--strict", "-q", "-f", str(project / "site.yaml")]) == 1
     assert "--strict" in capsys.readouterr().err
     assert (built / "index.html").read_text() == before
+
+
+def test_over_github_pages_limits_warns_and_strict_keeps_the_old_site(project, built, capsys, monkeypatch):
+    """Measured on the finished site: over a limit (set low here) the build warns naming the largest
+    parts; under --strict it fails and the site already published stays."""
+    from galleria.site import footprint
+
+    fits = project / "fits.yaml"
+    fits.write_text(SITE.replace("output_dir: out", "output_dir: fits").replace(
+        "path: photos", "path: photos\n    include: ['photo*.png']"))
+    monkeypatch.setattr(footprint, "SITE_LIMIT", 50_000)
+    monkeypatch.setattr(footprint, "FILE_LIMIT", 20_000)
+    assert main(["build", "-f", str(fits)]) == 0
+    out = capsys.readouterr()
+    assert "over GitHub Pages' 1 GB per site (largest parts: tiny/" in out.err
+    assert "over GitHub Pages' 100 MB per file" in out.err
+    assert "GitHub Pages publishes up to 1 GB" in out.out
+    before = (project / "fits" / "index.html").read_text()
+    (project / "content" / "tiny" / "2" / "2.md").write_text("A second note, so that the site is built again.\n")
+    try:
+        assert main(["build", "--strict", "-q", "-f", str(fits)]) == 1
+    finally:
+        (project / "content" / "tiny" / "2" / "2.md").unlink()
+    err = capsys.readouterr().err
+    assert "--strict: the site is" in err and "Traceback" not in err
+    assert (project / "fits" / "index.html").read_text() == before
+    assert not [p for p in project.iterdir() if p.name.startswith(".fits.tmp")]
 
 
 def test_bad_layer_names_the_closest(project, built, capsys):
@@ -395,9 +473,9 @@ def test_no_half_written_output_after_failure(project):
 def test_feature_visualizations_on_unit_pages_and_grids(built):
     record = json.loads((built / "tiny" / "2" / "1" / "unit.json").read_text())
     viz = record["featureviz"]
-    assert viz["channel"]["src"] == "featureviz.png" and viz["negative"]["src"] == "featureviz-negative.png"
-    assert [d["src"] for d in viz["diverse"]] == ["featureviz-diverse-1.png", "featureviz-diverse-2.png"]
-    assert viz["channel"]["mean"] > viz["negative"]["mean"] and viz["neuron"]["src"] == "featureviz-neuron.png"
+    assert viz["channel"]["file"] == "featureviz.png" and viz["negative"]["file"] == "featureviz-negative.png"
+    assert [d["file"] for d in viz["diverse"]] == ["featureviz-diverse-1.png", "featureviz-diverse-2.png"]
+    assert viz["channel"]["mean"] > viz["negative"]["mean"] and viz["neuron"]["file"] == "featureviz-neuron.png"
     for name in ["featureviz.png", "featureviz-negative.png", "featureviz-diverse-1.png"]:
         with Image.open(built / "tiny" / "2" / "1" / name) as img:
             assert img.size == (32, 32)

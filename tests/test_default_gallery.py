@@ -9,6 +9,7 @@ import pytest
 from conftest import REPO
 from galleria.commands.build import build
 from galleria.config import load_config
+from galleria.records import TEXT_LEVELS, unpacked
 from linkcheck import check_site
 
 
@@ -18,25 +19,27 @@ def test_default_gallery_builds(default_build, default_site):
     chelsea = json.loads((out / "efficientnet-lite0" / "classifier" / "281" / "unit.json").read_text())
     assert chelsea["label"] == "tabby"  # output units are named after their ImageNet class
     # the tabby-cat logit's best example is a crop of the cat photo, and the model agrees
-    assert chelsea["top"][0]["input"].startswith("chelsea")
-    assert chelsea["top"][0]["prediction"]["label"] in {"tabby", "tiger cat", "Egyptian cat"}
+    best = chelsea["top"][0]["input"]
+    assert best.startswith("chelsea")
+    predicted = (out / "efficientnet-lite0" / "inputs" / best / "index.html").read_text()
+    assert any(f"<span class=\"bar-label\">{label}</span>" in predicted for label in ("tabby", "tiger cat", "Egyptian cat"))
     model_page = (out / "efficientnet-lite0" / "index.html").read_text()
     for layer in ["blocks.1", "blocks.4", "blocks.6", "classifier"]:
         assert f'href="{layer}/index.html"' in model_page
     assert len(list((out / "efficientnet-lite0" / "blocks.6").iterdir())) >= 320
     assert "cat fur and whiskers" in (out / "efficientnet-lite0" / "blocks.6" / "index.html").read_text()
     pooled = json.loads((out / "efficientnet-lite0" / "global_pool" / "0" / "unit.json").read_text())
-    assert len(pooled["logit_effects"]["up"]) == 10 and len(pooled["logit_effects"]["down"]) == 5
+    assert len(pooled["effects"]["up"]) == 10 and len(pooled["effects"]["down"]) == 5
     # pen strokes (content/): the classes it pushes are thin dark curved things; the bn2 units it is
     # built from are linked; weak responses are sampled across its range
     pen = json.loads((out / "efficientnet-lite0" / "blocks.6" / "134" / "unit.json").read_text())
-    assert pen["logit_effects"]["method"].startswith("activation × gradient")
-    assert "nematode" in [e["label"] for e in pen["logit_effects"]["up"][:3]]
+    assert pen["effects"]["method"].startswith("activation × gradient")
+    assert "nematode" in [e["label"] for e in pen["effects"]["up"][:3]]
     assert pen["built_from"]["layer"] == "blocks.6.0.bn2" and len(pen["built_from"]["up"]) == 6
-    assert len(pen["intervals"]) == 4 and sum(b["count"] for b in pen["intervals"]) == 1061  # every crop
-    fur = json.loads((out / "efficientnet-lite0" / "blocks.6" / "285" / "unit.json").read_text())["featureviz"]
-    assert fur["channel"]["peak"] > fur["dataset_max"]  # the optimized image beats every photo
-    assert fur["negative"] and len(fur["diverse"]) == 3
+    assert len(pen["bands"]) == 4 and sum(b["count"] for b in pen["bands"]) == 1061  # every crop
+    fur = json.loads((out / "efficientnet-lite0" / "blocks.6" / "285" / "unit.json").read_text())
+    assert fur["featureviz"]["channel"]["peak"] > fur["stats"]["max"]  # the optimized image beats every photo
+    assert fur["featureviz"]["negative"] and len(fur["featureviz"]["diverse"]) == 3
     assert (out / "efficientnet-lite0" / "blocks.6" / "featureviz" / "index.html").is_file()
     health = (out / "efficientnet-lite0" / "health" / "index.html").read_text()
     assert "global_pool" in health and "never above zero" in health
@@ -96,15 +99,15 @@ def _text_checks(out: Path) -> None:
     for layer in ("lstm.hidden.0", "lstm.cell.0", "lstm.hidden.1", "lstm.cell.1"):
         assert len([p for p in (lstm / layer).iterdir() if p.name.isdigit()]) == 256
     record = json.loads((lstm / "lstm.hidden.1" / "0" / "unit.json").read_text())
-    assert len(record["logit_effects"]["up"]) == 10  # the last layer feeds the next-character head
-    assert record["top"][0]["input"].startswith("email-") and len(record["top"][0]["values"]) == 256
+    assert len(record["effects"]["up"]) == 10  # the last layer feeds the next-character head
+    assert record["top"][0]["input"].startswith("email-") and len(unpacked(record["top"][0]["window_levels"])) == 256
     quote = json.loads((lstm / "lstm.cell.1" / "144" / "unit.json").read_text())
     assert quote["label"] == "inside a quoted string"  # content/: found by charlstm/find_units.py
     top = quote["top"][0]
-    assert top["values"][top["position"][0]] > 0 > quote["bottom"][0]["value"]
+    assert unpacked(top["window_levels"])[top["position"][0]] > TEXT_LEVELS[8] and quote["bottom"][0]["value"] < 0
     indent = (lstm / "lstm.cell.0" / "index.html").read_text()
     assert "indentation level" in indent and "position in the line" in indent
     minilm = out / "minilm"
     neuron = json.loads((minilm / "encoder.layer.5.intermediate" / "0" / "unit.json").read_text())
-    assert len(neuron["top_tokens"]) == 10 and neuron["top"][0]["input_title"].startswith("topics[")
-    assert neuron["logit_effects"] is None
+    assert len(neuron["top_tokens"]) == 10 and neuron["top"][0]["input"].startswith("pydoc-topics")
+    assert neuron["effects"] is None

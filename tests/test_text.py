@@ -4,6 +4,7 @@ shown as text, windows that tile the text exactly."""
 from __future__ import annotations
 
 import json
+import html
 import re
 from html.parser import HTMLParser
 
@@ -14,7 +15,9 @@ from torch import nn
 
 from galleria.cli import main
 from galleria.config import InputSetConfig, CropScheme
+from galleria.records import TEXT_LEVELS, unpacked
 from galleria.sources.text import CharTokenizer, TokenLoader, discover_text
+from galleria.visualize.tokens import visible
 
 MODEL_CODE = '''
 import torch
@@ -117,6 +120,14 @@ def _states(net: nn.Module, ids: torch.Tensor) -> dict[str, np.ndarray]:
     return out
 
 
+def _levels_agree(example: dict, expected: np.ndarray, scale: float) -> None:
+    """The colour levels unit.json carries for a window's tokens are the values' steps of ±8 on the
+    unit's scale (one step of slack where a value sits on a step's edge)."""
+    shown = np.array([TEXT_LEVELS.index(c) - 8 for c in unpacked(example["window_levels"])])
+    steps = np.clip(np.rint(expected / scale * 8), -8, 8)
+    assert len(shown) == len(expected) and np.abs(shown - steps).max() <= 1
+
+
 def test_per_token_values_match_a_direct_forward_pass(project, built):
     root, net, index = project
     text = (root / "corpus" / "greet.py").read_text() + "\n\n" + (root / "corpus" / "notes.md").read_text()
@@ -126,17 +137,17 @@ def test_per_token_values_match_a_direct_forward_pass(project, built):
             record = json.loads((built / "charnet" / layer / str(unit) / "unit.json").read_text())
             examples = record["top"] + record["bottom"]
             assert record["top"] and record["bottom"]
-            for band in record["intervals"]:  # sampled examples: where and how much, not every value
+            for band in record["bands"]:  # sampled examples: where and how much, not every value
                 for example in band["examples"]:
                     assert band["lo"] <= example["value"] < band["hi"] + 1e-3
-                    assert example["token"] == text[example["window_start"] + example["position"][0]]
+                    assert example["at"] == visible(text[example["window_start"] + example["position"][0]])
             for example in examples:
                 start = example["window_start"]
                 window = text[start:start + 48]
                 with torch.no_grad():
                     expected = _states(net, torch.tensor([index.get(c, len(index) - 1) for c in window]))[layer]
-                np.testing.assert_allclose(example["values"], expected[:, unit], rtol=2e-3, atol=2e-3)
-                assert example["token"] == window[example["position"][0]]
+                _levels_agree(example, expected[:, unit], record["scale"][1])
+                assert example["at"] == visible(window[example["position"][0]])
                 assert example["value"] == pytest.approx(expected[example["position"][0], unit], abs=2e-3)
                 checked += 1
             top = [e["value"] for e in record["top"]]
@@ -176,26 +187,28 @@ def test_markup_in_the_corpus_renders_as_text(built):
     assert parser.tags.count("script") == 1  # the theme's own script, nothing from the corpus
 
 
-def test_unit_page_colours_each_token_and_marks_the_extreme(built):
+def test_unit_page_shows_each_example_as_text_with_its_levels_and_extreme(built):
+    """Without script the page shows readable text; its script colours each token from data-l and
+    outlines the token at data-at, and loads the whole window (data-w) when asked."""
     page = (built / "charnet" / "lstm.hidden.1" / "5" / "index.html").read_text()
     record = json.loads((built / "charnet" / "lstm.hidden.1" / "5" / "unit.json").read_text())
-    assert page.count('class="tx"') >= len(record["top"]) + len(record["bottom"])
-    marked = re.findall(r'<span class="t ([pnz]\d?)[^"]* x" title="([^"]*)">', page)
-    assert len(marked) >= len(record["top"])
+    shown = re.findall(r'<pre class="tx-ctx" data-l="([^"]*)" data-at="(\d+)"[^>]*>(.*?)</pre>', page, re.S)
+    assert len(shown) >= len(record["top"]) + len(record["bottom"])
     top = record["top"][0]
-    assert marked[0][1] == f"{top['value']:.3g}"
-    assert marked[0][0] == "p8" or top["value"] <= 0  # the strongest value takes the strongest colour
-    assert "highest mean on" in page and page.count('data-window="') == len(record["top"]) + len(record["bottom"])
-    windows = json.loads(re.search(r'<script type="application/json" id="tx-windows">(.*?)</script>', page).group(1))
-    assert windows["example-1"]["v"] == pytest.approx(top["values"], abs=2e-3) and windows["example-1"]["at"] == top["position"][0]
-    effects = record["logit_effects"]
+    levels, at, text = shown[0]
+    assert levels == top["levels"] and int(at) == top["position"][0] - top["shown"][0]
+    assert html.unescape(text).replace("↵\n", "\n").replace("→", "\t")[int(at)] == top["at"].replace("↵\n", "\n")[0]
+    assert unpacked(levels)[int(at)] == TEXT_LEVELS[-1] or top["value"] <= 0  # the strongest value, the strongest colour
+    assert "highest mean on" in page and page.count("data-window") == len(record["top"]) + len(record["bottom"])
+    assert page.count(f'data-w="{top["window_levels"]}"') >= 1
+    effects = record["effects"]
     assert effects and effects["method"].startswith("exact: the language model head")
     assert len(record["top_tokens"]) == 10
 
 
 def test_layer_grid_and_inputs_listing_show_text(built):
     grid = (built / "charnet" / "lstm.cell.0" / "index.html").read_text()
-    assert grid.count('class="tx-ctx tx-snippet"') == 12
+    assert grid.count('<span class="tx-snippet">') == 12
     listing = (built / "charnet" / "inputs" / "index.html").read_text()
     assert "greet.py · tokens 0–47" in listing
     model = (built / "charnet" / "index.html").read_text()
@@ -347,9 +360,10 @@ def test_transformer_neurons_match_a_direct_forward_pass(transformer_project):
             with torch.no_grad():
                 model(input_ids=ids, attention_mask=torch.ones_like(ids))
             expected = captured["acts"][0, 1:-1, unit].numpy()  # [CLS] and [SEP] are seen, not shown
-            np.testing.assert_allclose(example["values"], expected, rtol=2e-3, atol=2e-3)
+            _levels_agree(example, expected, record["scale"][1])
+            assert example["value"] == pytest.approx(float(expected[example["position"][0]]), abs=2e-3)
             checked += 1
-        assert record["logit_effects"] is None  # the MLP feeds no head directly
+        assert record["effects"] is None  # the MLP feeds no head directly
     assert checked >= 12
     page = (out / "inputs" / "topics-10" / "index.html").read_text()
     parser = _Text("input-text")

@@ -54,7 +54,7 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
     gathered = gather(config, report, quiet)
     if strict and report.warnings:
         raise BuildError(f"{len(report.warnings)} warning(s) and --strict: {report.warnings[0]}")
-    write_site(config, gathered, out, fingerprint, report, quiet)
+    write_site(config, gathered, out, fingerprint, report, quiet, strict)
     report.stage_seconds["total"] = time.perf_counter() - started
     return report
 
@@ -72,6 +72,7 @@ class Gathered:
     theme: object
     cache: Cache
     skipped_models: list[str]
+    search: list | None = None  # what the search index held after the last full write (serve re-renders)
 
 
 def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
@@ -83,19 +84,22 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
     show = not quiet
     with stage(report, "load"):  # torch and timm imports included: seconds on a small machine
         from galleria.extract.attribution import attribute
-        from galleria.extract.effects import direct_effects, exact_effects, gradient_effects, unit_sources
+        from galleria.extract.effects import layer_built_from, layer_effects
         from galleria.extract.health import layer_health
         from galleria.extract.probe import probe_model
         from galleria.extract.run import extract, pick_device
+        from galleria.records import ModelBuild
         from galleria.site.content import load_notes
         from galleria.site.theme import Theme
-        from galleria.site.writer import ModelBuild
         from galleria.sources.images import discover
         from galleria.sources.models import load_model
         from galleria.sources.text import TokenLoader, discover_text
-        from galleria.visualize.tokens import token_contexts
+        from galleria.visualize.examples import unit_thumbs
         from galleria.visualize.featureviz import model_feature_visualizations
-        from galleria.visualize.run import render_images
+        from galleria.visualize.receptive import model_receptive_fields
+        from galleria.visualize.sources import source_images
+        from galleria.visualize.tokens import CONTEXT
+        import numpy as np
         theme = Theme(config.site.theme_dir)
         notes = load_notes(config.site.content_dir)
         loaded, skipped_models = [], []
@@ -138,14 +142,12 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         inputs = inputs.without(acts.unreadable)  # files that failed to decode only when the model read them
         _warn_skips(report, seen_skips, [inputs], show)
         used[inputs.key] = max(used.get(inputs.key, 0), len(inputs.usable))
-        images = text = attribution = None
-        featureviz = {}
-        if inputs.text is not None:
-            text = token_contexts(acts, inputs, config.examples)
-        else:
+        attribution, featureviz, receptive, sources = None, {}, {}, {}
+        if inputs.text is None:
             with stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
-                images = render_images(model, acts, inputs, config.examples, cache, bar)
-            report.images += images.rendered
+                receptive = model_receptive_fields(model, list(layout.layers), cache)
+                sources, stored = source_images(inputs, model.config.preprocessing, cache, bar)
+            report.images += stored
             with stage(report, "attribution"), _bar(show, None, f"{model.config.id}: attribution",
                                                      "input") as bar:
                 if config.attribution.inputs:
@@ -155,21 +157,29 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                                                     "image") as bar:
                 featureviz = model_feature_visualizations(model, layout, inputs, cache,
                                                           pick_device(config.extract.device), bar)
+        health, thumbs, maxima = {}, {}, {}
         rows = [item.index for item in inputs.usable] if inputs.unreadable else slice(None)
-        health = {l.info.name: layer_health(l.info.units, l.summaries, l.peaks[rows]) for l in acts.layers}
-        effects, sources = {}, {}
+        with stage(report, "health"):
+            for index, layer in enumerate(layout.layers):  # one layer in memory at a time
+                data = acts.layer(index, maps=inputs.text is None)
+                health[layer.name] = layer_health(layer.units, data.summaries, acts.peaks(index)[rows])
+                maxima[layer.name] = np.array([summary.stats.max for summary in data.summaries])
+                if inputs.text is None:
+                    thumbs[layer.name] = unit_thumbs(data, receptive.get(layer.name), layer.layout, inputs,
+                                                     config.examples.heatmap)
+        effects, built_from = {}, {}
         by_name = {l.name: l for l in layout.layers}
         for layer in layout.layers:
-            effects[layer.name] = exact_effects(model.module, layout, layer) or direct_effects(model.module, layout,
-                                                                                                 layer)
-            sources[layer.name] = None
             found = attribution.layers[layer.name] if attribution else None
-            if found is not None and effects[layer.name] is None and found.classes is not None:
-                effects[layer.name] = gradient_effects(found.classes, attribution.sample)
+            effects[layer.name] = layer_effects(model.module, layout, layer, found.classes if found else None,
+                                                attribution.sample if attribution else 0)
+            built_from[layer.name] = None
             if found is not None and found.sources is not None:
-                sources[layer.name] = unit_sources(found.sources, by_name[found.source],
-                                                   min(attribution.examples, attribution.sample))
-        builds.append(ModelBuild(model, layout, acts, images, health, effects, sources, featureviz, inputs, text))
+                built_from[layer.name] = layer_built_from(found.sources, by_name[found.source],
+                                                          min(attribution.examples, attribution.sample))
+        context = (config.examples.context or CONTEXT[inputs.text.kind]) if inputs.text is not None else None
+        builds.append(ModelBuild(model, layout, acts, inputs, health, effects, built_from, featureviz, thumbs, maxima,
+                                 receptive, sources, context))
     report.inputs_used = sum(used.values())
     report.inputs_skipped = len(seen_skips)
     check_notes(notes, builds, report, show, skipped_models)
@@ -186,10 +196,12 @@ def _warn_skips(report: BuildReport, seen: set[tuple[str, str]], input_sets: lis
 
 
 def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: BuildReport,
-               quiet: bool = False) -> dict[str, frozenset[str]]:
-    """The site stage, into a temporary folder that replaces ``out`` only once it is complete.
+               quiet: bool = False, strict: bool = False) -> dict[str, frozenset[str]]:
+    """The site stage, into a temporary folder that replaces ``out`` only once it is complete
+    (and, under ``strict``, fits GitHub Pages' limits).
 
     Returns the note keys each page read (see SiteWriter.reads)."""
+    from galleria.site.footprint import footprint
     from galleria.site.writer import SiteWriter
 
     with stage(report, "pages"):
@@ -200,6 +212,13 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
                 writer = SiteWriter(config, gathered.theme, gathered.notes, tmp, gathered.cache, bar)
                 bar.reset(total=writer.page_count(gathered.builds))
                 writer.write(gathered.builds)
+            gathered.search = writer.search
+            size = footprint(tmp)
+            report.site_bytes, report.site_files = size.bytes, size.files
+            for problem in size.over_limits():
+                _warn(report, problem, not quiet)
+                if strict:
+                    raise BuildError(f"--strict: {problem}")
             (tmp / MARKER).write_text("\n".join([MARKER_TITLE, f"fingerprint: {fingerprint}",
                                                   *[f"warning: {w}" for w in report.warnings]]) + "\n")
             _swap(tmp, out)
@@ -300,7 +319,9 @@ def _bar(show: bool, total: int | None, desc: str, unit: str):
 
 
 def summary(report: BuildReport) -> str:
-    """The closing lines of a build, MkDocs style: what was built and where the time went."""
+    """The closing lines of a build, MkDocs style: what was built, how large, and where the time went."""
+    from galleria.site.footprint import megabytes
+
     if report.up_to_date:
         note = f" ({len(report.warnings)} warning(s) from that build)" if report.warnings else ""
         return (f"{report.output} is up to date: nothing changed since it was built{note} "
@@ -313,8 +334,10 @@ def summary(report: BuildReport) -> str:
         f"{report.inputs_used:,} inputs{skipped}, {report.pages:,} pages, {report.images:,} images drawn",
         f"  {stages}",
     ]
-    if report.search_bytes:
-        lines.append(f"  search index {report.search_bytes / 1024:,.0f} KB")
+    if report.site_files:
+        lines.append(f"  site {megabytes(report.site_bytes)} in {report.site_files:,} files"
+                     + (f" (search index {report.search_bytes / 1024:,.0f} KB)" if report.search_bytes else "")
+                     + "; GitHub Pages publishes up to 1 GB, 100 MB a file")
     if report.warnings:
         lines.append(f"  {len(report.warnings)} warning(s)")
     lines.extend(f"  note: {notice}" for notice in report.notices)

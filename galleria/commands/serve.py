@@ -116,9 +116,11 @@ class LiveSite:
             return None
         self._all_stale = True
         with stage(report, "pages"):
-            writer = SiteWriter(self.config, self.gathered.theme, notes, self.out, self.gathered.cache, only=pages)
+            writer = SiteWriter(self.config, self.gathered.theme, notes, self.out, self.gathered.cache, only=pages,
+                                search=self.gathered.search)
             writer.write(self.gathered.builds)
         self.reads.update(writer.reads)
+        self.gathered.search = writer.search
         self.gathered.notes, self._all_stale = notes, False
         report.pages = len(writer.pages)
         return self._done(report, started)

@@ -142,14 +142,14 @@ def _rows(acts: ModelActivations, sample: list[int], examples: int) -> dict[str,
     one of their ``examples`` strongest in the sample."""
     out: dict[str, dict[int, list[int]]] = {}
     chosen = np.asarray(sample)
-    for layer in acts.layers:
-        peaks = np.nan_to_num(np.asarray(layer.peaks[chosen], dtype=np.float64), nan=-np.inf)  # [sample, units]
+    for index, layer in enumerate(acts.layers):
+        peaks = np.nan_to_num(np.asarray(acts.peaks(index)[chosen], dtype=np.float64), nan=-np.inf)  # [sample, units]
         best = np.argsort(-peaks, axis=0, kind="stable")[:examples]  # [examples, units]
         by_input: dict[int, list[int]] = defaultdict(list)
         for unit in range(peaks.shape[1]):
             for row in best[:, unit]:
                 by_input[int(chosen[row])].append(unit)
-        out[layer.info.name] = by_input
+        out[layer.name] = by_input
     return out
 
 

@@ -1,6 +1,6 @@
 """Power-of-two histogram bins that streams and their merges agree on exactly.
 
-Shared by the layer reducer (every activation value) and the interval sampler (each input's
+Shared by the layer reducer (every activation value) and the band sampler (each input's
 peak): both must coarsen their bins the same way whether they saw one stream or shards of it.
 """
 from __future__ import annotations

@@ -1,17 +1,19 @@
 """What a unit does to the output, and which units of the layer before build it, as pages show them.
 
-For units that feed the final linear layer directly (pooled features), the effect on each
-class is exact: the unit's activation is multiplied by one weight per class, and that weight
-is its vote. For earlier layers the effects come from gradient attribution (attribution.py).
+The method is chosen here, once per layer (layer_effects): for units that feed the final linear
+layer directly (pooled features, a language model's last hidden state) the effect on each class
+or next token is exact, the weight from the unit to it; for units a projection writes into a
+language model's residual stream (MLP neurons) it is their direct effect through the final norm
+and the unembedding; for other layers of a classifier it comes from gradient attribution
+(attribution.py). Results are tables of each unit's strongest entries, not objects per unit.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from galleria.extract.probe import LayerInfo, ModelLayout
+from galleria.records import EffectsTable
 
 TOP_UP = 10
 TOP_DOWN = 5
@@ -23,28 +25,23 @@ DIRECT_TOKENS = ("direct: the unit's output vector (its row of {writer}){centred
                  "(the norm's division by the residual's size is left out)")
 EXACT_TOKENS = ("exact: the language model head's weight from this unit to each next-token logit "
                 "(its vote per unit of activation, at the same position)")
+GRADIENT = ("activation × gradient of the predicted class's logit, summed over the unit's positions, "
+            "averaged over {sample} sampled inputs: about how much each logit would drop without the unit")
+BUILT_FROM = ("activation × gradient of this unit's peak, summed over each {layer} unit's positions, "
+              "averaged over its {examples} strongest sampled inputs: about how much the peak would drop "
+              "without that unit")
 
 
-@dataclass(frozen=True)
-class Effect:
-    index: int  # a class, or a unit of the source layer
-    value: float
+def layer_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo,
+                  gradient: np.ndarray | None = None, sample: int = 0) -> EffectsTable | None:
+    """What each unit of a layer pushes up and down in the output, by the best method that applies:
+    exact weights, direct logit effects, or the gradient table [units, classes] over ``sample`` inputs."""
+    return (exact_effects(module, layout, layer) or direct_effects(module, layout, layer)
+            or (strongest(gradient, GRADIENT.format(sample=sample), TOP_UP, TOP_DOWN) if gradient is not None
+                else None))
 
 
-@dataclass(frozen=True)
-class UnitEffects:
-    method: str  # one line, shown on the page, saying how the numbers were computed
-    up: tuple[Effect, ...]  # strongest first
-    down: tuple[Effect, ...]  # most negative first
-
-
-@dataclass(frozen=True)
-class UnitSources:
-    layer: str  # the chosen layer that runs before the unit's own
-    effects: UnitEffects  # Effect.index is a unit number of that layer
-
-
-def exact_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo) -> list[UnitEffects] | None:
+def exact_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo) -> EffectsTable | None:
     """Per shown unit of a layer that feeds the final linear layer, its weights to every class."""
     if not layer.feeds_head or layout.head is None or not layout.labelled_output:
         return None
@@ -54,7 +51,7 @@ def exact_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo
 
 
 def direct_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo,
-                   chunk: int = 256) -> list[UnitEffects] | None:
+                   chunk: int = 256) -> EffectsTable | None:
     """Per shown unit of a layer whose output a projection writes into a language model's residual
     stream (MLP neurons, attention outputs, dictionary latents), its direct effect on every
     next-token logit: the unit's output vector through the final norm's scale and the unembedding.
@@ -83,16 +80,10 @@ def direct_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInf
     method = DIRECT_TOKENS.format(writer=layer.writer, head=layout.head,
                                   scaled=f", scaled by {norm}'s weight" if norm else "",
                                   centred=" less its mean (the final LayerNorm removes it)" if centred else "")
-    out = []
-    for start in range(0, len(vectors), chunk):  # [units, vocab] at once would not fit for a large vocabulary
-        table = vectors[start:start + chunk] @ unembed.T
-        up, down = table.topk(min(TOP_UP, table.shape[1]), dim=1), table.topk(min(TOP_DOWN, table.shape[1]), dim=1,
-                                                                             largest=False)
-        for values, index, low, low_index in zip(up.values.tolist(), up.indices.tolist(), down.values.tolist(),
-                                                 down.indices.tolist()):
-            out.append(UnitEffects(method, tuple(Effect(c, v) for c, v in zip(index, values) if v > 0),
-                                   tuple(Effect(c, v) for c, v in zip(low_index, low) if v < 0)))
-    return out
+    parts = [strongest((vectors[start:start + chunk] @ unembed.T).numpy(), method, TOP_UP, TOP_DOWN)
+             for start in range(0, len(vectors), chunk)]  # [units, vocab] at once would not fit a large vocabulary
+    return EffectsTable(method, *(np.concatenate([getattr(p, f) for p in parts])
+                                  for f in ("up", "up_values", "down", "down_values")))
 
 
 def _final_norm(module: torch.nn.Module, name: str | None, width: int) -> tuple[torch.Tensor, bool]:
@@ -111,32 +102,22 @@ def _final_norm(module: torch.nn.Module, name: str | None, width: int) -> tuple[
     return scale, centred
 
 
-def gradient_effects(table: np.ndarray, sample: int) -> list[UnitEffects]:
-    """Per unit, the classes its attribution table [units, classes] says it pushes up and down."""
-    method = (f"activation × gradient of the predicted class's logit, summed over the unit's positions, "
-              f"averaged over {sample} sampled inputs: about how much each logit would drop without the unit")
-    return strongest(table, method, TOP_UP, TOP_DOWN)
+def layer_built_from(table: np.ndarray, source: LayerInfo, examples: int) -> EffectsTable:
+    """Per unit, the units of ``source`` (the chosen layer run just before) that add most to and take
+    most from its peaks, from the attribution table [units, source units]."""
+    found = strongest(table, BUILT_FROM.format(layer=source.name, examples=examples), TOP_SOURCES, BOTTOM_SOURCES)
+    units = np.asarray(source.units + (-1,))  # column -1 (no entry) stays -1
+    return EffectsTable(found.method, units[found.up], found.up_values, units[found.down], found.down_values,
+                        source.name)
 
 
-def unit_sources(table: np.ndarray, source: LayerInfo, examples: int) -> list[UnitSources]:
-    """Per unit, the units of ``source`` that add most to and take most from its peaks."""
-    method = (f"activation × gradient of this unit's peak, summed over each {source.name} unit's positions, "
-              f"averaged over its {examples} strongest sampled inputs: about how much the peak would drop "
-              "without that unit")
-    found = strongest(table, method, TOP_SOURCES, BOTTOM_SOURCES)
-    units = source.units
-    return [UnitSources(source.name, UnitEffects(e.method, tuple(Effect(units[x.index], x.value) for x in e.up),
-                                                 tuple(Effect(units[x.index], x.value) for x in e.down)))
-            for e in found]
-
-
-def strongest(table: np.ndarray, method: str, up: int, down: int) -> list[UnitEffects]:
-    """Per row of ``table``, its largest positive and most negative columns, strongest first."""
+def strongest(table: np.ndarray, method: str, up: int, down: int) -> EffectsTable:
+    """Per row of ``table``, its ``up`` largest positive and ``down`` most negative columns, strongest
+    first (-1 where a row has fewer)."""
     table = np.nan_to_num(np.asarray(table, dtype=np.float64))
     order = np.argsort(-table, axis=1, kind="stable")
-    out = []
-    for row, ranked in zip(table, order):
-        ups = tuple(Effect(int(c), float(row[c])) for c in ranked[:up] if row[c] > 0)
-        downs = tuple(Effect(int(c), float(row[c])) for c in ranked[::-1][:down] if row[c] < 0)
-        out.append(UnitEffects(method, ups, downs))
-    return out
+    rows = np.arange(len(table))[:, None]
+    ups, downs = order[:, :up], order[:, ::-1][:, :down]
+    up_values, down_values = table[rows, ups], table[rows, downs]
+    return EffectsTable(method, np.where(up_values > 0, ups, -1), up_values, np.where(down_values < 0, downs, -1),
+                        down_values)

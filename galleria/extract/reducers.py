@@ -449,6 +449,14 @@ class LayerReducer:
         kept = int((slots.index[unit] != NO_INPUT).sum())
         return slots.maps[unit, :kept].float().numpy().reshape(kept, *self._spatial)
 
+    def maps(self, kind: str) -> np.ndarray | None:
+        """Every unit's stored maps [units, slots, *spatial] (float16; slots past a unit's examples are
+        zero) of its "top" or "bottom" examples, in their order; None without maps."""
+        if not self._map_size():
+            return None
+        slots = self._top if kind == "top" else self._bottom
+        return slots.maps.numpy().reshape(self.num_units, slots.maps.shape[1], *self._spatial)
+
     def top_maps(self, unit: int) -> np.ndarray | None:
         """Maps [len(top), *spatial] of the unit's top examples, in the same order; None without maps."""
         return self._maps(self._top, unit)

@@ -20,39 +20,61 @@ from galleria.cache import Cache, content_key
 from galleria.config import Config
 from galleria.errors import BuildError, in_user_model
 from galleria.extract.hooks import capture, first_tensor
-from galleria.extract.intervals import IntervalSampler
+from galleria.extract.bands import BandSampler
 from galleria.extract.probe import LayerInfo, ModelLayout
 from galleria.extract.reducers import LayerReducer, release_threads
 from galleria.extract.token_means import TokenMeans
-from galleria.records import InputItem, UnitSummary
+from galleria.records import InputItem, LayerData
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
 from galleria.sources.text import TokenLoader
 
-FORMAT = 3  # bump when what is stored changes meaning
+FORMAT = 4  # bump when what is stored changes meaning
 HIST_BINS = 64
 TOP_PREDICTIONS = 5
 CANDIDATES = 3  # examples kept per example shown, so repeats of one spot can be skipped
 
 
-@dataclass
-class LayerActivations:
-    info: LayerInfo
-    reducer: LayerReducer
-    intervals: IntervalSampler | None  # None when no intervals are asked for
-    peaks: np.ndarray  # [inputs, units]: each unit's highest value on each input
-    summaries: list[UnitSummary]  # the reducers' results, computed once
-    token_means: TokenMeans | None = None  # text: each unit's mean activation per vocabulary token
-
-
-@dataclass
+@dataclass(frozen=True)
 class ModelActivations:
+    """Where one model's extraction results are, read layer by layer so that later stages hold one
+    layer in memory at a time. Each unit's peak on every input is memory-mapped."""
+
     key: str
-    layers: list[LayerActivations]
+    folder: Path  # the cache entry
+    layers: tuple[LayerInfo, ...]
+    bands: int  # bands each unit's range is cut into (0: none)
+    spatial: tuple[tuple[int, ...] | None, ...]  # per layer, the map each example's positions index
     predictions: np.ndarray | None  # [inputs, TOP_PREDICTIONS] class indices, best first
     probabilities: np.ndarray | None  # [inputs, TOP_PREDICTIONS]
     cached: bool
     unreadable: dict[int, str]  # inputs whose file failed to decode: index -> reason (their peaks are NaN)
+
+    def peaks(self, index: int) -> np.ndarray:
+        """[inputs, units]: each unit's highest value on each input (NaN for unreadable inputs)."""
+        return np.load(self.folder / f"peaks-{index}.npy", mmap_mode="r")
+
+    def layer(self, index: int, maps: bool = True) -> LayerData:
+        """Layer ``index``'s summaries and example maps, read from the cache; without ``maps``, only
+        the top and bottom examples' maps (no bands' maps, no text's token means)."""
+        reducer = LayerReducer.from_state_dict(torch.load(self.folder / f"reducer-{index}.pt", weights_only=True))
+        summaries = reducer.summaries()
+        spatial = reducer.spatial_shape
+        band_maps: tuple = ()
+        if self.bands:
+            sampler = BandSampler.from_state_dict(torch.load(self.folder / f"bands-{index}.pt", weights_only=True))
+            cut = sampler.bands(self.bands, spatial)
+            summaries = [replace(s, bands=tuple(b)) for s, b in zip(summaries, cut)]
+            if maps:
+                band_maps = tuple(tuple(sampler.band_maps(unit, band, spatial) for band in s.bands)
+                                  for unit, s in enumerate(summaries))
+        means_file = self.folder / f"token-means-{index}.pt"
+        tokens = None
+        if maps and means_file.is_file():
+            counted = np.load(self.folder / "counted.npy")
+            tokens = tuple(map(tuple, TokenMeans.from_state_dict(torch.load(means_file, weights_only=True))
+                               .strongest(counted)))
+        return LayerData(tuple(summaries), reducer.maps("top"), reducer.maps("bottom"), band_maps, tokens)
 
 
 class RowFile:
@@ -92,7 +114,7 @@ def extract(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: C
     """Reducer results for every chosen layer, from cache when nothing they depend on changed."""
     ex = config.examples
     key = content_key(FORMAT, model.key, inputs.key, [(l.name, l.units, l.layout) for l in layout.layers],
-                      ex.top, ex.bottom, ex.intervals and ex.per_interval, CANDIDATES, HIST_BINS, layout.classifier)
+                      ex.top, ex.bottom, ex.bands and ex.per_band, CANDIDATES, HIST_BINS, layout.classifier)
     entry = cache.entry("activations", key)
     cached = entry is not None
     if not cached:
@@ -101,7 +123,7 @@ def extract(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: C
         entry = cache.entry("activations", key)
     elif progress is not None:
         progress.update(len(inputs.items))
-    return _load(entry, key, layout, ex.intervals, cached)
+    return _load(entry, key, layout, ex.bands, cached)
 
 
 def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Config, folder: Path,
@@ -113,7 +135,7 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     ex = config.examples
     reducers = {l.name: LayerReducer(len(l.units), ex.top * CANDIDATES, ex.bottom * CANDIDATES, HIST_BINS)
                 for l in layout.layers}
-    samplers = {l.name: IntervalSampler(len(l.units), ex.per_interval) for l in layout.layers if ex.intervals}
+    samplers = {l.name: BandSampler(len(l.units), ex.per_band) for l in layout.layers if ex.bands}
     corpus = inputs.text
     means = {l.name: TokenMeans(len(corpus.counted), len(l.units)) for l in layout.layers} if corpus else {}
     lead, trail = (len(corpus.lead), len(corpus.trail)) if corpus else (0, 0)
@@ -206,9 +228,12 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     for i, layer in enumerate(layout.layers):
         torch.save(reducers[layer.name].state_dict(), folder / f"reducer-{i}.pt")
         if samplers:
-            torch.save(samplers[layer.name].state_dict(), folder / f"intervals-{i}.pt")
+            torch.save(samplers[layer.name].state_dict(), folder / f"bands-{i}.pt")
         if means:
             torch.save(means[layer.name].state_dict(), folder / f"token-means-{i}.pt")
+    (folder / "spatial.json").write_text(json.dumps([reducers[l.name].spatial_shape for l in layout.layers]))
+    if corpus:
+        np.save(folder / "counted.npy", corpus.counted)
     (folder / "unreadable.json").write_text(json.dumps({str(k): v for k, v in sorted(unreadable.items())}))
 
 
@@ -246,23 +271,13 @@ def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader
                 pass
 
 
-def _load(folder: Path, key: str, layout: ModelLayout, intervals: int, cached: bool) -> ModelActivations:
-    layers = []
-    for i, info in enumerate(layout.layers):
-        reducer = LayerReducer.from_state_dict(torch.load(folder / f"reducer-{i}.pt", weights_only=True))
-        summaries = reducer.summaries()
-        sampler = None
-        if intervals:
-            sampler = IntervalSampler.from_state_dict(torch.load(folder / f"intervals-{i}.pt", weights_only=True))
-            bands = sampler.intervals(intervals, reducer.spatial_shape)
-            summaries = [replace(s, intervals=tuple(b)) for s, b in zip(summaries, bands)]
-        means_file = folder / f"token-means-{i}.pt"
-        means = TokenMeans.from_state_dict(torch.load(means_file, weights_only=True)) if means_file.is_file() else None
-        layers.append(LayerActivations(info, reducer, sampler, np.load(folder / f"peaks-{i}.npy", mmap_mode="r"),
-                                       summaries, means))
+def _load(folder: Path, key: str, layout: ModelLayout, bands: int, cached: bool) -> ModelActivations:
     predictions = probabilities = None
     if layout.classifier:
         predictions = np.load(folder / "predictions.npy", mmap_mode="r")
         probabilities = np.load(folder / "probabilities.npy", mmap_mode="r")
     unreadable = {int(k): v for k, v in json.loads((folder / "unreadable.json").read_text()).items()}
-    return ModelActivations(key, layers, predictions, probabilities, cached, unreadable)
+    spatial = tuple(tuple(json.loads((folder / "spatial.json").read_text())[i] or ()) or None
+                    for i in range(len(layout.layers)))
+    return ModelActivations(key, folder, layout.layers, bands, spatial, predictions, probabilities, cached,
+                            unreadable)

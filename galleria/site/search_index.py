@@ -65,18 +65,18 @@ def write_search_index(out: Path, models: list[SearchModel]) -> int:
                 rows.append([layer_index, u.unit, u.label, u.words, bits])
     names, written = [], 0
     for number, start in enumerate(range(0, len(rows), UNITS_PER_SHARD)):
-        text = f"galleriaSearch.shard({number},{_json(rows[start:start + UNITS_PER_SHARD])});\n"
+        text = f"galleriaSearch.shard({number},{script_json(rows[start:start + UNITS_PER_SHARD])});\n"
         # named by content, so that a cached index.js of an older build never pairs with new shards
         names.append(f"units-{number}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.js")
         written += _script(folder / names[-1], text)
     meta = {"models": [[m.title, m.folder, m.label] for m in models], "layers": layers,
             "flags": list(FLAGS), "shards": names, "units": len(rows)}
-    return written + _script(folder / "index.js", f"galleriaSearch.meta({_json(meta)});\n")
+    return written + _script(folder / "index.js", f"galleriaSearch.meta({script_json(meta)});\n")
 
 
-def _json(value) -> str:
-    # "</" would end a script element if a theme ever inlined this; U+2028 and U+2029 end a line
-    # inside a string literal for JavaScript engines before ES2019.
+def script_json(value) -> str:
+    """A value as JSON that is safe inside a script: "</" would end a script element if a theme ever
+    inlined it; U+2028 and U+2029 end a line inside a string literal for engines before ES2019."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 

@@ -6,6 +6,7 @@ explicitly, because browsers opening files from disk do not resolve a folder to 
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 
 RESERVED = {"inputs", "assets", "health"}  # folders a model page already uses
 
@@ -40,6 +41,12 @@ def featureviz_dir(model: str, layer: str) -> str:
 def health_dir(model: str, layer: str | None = None) -> str:
     """The health page of a whole model, or of one layer."""
     return f"{layer_dir(model, layer) if layer else model}/health"
+
+
+def source_file(source: str, stored: PurePath) -> str:
+    """The site path of a stored source image: the photo's own name, and the stored file's content key
+    (unique, and shared by every model that shows it)."""
+    return f"images/{slug(PurePath(source).stem)[:24]}-{stored.stem[:8]}.jpg"
 
 
 def input_dir(model: str, input_id: str) -> str:

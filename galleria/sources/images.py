@@ -53,9 +53,9 @@ class InputSet:
 class UnreadableInput(BuildError):
     """An input file that passed the check at discovery but cannot be decoded (a truncated JPEG)."""
 
-    def __init__(self, item: InputItem, reason: str):
-        super().__init__(f"cannot decode input {item.source}: {reason}")
-        self.item, self.reason = item, reason
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"cannot decode input {path}: {reason}")
+        self.path, self.reason = path, reason
 
 
 def discover(sets: tuple[InputSetConfig, ...]) -> InputSet:
@@ -151,12 +151,7 @@ class ImageLoader:
         path = item.source
         img = self._sources.pop(path, None)
         if img is None:
-            try:
-                with Image.open(path) as raw:
-                    raw.load()
-                    img = _to_mode(raw, self.pre.channels)
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-                raise UnreadableInput(item, _reason(exc)) from None
+            img = open_image(path, self.pre.channels)
         self._sources[path] = img
         while len(self._sources) > self._cache_files:
             self._sources.popitem(last=False)
@@ -197,6 +192,16 @@ class ImageLoader:
         mean = torch.tensor(self.pre.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.pre.std).view(1, -1, 1, 1)
         return (x - mean) / std, pixels
+
+
+def open_image(path: str, channels: int) -> Image.Image:
+    """A source file decoded and converted to the model's channels; UnreadableInput if it cannot be."""
+    try:
+        with Image.open(path) as raw:
+            raw.load()
+            return _to_mode(raw, channels)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableInput(path, _reason(exc)) from None
 
 
 def _to_mode(img: Image.Image, channels: int) -> Image.Image:

@@ -22,9 +22,11 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from galleria.cache import Cache, content_key
+from galleria.records import Heat
+from galleria.visualize.tiles import draw_tile
 from galleria.visualize.tokens import LEVELS, visible
 
-FORMAT = 1  # bump when the drawing changes: cached cards are keyed on it
+FORMAT = 2  # bump when the drawing changes: cached cards are keyed on it
 WIDTH, HEIGHT = 1200, 630
 
 # The light scheme of themes/default/assets/galleria.css.
@@ -92,13 +94,23 @@ _JPEG = {"qtables": [_qtable(_IJG_LUMA, 70, 0.8), _qtable(_IJG_CHROMA, 50, 0.0)]
 
 
 @dataclass(frozen=True)
+class CardTile:
+    """An example as a card shows it: a window onto a stored source image, with the unit's heat."""
+
+    source: Path  # the stored (cached) source image
+    window: tuple[float, float, float, float]  # (left, top, right, bottom) in its pixels
+    heat: Heat | None
+    mark: tuple[float, float, float, float] | None  # outlined, in fractions of the window
+
+
+@dataclass(frozen=True)
 class Card:
     site: str  # site title, small, top left
     title: str  # big: "Unit 285", "blocks.6", "EfficientNet-Lite0"
     subtitle: str  # the path to the page: "blocks.6 · EfficientNet-Lite0"
     label: str = ""  # the unit's label from notes, or its class name
     facts: str = ""  # one line: "max 7.91 · active 12% · top: tabby, tiger cat"
-    images: tuple[Path, ...] = ()  # a unit's feature visualization (see feature) then top examples; a few units' images
+    images: tuple[Path | CardTile, ...] = ()  # a unit's feature visualization (see feature) then its top examples
     feature: bool = False  # images[0] is a feature visualization: drawn large and captioned so
     text: tuple[tuple[tuple[str, float], ...], ...] = ()  # without images: example lines of (token piece, value in [-1, 1])
     caption: str = "top examples"  # what the grid of images or the text lines are (a layer's: "units"), or ""
@@ -108,7 +120,9 @@ def card_key(card: Card) -> str:
     """Every field, each image by name, size and time (cached images are named by their content),
     and the fonts, which change the drawing when another is installed."""
     parts = [(f.name, getattr(card, f.name)) for f in fields(card) if f.name != "images"]
-    images = [(Path(p).name, st.st_size, st.st_mtime_ns) for p in card.images for st in [os.stat(p)]]
+    images = [(Path(p).name, st.st_size, st.st_mtime_ns) if isinstance(p, Path) else
+              (p.source.name, st.st_size, st.st_mtime_ns, p.window, p.heat, p.mark)
+              for p in card.images for st in [os.stat(p if isinstance(p, Path) else p.source)]]
     return content_key(FORMAT, [_font_path(role) for role in _FONTS], parts, images)
 
 
@@ -317,8 +331,13 @@ def _caption(draw: ImageDraw.ImageDraw, text: str, x: int, y: int) -> None:
     draw.text((x, y + _BELOW), _shown("sans", text), font=_font("sans", 22), fill=MUTED, anchor="ls")
 
 
-def _paste(img: Image.Image, path: Path, x: int, y: int, size: int, radius: int) -> None:
-    """An image file of any mode and size, centre-cropped to a size x size square with rounded corners."""
+def _paste(img: Image.Image, path: Path | CardTile, x: int, y: int, size: int, radius: int) -> None:
+    """An image file of any mode and size, centre-cropped to a size x size square with rounded
+    corners, or an example's window drawn at that size."""
+    if isinstance(path, CardTile):
+        with Image.open(path.source) as source:
+            img.paste(draw_tile(source, path.window, path.heat, path.mark, size), (x, y), _rounded(size, radius))
+        return
     with Image.open(path) as source:
         source.draft(None, (size, size))  # JPEG decodes straight at a fraction of its size when large
         source.load()

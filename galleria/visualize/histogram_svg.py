@@ -1,9 +1,9 @@
 """Inline SVG of a unit's activation histogram.
 
-The SVG is meant to sit inside an HTML page: it draws with ``currentColor`` and carries
-CSS classes (``hist``, ``hist-bar``, ``hist-bar neg``, ``hist-zero``, ``hist-interval``,
-``hist-axis``, ``hist-label``) so that the page's stylesheet, dark mode included, can
-restyle it. It also stands alone as a valid XML document.
+The SVG is meant to sit inside an HTML page, whose stylesheet draws it: its parts carry CSS
+classes (``hist``, ``hist-bar``, ``hist-bar neg``, ``hist-zero``, ``hist-band``, ``hist-band
+alt``, ``hist-axis``) and its labels are its ``text`` elements, so dark mode and themes restyle
+it, and every unit page carries only its geometry. It is a valid XML document on its own.
 """
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from xml.sax.saxutils import escape, quoteattr
 from galleria import records
 
 __all__ = ["histogram_svg", "format_compact"]
-
-SCALE_NOTE = "bar heights on a log scale, log(1 + count), so that rare values stay visible"
-
 
 def format_compact(x: float) -> str:
     """A short label for an axis: 3 significant digits, "1.2e-5" rather than "1.2e-05"."""
@@ -35,8 +32,8 @@ def format_compact(x: float) -> str:
 
 
 def _n(v: float) -> str:
-    """A coordinate for SVG: short, no float noise."""
-    text = f"{v:.2f}".rstrip("0").rstrip(".")
+    """A coordinate for SVG: short (a tenth of a pixel), no float noise."""
+    text = f"{v:.1f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 
@@ -45,7 +42,7 @@ def _svg_open(width: int, height: int, label: str, extra_class: str = "") -> str
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" role="img" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'aria-label={quoteattr(label)} font-family="system-ui, sans-serif" font-size="10">'
+        f'aria-label={quoteattr(label)} font-size="10">'
     )
 
 
@@ -67,15 +64,15 @@ def histogram_svg(
     hist: records.Histogram,
     width: int = 360,
     height: int = 96,
-    intervals: list[tuple[float, float]] | None = None,
+    bands: list[tuple[float, float]] | None = None,
 ) -> str:
-    """Inline SVG (a string) of ``hist``: one ``<rect class="hist-bar">`` per bin.
+    """Inline SVG (a string) of ``hist``: its bars as one path for bins above zero and one below.
 
-    Bar heights are on a log(1 + count) scale (stated in the SVG's ``<title>``); every
-    non-empty bin is at least 1 px tall. The x axis is labelled at the histogram's lowest
-    edge, at 0 when 0 lies inside, and at its highest edge; a line marks 0. ``intervals``
-    (in activation units) are shaded behind the bars. A histogram without counts gives a
-    small "no data" SVG.
+    Bar heights are on a log(1 + count) scale (stated in the SVG's ``<title>``); every non-empty
+    bin is at least 1 px tall. The x axis is labelled at the histogram's lowest edge, at 0 when 0
+    lies inside, and at its highest edge; a line marks 0. ``bands`` (in activation units) are
+    shaded behind the bars. A histogram without counts gives a small "no data" SVG. Every unit
+    page has one, so it is drawn in as few bytes as it can be: a few hundred for 64 bins.
     """
     counts = [int(c) for c in hist.counts]
     total = sum(counts)
@@ -99,48 +96,37 @@ def histogram_svg(
     peak = math.log1p(max(counts))
     bin_w = plot_w / n
 
-    label = (
-        f"Histogram of {total:,} activation values from {format_compact(x_min)} "
-        f"to {format_compact(x_max)}, {SCALE_NOTE}"
-    )
-    parts = [_svg_open(width, height, label), f"<title>{escape(label)}</title>"]
+    label = f"Histogram of {total:,} activation values from {format_compact(x_min)} to {format_compact(x_max)} (log counts)"
+    parts = [_svg_open(width, height, label)]
 
-    # shaded intervals, behind everything else; every other one lighter, so neighbours stay apart
-    for i, (lo, hi) in enumerate(_clip_intervals(intervals or (), x_min, x_max)):
+    # shaded bands, behind everything else; every other one lighter, so neighbours stay apart
+    shades: list[list[str]] = [[], []]
+    for i, (lo, hi) in enumerate(_clip_bands(bands or (), x_min, x_max)):
         x0, x1 = x_of(lo), x_of(hi)
-        parts.append(
-            f'<rect class="hist-interval" x="{_n(x0)}" y="{_n(top)}" width="{_n(max(x1 - x0, 1.0))}" '
-            f'height="{_n(plot_h)}" fill="currentColor" fill-opacity="{0.12 if i % 2 == 0 else 0.05}">'
-            f"<title>{escape(format_compact(lo))} to {escape(format_compact(hi))}</title></rect>"
-        )
+        shades[i % 2].append(f"M{_n(x0)} {_n(top)}h{_n(max(x1 - x0, 1.0))}v{_n(plot_h)}H{_n(x0)}z")
+    for shade, steps in enumerate(shades):
+        if steps:
+            parts.append(f'<path class="hist-band{" alt" if shade else ""}" d="{"".join(steps)}"/>')
 
-    # bars
-    parts.append('<g class="hist-bars" fill="currentColor">')
-    for i, c in enumerate(counts):
-        h = 0.0 if c <= 0 else max(1.0, math.log1p(c) / peak * plot_h)
-        x = pad_x + i * bin_w
-        neg = edges[i + 1] <= 0 and edges[i] < 0
-        cls = "hist-bar neg" if neg else "hist-bar"
-        opacity = ' fill-opacity="0.55"' if neg else ""
-        tip = f"{format_compact(edges[i])} to {format_compact(edges[i + 1])}: {c:,}"
-        parts.append(
-            f'<rect class="{cls}" x="{_n(x)}" y="{_n(base_y - h)}" width="{_n(max(bin_w - (0.5 if bin_w > 3 else 0), 0.5))}" '
-            f'height="{_n(h)}"{opacity}><title>{escape(tip)}</title></rect>'
-        )
-    parts.append("</g>")
+    # bars: one outline per sign, stepping along the tops of its bins, each bin one unit wide in a
+    # coordinate system stretched to the plot (a few characters a bin, and no rounding that adds up)
+    stretch = f"translate({_n(pad_x)} 0) scale({bin_w:.6g} 1)"
+    for negative in (True, False):
+        bins = [i for i in range(n) if (edges[i + 1] <= 0 and edges[i] < 0) == negative]
+        if not bins or not any(counts[i] for i in bins):
+            continue
+        steps = [f"M{bins[0]} {_n(base_y)}"]
+        for i in bins:
+            h = 0.0 if counts[i] <= 0 else max(1.0, math.log1p(counts[i]) / peak * plot_h)
+            steps.append(f"V{_n(base_y - h)}h1")
+        steps.append(f"V{_n(base_y)}z")
+        parts.append(f'<path class="hist-bar{" neg" if negative else ""}" transform="{stretch}" d="{"".join(steps)}"/>')
 
     # axis
-    parts.append(
-        f'<line class="hist-axis" x1="{_n(pad_x)}" y1="{_n(base_y + 0.5)}" x2="{_n(pad_x + plot_w)}" '
-        f'y2="{_n(base_y + 0.5)}" stroke="currentColor" stroke-opacity="0.35"/>'
-    )
+    parts.append(f'<path class="hist-axis" d="M{_n(pad_x)} {_n(base_y + 0.5)}h{_n(plot_w)}"/>')
     zero_in = x_min <= 0 <= x_max
     if zero_in:
-        zx = x_of(0.0)
-        parts.append(
-            f'<line class="hist-zero" x1="{_n(zx)}" y1="{_n(top)}" x2="{_n(zx)}" y2="{_n(base_y + 3)}" '
-            'stroke="currentColor" stroke-opacity="0.6" stroke-dasharray="2 2"/>'
-        )
+        parts.append(f'<path class="hist-zero" d="M{_n(x_of(0.0))} {_n(top)}V{_n(base_y + 3)}"/>')
 
     label_y = height - 2.5
     ticks = [(pad_x, "start", x_min), (pad_x + plot_w, "end", x_max)]
@@ -151,19 +137,17 @@ def histogram_svg(
         if zx - pad_x > room and pad_x + plot_w - zx > room:
             ticks.append((zx, "middle", 0.0))
     for x, anchor, value in ticks:
-        parts.append(
-            f'<text class="hist-label" x="{_n(x)}" y="{_n(label_y)}" text-anchor="{anchor}" '
-            f'fill="currentColor" fill-opacity="0.75">{escape(format_compact(value))}</text>'
-        )
+        parts.append(f'<text x="{_n(x)}" y="{_n(label_y)}"{"" if anchor == "start" else f" text-anchor={chr(34)}{anchor}{chr(34)}"}>'
+                     f'{escape(format_compact(value))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _clip_intervals(
-    intervals: Iterable[tuple[float, float]], x_min: float, x_max: float
+def _clip_bands(
+    bands: Iterable[tuple[float, float]], x_min: float, x_max: float
 ) -> list[tuple[float, float]]:
     out = []
-    for a, b in intervals:
+    for a, b in bands:
         a, b = float(a), float(b)
         if math.isnan(a) or math.isnan(b):
             continue

@@ -6,11 +6,19 @@ custom blocks; following gradients back from a unit to the input works for any d
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
+
+from galleria.cache import Cache, content_key
+from galleria.errors import in_user_model
+
+if TYPE_CHECKING:
+    from galleria.extract.probe import LayerInfo
+    from galleria.sources.models import LoadedModel
 
 _SAMPLES = 2  # random inputs; a pixel counts if it passes gradient to the unit in any of them
 _MORE_SAMPLES = 8  # for layers whose edges came out ragged (max-pools pass gradient to one pixel per window)
@@ -341,3 +349,26 @@ def _whole(axis: _Axis) -> tuple[int, int, int]:
     """The smallest field in which every position sees the whole input, spaced at the map's nominal stride."""
     stride = max(1, round(axis.length / axis.cells))
     return axis.length + (axis.cells - 1) * stride, stride, -(axis.cells - 1) * stride
+
+
+RECEPTIVE_FORMAT = 3  # bump when what is measured changes
+
+
+def model_receptive_fields(model: LoadedModel, layers: list[LayerInfo],
+                           cache: Cache) -> dict[str, ReceptiveField | None]:
+    """Each chosen layer's receptive field in a model, measured once and cached by its weights and layouts."""
+    pre = model.config.preprocessing
+    names = [layer.name for layer in layers]
+    key = content_key(RECEPTIVE_FORMAT, model.key, [(layer.name, layer.layout) for layer in layers])
+    path = cache.file("receptive", key, ".json")
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return {n: None if d is None else ReceptiveField(**{k: tuple(v) for k, v in d.items()})
+                for n, d in data.items()}
+    with in_user_model(model.config.id, model.module, "receptive field measurement"):
+        fields = receptive_fields(model.module, names, (pre.channels, *pre.size),
+                                  {layer.name: layer.layout.grid_view for layer in layers})
+    cache.put_file("receptive", key, ".json", json.dumps(
+        {n: None if f is None else {"size": f.size, "stride": f.stride, "offset": f.offset,
+                                    "input_size": f.input_size} for n, f in fields.items()}).encode())
+    return fields

@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
+
+from galleria.records import HEAT_LEVELS, Heat, unpacked
 
 # Inferno (perceptually uniform, lightness rising throughout, readable in greyscale), sampled from
 # matplotlib's CC0 table at entries 0, 16, ..., 240, 255; linear interpolation between them stays
@@ -50,37 +52,22 @@ def colormap(values: np.ndarray) -> np.ndarray:
     return _LUT.take(np.clip(np.rint(values * 255), 0, 255).astype(np.uint8), axis=0)  # take: 4x faster than []
 
 
-def render_tile(
-    image: np.ndarray,
-    box: tuple[int, int, int, int] | None,
-    act_map: np.ndarray | None,
-    scale: tuple[float, float],
-    size: int,
-    heatmap: bool = True,
-    mark: tuple[int, int, int, int] | None = None,
-) -> Image.Image:
-    """The part of image a unit saw, with its activation map over it, as a size x size RGB tile.
-
-    image: HxWx3 uint8, the model-sized input as the model saw it (before normalization);
-    box: (left, top, right, bottom) in image pixels, or None for the whole image;
-    act_map: the unit's activation map for this input (h x w float), or None for no heatmap;
-    scale: (vmin, vmax), the unit's colour scale, the same for all its tiles, so they compare.
-    mark: a box in image pixels to outline (where the unit peaked, when the tile shows the whole input).
-    A non-square crop keeps its aspect and is padded to square with neutral grey.
-    """
-    height, width = image.shape[:2]
-    left, top, right, bottom = box if box is not None else (0, 0, width, height)
-    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
-        raise ValueError(f"box {box} is empty or leaves the {width} x {height} image")
+def draw_tile(image: Image.Image, window: tuple[float, float, float, float], heat: Heat | None,
+              mark: tuple[float, float, float, float] | None, size: int) -> Image.Image:
+    """An example as a size x size RGB picture (link-preview cards draw them; pages lay the same
+    pieces over each other in the browser): ``window`` (left, top, right, bottom, in image pixels)
+    of ``image``, the unit's heat over it, and ``mark`` (fractions of the window) outlined. A
+    non-square window keeps its aspect and is padded to square with neutral grey."""
+    left, top, right, bottom = (min(max(v, 0.0), limit) for v, limit in zip(window, image.size * 2))
+    window = (left, top, right, bottom)
     zoom = size / max(right - left, bottom - top)
     shape = (max(1, round((right - left) * zoom)), max(1, round((bottom - top) * zoom)))
     resample = Image.Resampling.NEAREST if zoom >= _BLOCKY else Image.Resampling.BILINEAR
-    photo = Image.fromarray(image[top:bottom, left:right]).resize(shape, resample)
-    if heatmap and act_map is not None:
-        region = (left / width, top / height, right / width, bottom / height)
-        photo = _overlay(photo, act_map, region, scale)
+    photo = image.convert("RGB").resize(shape, resample, box=window)
+    if heat is not None:
+        photo = _overlay(photo, heat)
     if mark is not None:
-        _outline(photo, [(v - o) * zoom for v, o in zip(mark, (left, top, left, top))])
+        _outline(photo, [v * d for v, d in zip(mark, (shape[0], shape[1], shape[0], shape[1]))])
     if shape == (size, size):
         return photo
     tile = Image.new("RGB", (size, size), _GREY)
@@ -90,8 +77,6 @@ def render_tile(
 
 def _outline(photo: Image.Image, box: list[float]) -> None:
     """A white frame with a dark edge around box (photo pixels): visible on any image and heat."""
-    from PIL import ImageDraw
-
     draw = ImageDraw.Draw(photo)
     left, top, right, bottom = (round(v) for v in box)
     right, bottom = max(right - 1, left), max(bottom - 1, top)
@@ -99,55 +84,21 @@ def _outline(photo: Image.Image, box: list[float]) -> None:
     draw.rectangle((left, top, right, bottom), outline=(255, 255, 255))
 
 
-def _overlay(
-    photo: Image.Image, act_map: np.ndarray, region: tuple[float, float, float, float], scale: tuple[float, float]
-) -> Image.Image:
-    """photo with the part of act_map under region (fractions of the image) blended over it.
-
-    The map is stretched over the whole image, as if upsampled to it, and sampled only where the
-    crop is, at the photo's resolution.
-    """
-    values = np.asarray(act_map, dtype=np.float32)
-    map_height, map_width = values.shape
-    left, top, right, bottom = region
-    heat = Image.fromarray(values).resize(
-        photo.size,
-        Image.Resampling.BILINEAR,
-        box=(left * map_width, top * map_height, right * map_width, bottom * map_height),
-    )
-    vmin, vmax = scale
-    if vmax > vmin:
-        strength = np.nan_to_num(np.clip((np.asarray(heat) - vmin) / (vmax - vmin), 0, 1))
-    else:  # a unit that never varied: nothing to highlight
-        strength = np.zeros(heat.size[::-1], dtype=np.float32)
-    colour = Image.fromarray(colormap(strength))
-    opacity = Image.fromarray(np.rint(strength * (_ALPHA * 255)).astype(np.uint8))
-    return Image.composite(colour, photo, opacity)
-
-
-def legend_svg(scale: tuple[float, float], width: int = 160, height: int = 12) -> str:
-    """A colour bar from scale's min to its max with both labelled, as inline SVG markup.
-
-    Drawn as solid bands rather than a gradient: a gradient needs an id, and ids repeated across
-    the many legends of one page, or defined in a hidden one, break in some browsers.
-    """
-    vmin, vmax = scale
-    bands = max(1, width // 4)  # 4-pixel bands look continuous and keep the markup small
-    rects = []
-    for i, (r, g, b) in enumerate(colormap((np.arange(bands) + 0.5) / bands)):
-        x0, x1 = round(i * width / bands), round((i + 1) * width / bands)
-        rects.append(f'<rect x="{x0}" y="0" width="{x1 - x0}" height="{height}" fill="#{r:02x}{g:02x}{b:02x}"/>')
-    low, high = f"{vmin:.3g}", f"{vmax:.3g}"
-    baseline = height + 11  # room for 10-pixel labels under the bar
-    total = baseline + 3
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total}" viewBox="0 0 {width} {total}"'
-        f' role="img" aria-label="colour scale from {low} to {high}">'
-        f'<g shape-rendering="crispEdges">{"".join(rects)}</g>'
-        f'<text x="0" y="{baseline}" font-size="10" fill="currentColor">{low}</text>'
-        f'<text x="{width}" y="{baseline}" font-size="10" fill="currentColor" text-anchor="end">{high}</text>'
-        "</svg>"
-    )
+def _overlay(photo: Image.Image, heat: Heat) -> Image.Image:
+    """photo with the heat's levels blended over it, stretched over its frame and smoothed as the
+    pages' script does: colour from the colour map, opacity rising with the level to _ALPHA."""
+    levels = np.array([HEAT_LEVELS.index(c) for c in unpacked(heat.levels)], dtype=np.float32).reshape(heat.rows,
+                                                                                                       heat.cols)
+    strength = levels / (len(HEAT_LEVELS) - 1)
+    rgba = np.dstack([colormap(strength), np.rint(strength * (_ALPHA * 255)).astype(np.uint8)])
+    grid = Image.fromarray(rgba, "RGBA")
+    width, height = photo.size
+    fl, ft, fr, fb = heat.frame or (0.0, 0.0, 1.0, 1.0)
+    # the grid stretched over its frame, sampled where the photo is: box is the photo in grid pixels
+    box = (-fl / (fr - fl) * heat.cols, -ft / (fb - ft) * heat.rows,
+           (1 - fl) / (fr - fl) * heat.cols, (1 - ft) / (fb - ft) * heat.rows)
+    layer = grid.resize(photo.size, Image.Resampling.BILINEAR, box=box)
+    return Image.alpha_composite(photo.convert("RGBA"), layer).convert("RGB")
 
 
 def as_image(pixels: np.ndarray) -> Image.Image:

@@ -116,14 +116,14 @@ def test_layers_that_feed_the_head_or_are_the_output_get_no_gradient_view(pipeli
 def test_sources_match_finite_differences(pipeline):
     module, inputs, acts, result, x, _ = pipeline
     sample = np.asarray(sample_inputs(inputs, 6))
-    layer_b = next(l for l in acts.layers if l.info.name == "b")
+    layer_b = acts.peaks(next(i for i, l in enumerate(acts.layers) if l.name == "b"))
     got = result.layers["b"]
     assert got.source == "a" and got.sources.shape == (5, 4)
     with torch.no_grad():
         b_out = module.b(module.a(x))
     eps = 1e-4
     for unit in range(5):
-        peaks = np.asarray(layer_b.peaks[sample, unit])
+        peaks = np.asarray(layer_b[sample, unit])
         strongest = sample[np.argsort(-peaks, kind="stable")[:2]]
         expected = np.zeros(4)
         for n in strongest:
@@ -142,12 +142,12 @@ def test_sources_are_exact_through_a_linear_layer(pipeline):
     """head = W pool + b, so the contribution of pooled unit j to class k at an input is W[k, j] * pool[j]."""
     module, inputs, acts, result, x, _ = pipeline
     sample = np.asarray(sample_inputs(inputs, 6))
-    head = next(l for l in acts.layers if l.info.name == "head")
+    head = acts.peaks(next(i for i, l in enumerate(acts.layers) if l.name == "head"))
     with torch.no_grad():
         pooled = module.pool(module.b(module.a(x))).flatten(1)
     weight = module.head.weight.detach()
     for k in range(3):
-        strongest = sample[np.argsort(-np.asarray(head.peaks[sample, k]), kind="stable")[:2]]
+        strongest = sample[np.argsort(-np.asarray(head[sample, k]), kind="stable")[:2]]
         expected = sum(weight[k] * pooled[n] for n in strongest) / 2
         np.testing.assert_allclose(result.layers["head"].sources[k], expected.numpy(), rtol=1e-4, atol=1e-6)
 

@@ -1,196 +1,142 @@
-"""The default theme: every template renders from a realistic context, escapes user text,
-links only relatively, and can be overridden from a site's custom theme dir."""
+"""Page builders and the default theme: each kind of page, built from records made by hand and
+rendered, shows what the records say, escapes user text, links only relatively, and can be
+overridden from a site's custom theme dir."""
 from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
+import numpy as np
 import pytest
 from markupsafe import Markup
 
-from galleria import records
+from galleria.config import SiteConfig
 from galleria.errors import BuildError
+from galleria.extract.health import Duplicate, LayerHealth
+from galleria.extract.layout import Layout
+from galleria.records import (BandRecord, EffectRecord, EffectsRecord, ExampleRecord, FeatureVizRecord, Heat,
+                              Histogram, ImageShown, InputRecord, LayerRecord, ModelRecord, Response, TextShown,
+                              UnitEntry, UnitRecord, UnitStats, VizRecord)
 from galleria.site import theme as theme_mod
+from galleria.site import views as V
+from galleria.site.content import Note
 from galleria.site.theme import Theme, builtin_theme_dir
-from galleria.visualize.histogram_svg import histogram_svg
+from galleria.sources.text import TextCorpus
+from galleria.visualize.receptive import ReceptiveField
 
 EVIL = "<script>alert(1)</script>"
 EVIL_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-TEMPLATES = ["index.html", "model.html", "layer.html", "unit.html", "input.html", "inputs.html", "404.html"]
+SITE = SiteConfig("Gallery", "Activation galleries of small models.", "https://example.org/gallery/", Path("out"),
+                  None, Path("content"), Path(".cache"))
+KINDS = ["index", "model", "layer", "unit", "text-unit", "featureviz", "health", "input", "inputs", "search", "404"]
 
 
-# --------------------------------------------------------------------------- contexts
+# --------------------------------------------------------------------------- records made by hand
+
+STATS = UnitStats(count=123456, mean=0.423, std=1.02, min=-2.0, max=7.91, frac_active=0.123, nonfinite=2,
+                  histogram=Histogram(0.5, -4, (1, 3, 10, 200, 900, 50, 20, 5, 2, 0, 1, 1)))
+CONV = Layout("channels-first", (8, 4, 4))
+FIELD = ReceptiveField((5, 5), (4, 4), (-2, -2), (16, 16))
+CAT = InputRecord(0, "cat-s1-0-0", "cat.png · scale 1 " + EVIL, "images/cat-0123abcd.jpg", (0.0, 0.0, 32.0, 32.0),
+                  (64, 48), None, (("tabby " + EVIL, 0.81), ("lynx", 0.05)))
+DOG = InputRecord(1, "dog", "dog.png", "images/dog-4567abcd.jpg", (8.0, 0.0, 40.0, 32.0), (48, 32), None, ())
+NOTE = Note(EVIL, ("curve",), Markup("<p>Looks at <strong>edges</strong>.</p>"), "Looks at **edges**.", "u.md")
 
 
-def common(kind: str, root: str, title: str, crumbs: list[tuple[str, str | None]], nav=None) -> dict:
-    return {
-        "site": {"title": "galleria", "description": "Activation galleries of small vision models.", "url": "https://example.org/gallery/"},
-        "page": {
-            "title": title,
-            "description": f"{title} — galleria",
-            "canonical": "https://example.org/gallery/" if kind == "index" else None,
-            "image": "https://example.org/gallery/m/l/7/card.jpg" if kind == "unit" else None,
-            "kind": kind,
-            "breadcrumbs": [{"title": t, "url": u} for t, u in crumbs],
-        },
-        "root": root,
-        "nav": nav or {"prev": None, "next": None, "up": None},
-        "generator": "galleria 0.1.0",
-    }
+def _example(value: float, input_id: str, position) -> ExampleRecord:
+    heat = Heat(2, 2, "Az_9", (0.0, 0.0, 1.25, 1.25))
+    return ExampleRecord(value, input_id, position, None, ImageShown((0, 0, 8, 8), heat, (4, 4, 8, 8)))
 
 
-def model_ctx(root: str) -> dict:
-    return {
-        "id": "lenet",
-        "title": "LeNet " + EVIL,
-        "url": f"{root}models/lenet/index.html",
-        "source": "torchvision-like toy",
-        "description": "A tiny convnet. " + EVIL,
-        "input_size": "224 × 224 × 3",
-        "params": "4.65 M",
-        "classifier": True,
-        "num_classes": 1000,
-        "note_html": Markup("<p>Trained on <em>noise</em>.</p>"),
-        "label": EVIL,
-        "inputs_url": f"{root}models/lenet/inputs/index.html",
-        "num_inputs": 120,
-        "layers": [
-            {
-                "name": name,
-                "url": f"{root}models/lenet/{name}/index.html",
-                "module": module,
-                "shape": shape,
-                "num_units": n,
-                "receptive": rf,
-                "label": label,
-                "thumb": thumb,
-            }
-            for name, module, shape, n, rf, label, thumb in [
-                ("conv1", "Conv2d", "40 × 28 × 28", 40, "5 × 5 px", "", f"{root}models/lenet/conv1/thumb.jpg"),
-                ("fc", "Linear", "10", 10, "whole input", EVIL, None),
-            ]
-        ],
-    }
+def _layer(name: str, layout: Layout, units: tuple[int, ...], **kw) -> LayerRecord:
+    return LayerRecord(**{"model": "lenet", "name": name, "url": f"lenet/{name}/", "module": "Conv2d",
+                          "layout": layout, "units": units, "receptive": None, "text": False, "label": "",
+                          "flagged": 0, "featureviz": (), "thumb": None, **kw})
 
 
-def model_summary(root: str) -> dict:
-    """The smaller model dict the unit, input and inputs pages get (as on the index, plus url)."""
-    return {"id": "lenet", "title": "LeNet " + EVIL, "description": "", "num_layers": 2, "num_units": 50,
-            "params": "61.7 k", "input_size": "32 × 32 × 1", "thumb": None, "url": f"{root}models/lenet/index.html"}
+CONV1 = _layer("conv1", CONV, (6, 7, 8), receptive=FIELD, label=EVIL, flagged=1, featureviz=((7, 9.5),),
+               thumb=(0, ImageShown((0, 0, 8, 8), None)))
+FC = _layer("fc", Layout("vector", (10,)), tuple(range(10)), module="Linear")
+MODEL = ModelRecord("lenet", "LeNet " + EVIL, "A tiny convnet. " + EVIL, "lenet:build", "lenet/", 61_700,
+                    (16, 16, 3), None, 10, "", 2, 1, (CONV1, FC))
+UNIT = UnitRecord(
+    model="lenet", layer="conv1", unit=7, url="lenet/conv1/7/", label=EVIL, tags=("curve", EVIL), note=NOTE.text,
+    flags=("non-finite",), saturation=None, duplicates=((6, 0.97),), stats=STATS, scale=(0.0, 7.91),
+    effects=EffectsRecord("activation × gradient, averaged", (EffectRecord(281, "tabby " + EVIL, 0.5),),
+                          (EffectRecord(3, "lynx", -0.25),)),
+    built_from=EffectsRecord("activation × gradient of its peak", (EffectRecord(4, "", 0.3),), (), "stem"),
+    receptive_field=((5, 5), (4, 4), (-2, -2)),
+    top=(_example(7.91, "cat-s1-0-0", (1, 1)), _example(6.5, "dog", (0, 2)), _example(5.25, "cat-s1-0-0", (3, 0))),
+    bottom=(_example(-2.0, "dog", (2, 2)),),
+    bands=(BandRecord(1.0, 2.0, 40, 0.25, (_example(1.5, "dog", (1, 0)),)),),
+    featureviz=FeatureVizRecord(VizRecord("featureviz.png", 8.0, 9.5), None, None, (), False), top_tokens=None)
 
 
-def layer_ctx(root: str) -> dict:
-    return {
-        "name": "conv1",
-        "url": f"{root}models/lenet/conv1/index.html",
-        "module": "Conv2d",
-        "shape": "40 × 28 × 28",
-        "num_units": 3,
-        "receptive": "5 × 5 px",
-        "note_html": Markup(""),
-        "label": "",
-    }
+def _model(**kw) -> V.ModelPages:
+    return V.ModelPages(MODEL, {0: CAT, 1: DOG}, **kw)
 
 
-def units_list(root: str = "../../../") -> list[dict]:
-    return [
-        {"id": 0, "url": "0/index.html", "label": "", "thumb": "0/thumb.jpg", "max": 7.91, "mean": 0.423, "frac_active": 0.12, "flags": []},
-        {"id": 1, "url": "1/index.html", "label": EVIL, "thumb": "1/thumb.jpg", "max": 0.0, "mean": 0.0, "frac_active": 0.0, "flags": ["dead"]},
-        {"id": 2, "url": "2/index.html", "label": "curves", "thumb": None, "max": 1.2e-05, "mean": -0.5, "frac_active": 0.9, "flags": []},
-    ]
+CORPUS_TEXT = ["def", " f", "(", "x", "):", "\n", "    ", "return", " x", " <", "b", ">"]
+CORPUS = TextCorpus(np.arange(12), tuple(CORPUS_TEXT), tuple(CORPUS_TEXT), "subwords", (), (),
+                    np.arange(12), np.arange(12), 6)
+LINES = InputRecord(0, "code-0", "code.py · tokens 0–5", None, None, None, (0, 6), ())
+TAIL = InputRecord(1, "code-6", "code.py · tokens 6–11 " + EVIL, None, None, None, (6, 12), ())
+TEXT_MODEL = ModelRecord("lm", "LM", "", "transformers:lm", "lm/", 1000, None, 6, None, "", 2, 0,
+                         (LayerRecord("lm", "h.0", "lm/h.0/", "Linear", Layout("tokens", (6, 4)), (0, 1, 2, 3), None,
+                                      True, "", 0, (), None),))
+TEXT_UNIT = UnitRecord(
+    model="lm", layer="h.0", unit=2, url="lm/h.0/2/", label="", tags=(), note="", flags=(), saturation=None,
+    duplicates=(), stats=STATS, scale=(-7.91, 7.91), effects=None, built_from=None, receptive_field=None,
+    top=(ExampleRecord(7.91, "code-6", (3,), " <", TextShown(6, 1, 5, "iiqm", 6, "i~1qmi")),),
+    bottom=(ExampleRecord(-2.0, "code-0", (1,), " f", TextShown(0, 0, 4, "ecii", 6, "ecii~1")),), bands=(),
+    featureviz=None, top_tokens=((" <", 9, 3.5, 4),))
 
 
-def example(kind: str, rank: int, value: float, prediction) -> dict:
-    return {
-        "rank": rank,
-        "anchor": "example-%d" % rank if kind == "top" else f"{kind}-{rank}",
-        "value": value,
-        "tile": f"{kind}-{rank}.jpg",
-        "input_url": f"../../../inputs/in-{rank}/index.html",
-        "input_title": f"cat.png · crop {rank} {EVIL}",
-        "prediction": prediction,
-    }
+def page_of(kind: str) -> V.Page:
+    """A page of each kind, built from the records above."""
+    model = _model()
+    if kind == "index":
+        return V.index_page(SITE, [model])
+    if kind == "model":
+        return V.model_page(model, None)
+    if kind == "layer":
+        entries = [UnitEntry(6, "", STATS, (), (1, ImageShown((0, 0, 8, 8), None)), None, None),
+                   UnitEntry(7, EVIL, STATS, ("dead",), (0, ImageShown((8, 8, 16, 16), None)), None, "featureviz.png"),
+                   UnitEntry(8, "curves", STATS, (), None, None, None)]
+        return V.layer_page(model, CONV1, NOTE, entries, 112)
+    if kind == "unit":
+        facts = V.layer_facts(CONV1, "lenet/conv1/0", None, 112)
+        return V.unit_page(UNIT, model, facts, NOTE, {4: "edges " + EVIL}, 6, 8)
+    if kind == "text-unit":
+        text = V.ModelPages(TEXT_MODEL, {0: LINES, 1: TAIL}, corpus=CORPUS, shards="text/abc")
+        facts = V.layer_facts(TEXT_MODEL.layers[0], "lm/h.0/0", None, 112)
+        return V.unit_page(TEXT_UNIT, text, facts, None, {}, 1, 3)
+    if kind == "featureviz":
+        return V.featureviz_page(model, CONV1, {7: EVIL}, "featureviz.png")
+    if kind == "health":
+        health = LayerHealth()
+        health.units["dead"].append(6)
+        health.units["saturated"].append(8)
+        health.saturation[8] = 0.42
+        health.duplicates.append(Duplicate(6, 7, 0.97))
+        health.units["duplicate"] = [6, 7]
+        health.by_unit = {6: ["dead", "duplicate"], 7: ["duplicate"], 8: ["saturated"]}
+        return V.health_page(model, None, [(CONV1, health, {6: EVIL})])
+    if kind == "input":
+        found = [("conv1", [Response(7, 4.2, 0.93), Response(6, 0.5, 1.4)])]
+        return V.input_page(model, CAT, found, {("conv1", 7): EVIL}, None, "dog", "cat.png (0, 0, 32, 32)")
+    if kind == "inputs":
+        return V.inputs_page(model)
+    if kind == "search":
+        return V.search_page(SITE)
+    if kind == "404":
+        return V.not_found_page()
+    raise KeyError(kind)
 
 
-def unit_ctx() -> dict:
-    hist = records.Histogram(width=0.5, lo=-4, counts=(1, 3, 10, 200, 900, 50, 20, 5, 2, 0, 1, 1))
-    return {
-        "id": 7,
-        "label": EVIL,
-        "tags": ["curve", EVIL],
-        "note_html": Markup("<p>Looks at <strong>edges</strong>.</p>"),
-        "stats": {"count": 123456, "mean": 0.423, "std": 1.02, "min": -2.0, "max": 7.91, "frac_active": 0.123, "nonfinite": 2},
-        "histogram_svg": Markup(histogram_svg(hist, intervals=[(1.0, 2.0)])),
-        "legend_svg": Markup('<svg class="legend-svg" width="120" height="10" role="img" aria-label="scale"><rect width="120" height="10" fill="currentColor"/></svg>'),
-        "receptive": "35 × 35 px",
-        "json_url": "unit.json",
-        "top": [
-            example("top", 1, 7.91, {"label": "tabby cat " + EVIL, "prob": 0.81}),
-            example("top", 2, 6.5, None),
-            example("top", 3, 5.25, {"label": "lynx", "prob": 0.05}),
-        ],
-        "bottom": [example("bottom", 1, -2.0, None)],
-    }
-
-
-def input_ctx() -> dict:
-    return {
-        "id": "cat-s1-0-0",
-        "title": "cat.png · scale 1 " + EVIL,
-        "image": "image.jpg",
-        "source": "content/cat.png",
-        "predictions": [{"label": "tabby " + EVIL, "prob": 0.8}, {"label": "lynx", "prob": 0.1}],
-        "units": [
-            {"layer": "conv1", "unit": 3, "url": "../../conv1/3/index.html", "thumb": "../../conv1/3/thumb.jpg", "value": 4.2, "relative": 0.93, "label": EVIL},
-            {"layer": "fc", "unit": 1, "url": "../../fc/1/index.html", "thumb": None, "value": 0.5, "relative": 1.4, "label": ""},
-        ],
-    }
-
-
-def context_for(template: str) -> dict:
-    if template == "index.html":
-        ctx = common("index", "", "galleria", [])
-        ctx["models"] = [
-            {"id": "lenet", "title": "LeNet " + EVIL, "url": "models/lenet/index.html", "description": EVIL,
-             "num_layers": 2, "num_units": 50, "params": "61.7 k", "input_size": "32 × 32 × 1", "thumb": "models/lenet/thumb.jpg"},
-            {"id": "mlp", "title": "MLP", "url": "models/mlp/index.html", "description": "",
-             "num_layers": 1, "num_units": 1, "params": "", "input_size": "", "thumb": None},
-        ]
-        return ctx
-    if template == "model.html":
-        root = "../../"
-        ctx = common("model", root, "LeNet", [("LeNet", None)], {"prev": None, "next": "../mlp/index.html", "up": "../../index.html"})
-        ctx["model"] = model_ctx(root)
-        return ctx
-    if template == "layer.html":
-        root = "../../../"
-        ctx = common("layer", root, "conv1", [("LeNet", "../index.html"), ("conv1", None)],
-                     {"prev": None, "next": "../fc/index.html", "up": "../index.html"})
-        ctx.update(model=model_ctx(root), layer=layer_ctx(root), units=units_list(root))
-        return ctx
-    if template == "unit.html":
-        root = "../../../../"
-        ctx = common("unit", root, "Unit 7", [("galleria", "../../../../index.html"), ("LeNet", "../../index.html"), ("conv1", "../index.html"), ("Unit 7", None)],
-                     {"prev": "../6/index.html", "next": "../8/index.html", "up": "../index.html"})
-        ctx.update(model=model_summary(root), layer=layer_ctx(root), unit=unit_ctx())
-        return ctx
-    if template == "input.html":
-        root = "../../../../"
-        ctx = common("input", root, "cat.png", [("LeNet", "../../index.html"), ("inputs", "../index.html"), ("cat.png", None)],
-                     {"prev": None, "next": None, "up": "../index.html"})
-        ctx.update(model=model_summary(root), input=input_ctx())
-        return ctx
-    if template == "inputs.html":
-        root = "../../../"
-        ctx = common("inputs", root, "Inputs", [("LeNet", "../index.html"), ("Inputs", None)], {"prev": None, "next": None, "up": "../index.html"})
-        ctx.update(model=model_summary(root), inputs=[
-            {"id": "cat-s1-0-0", "title": "cat " + EVIL, "url": "cat-s1-0-0/index.html", "thumb": "cat-s1-0-0/thumb.jpg"},
-            {"id": "dog", "title": "dog", "url": "dog/index.html", "thumb": None},
-        ])
-        return ctx
-    if template == "404.html":
-        return common("404", "", "Page not found", [])
-    raise KeyError(template)
+def render(theme: Theme, page: V.Page, card: str | None = None) -> str:
+    return theme.render(page.template, **V.common(SITE, page, card), **page.context)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -237,15 +183,21 @@ def theme() -> Theme:
 
 @pytest.fixture(scope="module")
 def rendered(theme) -> dict[str, str]:
-    return {name: theme.render(name, **context_for(name)) for name in TEMPLATES}
+    return {kind: render(theme, page_of(kind), "lenet/conv1/7/card.jpg" if kind == "unit" else None)
+            for kind in KINDS}
 
 
-# --------------------------------------------------------------------------- tests
+def _visible(html: str) -> str:
+    """The page's text as a reader sees it (tags dropped, entities kept)."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S)))
+
+
+# --------------------------------------------------------------------------- every page
 
 
 def test_builtin_theme_dir_has_every_template():
     d = builtin_theme_dir()
-    for name in TEMPLATES + ["base.html"]:
+    for name in {page_of(kind).template for kind in KINDS} | {"base.html"}:
         assert (d / name).is_file(), name
     assert (d / "assets" / "galleria.css").is_file()
     assert (d / "assets" / "galleria.js").is_file()
@@ -260,144 +212,182 @@ def test_builtin_theme_dir_missing_raises(monkeypatch, tmp_path):
         builtin_theme_dir()
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
-def test_renders_a_full_page(rendered, name):
-    html = rendered[name]
+@pytest.mark.parametrize("kind", KINDS)
+def test_renders_a_full_page(rendered, kind):
+    html = rendered[kind]
     assert html.startswith("<!doctype html>")
     assert html.rstrip().endswith("</html>")
     assert '<meta name="viewport"' in html
-    assert '<meta name="generator" content="galleria 0.1.0">' in html
     assert "assets/galleria.css" in html and "assets/galleria.js" in html
+    assert ('<meta name="generator"' in html) == (kind == "index")  # said once, on the home page
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
-def test_user_text_is_escaped(rendered, name):
-    html = rendered[name]
+@pytest.mark.parametrize("kind", KINDS)
+def test_user_text_is_escaped(rendered, kind):
+    html = rendered[kind]
     assert EVIL not in html
     assert "<script>alert" not in html
-    if name != "404.html":
+    if kind not in ("404", "search"):
         assert EVIL_ESCAPED in html
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
-def test_every_link_is_relative(rendered, name):
-    parser = collect(rendered[name])
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_link_is_relative(rendered, kind):
+    parser = collect(rendered[kind])
     assert parser.links
     for tag, attr, attrs in parser.links:
         url = attrs[attr]
-        if tag == "link" and attrs.get("rel") == "canonical":
-            assert url.startswith("https://")
+        if tag == "link" and attrs.get("rel") in ("canonical", "bookmark") or tag == "a" and attrs.get("rel") == "bookmark":
+            assert url.startswith("https://example.org/gallery/")
             continue
         assert not url.startswith("/"), (tag, attr, url)
         assert not re.match(r"^[a-z][a-z0-9+.-]*:", url, re.I), (tag, attr, url)  # no http:, https:, data:, javascript:
         assert not url.startswith("//"), url
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
-def test_no_external_requests_and_no_inline_script(rendered, name):
-    html = rendered[name]
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_external_requests_and_no_inline_script(rendered, kind):
+    html = rendered[kind]
     parser = collect(html)
     assert parser.scripts_inline == []
     without_meta = re.sub(r'<(link rel="canonical"|meta property="og:[a-z_:]+"|meta name="twitter:[a-z]+")[^>]*>',
                           "", html)
+    without_meta = re.sub(r'<a href="https://example.org/gallery/[^"]*" rel="bookmark">', "", without_meta)
     # only the SVG namespace may mention http
     assert re.findall(r"https?://(?!www\.w3\.org/2000/svg)", without_meta) == []
 
 
-def test_assets_and_home_use_root(rendered):
-    unit = rendered["unit.html"]
-    assert 'href="../../../../assets/galleria.css"' in unit
-    assert 'src="../../../../assets/galleria.js"' in unit
-    assert 'href="../../../../index.html"' in unit
-    index = rendered["index.html"]
+def test_assets_home_and_canonical_follow_the_folder(rendered):
+    unit = rendered["unit"]
+    assert 'href="../../../assets/galleria.css"' in unit and 'src="../../../assets/galleria.js"' in unit
+    assert '<a href="../../../index.html">Gallery</a>' in unit  # the home crumb, once
+    assert '<link rel="canonical" href="https://example.org/gallery/lenet/conv1/7/">' in unit
+    index = rendered["index"]
     assert 'href="assets/galleria.css"' in index
-    assert 'href="index.html"' in index
+    assert '<link rel="canonical" href="https://example.org/gallery/">' in index
+    page = page_of("unit")
+    without_url = V.common(SiteConfig("G", "", None, Path("o"), None, Path("c"), Path("k")), page)
+    assert without_url["page"]["canonical"] is None and without_url["page"]["image"] is None
 
 
-def test_canonical_only_when_given(rendered):
-    assert '<link rel="canonical" href="https://example.org/gallery/">' in rendered["index.html"]
-    assert 'rel="canonical"' not in rendered["unit.html"]
+# --------------------------------------------------------------------------- each kind of page
 
 
-def test_unit_page(rendered):
-    html = rendered["unit.html"]
+def test_unit_page_shows_its_record(rendered):
+    html = rendered["unit"]
+    text = _visible(html)
     parser = collect(html)
-    for anchor in ("example-1", "example-2", "example-3", "bottom-1"):
+    for anchor in ("example-1", "example-2", "example-3", "bottom-1", "band1-1"):
         assert anchor in parser.ids
-    assert '<link rel="prev" href="../6/index.html">' in html
-    assert '<link rel="next" href="../8/index.html">' in html
-    assert '<link rel="up" href="../index.html">' in html
-    assert 'href="unit.json"' in html
-    assert '<meta property="og:image" content="https://example.org/gallery/m/l/7/card.jpg">' in html
+    assert "Unit 7" in text and EVIL_ESCAPED in text and "curve" in text
+    assert "7.91" in text and "0.423" in text and "12.3%" in text and "123,456" in text  # stats
+    assert "non-finite" in text and "near-duplicate of unit 6 (0.97)" in text
+    assert "pushes up tabby" in text and "0.5" in text and "down lynx -0.25" in text  # effects
+    assert "built from stem" in text and 'title="edges ' in html  # chips of the units it is built from
+    assert "<strong>edges</strong>" in html  # the note's html
+    assert "<svg" in html and "hist" in html  # the histogram, unescaped
+    assert "1 – 2" in text and "holds 25.0% of inputs (40)" in text  # its band
+    assert 'src="featureviz.png"' in html and "peak 9.5" in text
+    assert "5 × 5 px" in text  # the layer's receptive field
+    # the tiles: windows onto the stored source images, the map laid over them, the peak outlined
+    assert html.count('src="../../../images/cat-0123abcd.jpg"') == 2 and html.count('data-h="2 2 Az_9"') == 5
+    assert html.count('class="mark"') == 5
+    assert 'href="../../inputs/cat-s1-0-0/index.html"' in html
+    assert "tabby" in html.split('id="example-1"', 1)[1].split("</li>", 1)[0]  # the model's prediction
+    assert "<span>" not in html.split('id="example-2"', 1)[1].split("</li>", 1)[0].split("</a>", 1)[1]  # none: nothing
+    assert '<a rel="prev" href="../6/index.html">' in html and '<a rel="next" href="../8/index.html">' in html
+    assert '<a rel="up" href="../index.html">' in html and 'href="unit.json"' in html
+    assert '<meta property="og:image" content="https://example.org/gallery/lenet/conv1/7/card.jpg">' in html
     assert '<meta name="twitter:card" content="summary_large_image">' in html
-    assert '<meta name="twitter:card" content="summary">' in rendered["layer.html"]  # no card image given
-    assert 'rel="bookmark"' in html  # permalink: the canonical url, else this page's file
-    assert "7.91" in html and "0.423" in html and "12.3%" in html and "123,456" in html
-    assert "<svg" in html and "hist-bar" in html  # histogram Markup passed through unescaped
-    assert 'class="legend-svg"' in html
-    assert "<strong>edges</strong>" in html  # note_html is Markup
-    assert "lynx" in html and "81.0%" in html
-    assert "non-finite" in html  # health flag derived from stats
-    # a missing prediction renders without error and without an empty prediction element
-    top2 = html.split('id="example-2"', 1)[1].split("</li>", 1)[0]
-    assert "ex-pred" not in top2
+    assert 'rel="bookmark"' in html
 
 
-def test_unit_flags_from_context_win(theme):
-    ctx = context_for("unit.html")
-    ctx["unit"]["flags"] = ["dead"]
-    html = theme.render("unit.html", **ctx)
-    assert "flag-dead" in html and "flag-non-finite" not in html
+def test_text_unit_page_shows_readable_text_that_its_script_colours(rendered):
+    html = rendered["text-unit"]
+    assert '<pre class="tx-ctx" data-l="iiqm" data-n="' in html  # levels per token; lengths of subwords
+    top = html.split('id="example-1"', 1)[1].split("</li>", 1)[0]
+    assert "return x &lt;b" in _visible(top).replace("·", " ")  # tokens 7-10 of the stream, escaped
+    assert 'data-at="2"' in top and 'data-w="i~1qmi"' in top and 'data-s="6"' in top
+    assert "data-window" in top  # the whole window, loaded from the shards when asked for
+    assert 'data-shards="../../../text/abc/"' in html and 'data-scale="7.91"' in html
+    assert "highest mean on" in _visible(html) and "3.5" in _visible(html)
 
 
-def test_breadcrumbs_skip_duplicate_home(rendered):
-    html = rendered["unit.html"]
-    crumbs = html.split('class="crumbs"', 1)[1].split("</nav>", 1)[0]
-    assert crumbs.count("galleria") == 1
-    assert '<span aria-current="page">Unit 7</span>' in crumbs
-
-
-def test_layer_page_grid(rendered):
-    html = rendered["layer.html"]
+def test_layer_page_lists_its_units(rendered):
+    html = rendered["layer"]
     assert html.count('class="unit-tile') == 3
-    assert 'data-max="7.91"' in html and 'data-density="0.12"' in html and 'data-id="2"' in html
-    assert 'loading="lazy"' in html and 'width="64" height="64"' in html
-    assert "data-filter" in html and "data-sort" in html
-    assert 'value="-max"' in html and 'value="-density"' in html
-    assert "1.2e-05" in html  # num filter
-    assert 'src="None"' not in html  # a unit without a thumbnail gets a placeholder
+    assert 'data-max="7.91"' in html and 'data-density="0.123"' in html and 'data-id="8"' in html
+    assert "data-filter" in html and "data-sort" in html and 'value="-max"' in html
+    assert 'src="7/featureviz.png"' in html and "show feature visualizations" in html
+    assert 'class="placeholder"' in html  # unit 8 has no thumbnail
+    assert 'src="../../images/dog-4567abcd.jpg"' in html and "flag-dead" in html
+    assert "5 × 5 px" in _visible(html) and "<strong>edges</strong>" in html  # its facts and note
+    assert '<a rel="next" href="../fc/index.html">' in html
 
 
-def test_input_page(rendered):
-    html = rendered["input.html"]
-    assert 'src="image.jpg"' in html
-    assert "width: 93.0%" in html and "width: 100.0%" in html  # relative clamped to 1
-    assert "80.0%" in html
+def test_model_page_lists_its_layers(rendered):
+    html = rendered["model"]
+    text = _visible(html)
+    assert "LeNet" in text and "A tiny convnet." in text and "61.7 k" in text and "16 × 16 × 3" in text
+    assert 'href="conv1/index.html"' in html and 'href="fc/index.html"' in html
+    assert "8×4×4" not in text and "4×4 × 8 (channels first)" in text and "10 (a vector)" in text
+    assert 'href="conv1/featureviz/index.html"' in html and 'href="inputs/index.html"' in html
+    assert "2 inputs" in text and "1 flagged" in text and "classes 10" in text
 
 
-def test_404_links_home(rendered):
-    assert 'href="index.html"' in rendered["404.html"]
-    ctx = context_for("404.html")
-    ctx["root"] = "/gallery/"
-    html = Theme().render("404.html", **ctx)
-    assert 'href="/gallery/index.html"' in html
+def test_index_page_has_a_card_per_model(rendered):
+    html = rendered["index"]
+    assert 'href="lenet/index.html"' in html and "2 layers" in _visible(html) and "13 units" in _visible(html)
+    assert 'src="images/cat-0123abcd.jpg"' in html  # the first layer's thumbnail
+
+
+def test_input_page_shows_the_input_and_the_units_that_respond(rendered):
+    html = rendered["input"]
+    text = _visible(html)
+    assert 'src="../../../images/cat-0123abcd.jpg"' in html and "cat.png (0, 0, 32, 32)" in text
+    assert "81.0%" in text and "lynx" in text
+    assert 'href="../../conv1/7/index.html" title="4.2: 93.0% of its max"' in html
+    assert "width:93%" in html and "width:100%" in html  # relative strength, clamped to 1
+    assert '<a rel="next" href="../dog/index.html">' in html
+
+
+def test_inputs_page_lists_every_input(rendered):
+    html = rendered["inputs"]
+    assert 'href="cat-s1-0-0/index.html"' in html and 'href="dog/index.html"' in html
+    assert html.count('src="../../images/') == 2
+
+
+def test_featureviz_and_health_pages(rendered):
+    viz = rendered["featureviz"]
+    assert 'src="../7/featureviz.png"' in viz and 'href="../7/index.html"' in viz and "9.5" in viz
+    health = rendered["health"]
+    text = _visible(health)
+    assert "1 of 3 units flagged" not in text and "3 of 3 units flagged" in text
+    assert 'href="../conv1/6/index.html"' in health and "42% of inputs" in text
+    assert 'href="../conv1/7/index.html"' in health and "0.97" in text
+
+
+def test_404_links_home(theme, rendered):
+    assert 'href="index.html"' in rendered["404"]
+    context = V.common(SITE, page_of("404"))
+    context["root"] = "/gallery/"  # served at any depth: rooted at the site's path
+    assert 'href="/gallery/index.html"' in theme.render("404.html", **context)
 
 
 def test_strict_undefined(theme):
-    ctx = context_for("unit.html")
-    del ctx["unit"]["stats"]
+    page = page_of("unit")
+    del page.context["unit"]["stats"]
     with pytest.raises(BuildError, match="template unit.html: UndefinedError: .*stats"):
-        theme.render("unit.html", **ctx)
-    ctx = context_for("layer.html")
-    del ctx["nav"]
+        render(theme, page)
+    page = page_of("layer")
     with pytest.raises(BuildError, match="UndefinedError: 'nav' is undefined"):
-        theme.render("layer.html", **ctx)
+        theme.render("layer.html", **{k: v for k, v in V.common(SITE, page).items() if k != "nav"}, **page.context)
 
 
 def test_template_syntax_error_is_one_line_naming_file_and_line(tmp_path):
     (tmp_path / "unit.html").write_text('{% extends "default/unit.html" %}\n{% block content %}{% if %}{% endblock %}\n')
     with pytest.raises(BuildError, match=r"unit\.html:2: template error: "):
-        Theme(tmp_path).render("unit.html", **context_for("unit.html"))
+        render(Theme(tmp_path), page_of("unit"))
 
 
 def test_autoescape_is_on(theme):
@@ -419,17 +409,6 @@ def test_pct_and_count_filters(theme):
     assert theme.env.from_string("{{ 1234567|count }}").render() == "1,234,567"
 
 
-def test_health_flags():
-    ok = {"count": 10, "frac_active": 0.5, "std": 1.0, "nonfinite": 0}
-    assert theme_mod.health_flags(ok) == []
-    assert theme_mod.health_flags({**ok, "frac_active": 0.0}) == ["dead"]
-    assert theme_mod.health_flags({**ok, "std": 0.0, "nonfinite": 3}) == ["constant", "non-finite"]
-    assert theme_mod.health_flags({**ok, "count": 0}) == ["no data"]
-    stats = records.UnitStats(count=5, mean=0, std=0, min=0, max=0, frac_active=0, nonfinite=0,
-                              histogram=records.Histogram(1.0, 0, (5,)))
-    assert theme_mod.health_flags(stats) == ["dead", "constant"]
-
-
 # --------------------------------------------------------------------------- custom dir
 
 
@@ -448,12 +427,12 @@ def test_custom_dir_overrides_template_partial_and_asset(tmp_path):
 
     t = Theme(custom)
     assert t.dirs == [custom, builtin_theme_dir()]
-    html = t.render("404.html", **context_for("404.html"))
-    assert "CUSTOM 404 galleria" in html and "There is no page at this address" not in html
-    unit = t.render("unit.html", **context_for("unit.html"))
+    html = render(t, page_of("404"))
+    assert "CUSTOM 404 Gallery" in html and "There is no page at this address" not in html
+    unit = render(t, page_of("unit"))
     assert '<nav class="custom-pager">../index.html</nav>' in unit
     assert "Top activations" in unit  # the rest stays built-in
-    inputs = t.render("inputs.html", **context_for("inputs.html"))
+    inputs = render(t, page_of("inputs"))
     assert "CUSTOM FOOTER" in inputs and 'class="input-grid"' in inputs
 
     out = tmp_path / "site"

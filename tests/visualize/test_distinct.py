@@ -5,7 +5,7 @@ from galleria.extract.layout import Layout
 from galleria.records import Example, InputItem
 from galleria.sources.images import InputSet
 from galleria.visualize.receptive import ReceptiveField
-from galleria.visualize.run import distinct
+from galleria.visualize.examples import distinct
 
 RF = ReceptiveField(size=(20, 20), stride=(4, 4), offset=(-8, -8), input_size=(64, 64))
 MAP = Layout("channels-first", (8, 16, 16))

@@ -1,14 +1,31 @@
-"""Tiles: crops, heatmap placement and blending, the colour map, the legend and encoding."""
+"""Tiles: crops, heatmap placement and blending, the colour map, the legend and encoding.
+
+An example is its crop's heat levels (examples.heat_over, what pages and unit.json carry) drawn
+over its window of the stored image (tiles.draw_tile, as link-preview cards draw it and as the
+page's script lays it over the image)."""
 from __future__ import annotations
 
 import io
-import xml.etree.ElementTree as ET
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from galleria.visualize.tiles import colormap, encode, legend_svg, render_tile
+from galleria.visualize.examples import heat_over
+from galleria.visualize.tiles import colormap, draw_tile, encode
+
+
+def render_tile(photo, box, act_map, scale, size, heatmap=True, mark=None):
+    """An example drawn as the site shows it: the map's heat over the crop, on the crop."""
+    height, width = photo.shape[:2]
+    heat = heat_over(np.asarray(act_map, np.float32), box, (height, width), scale) \
+        if heatmap and act_map is not None else None
+    left, top, right, bottom = box or (0, 0, width, height)
+    fraction = None if mark is None else ((mark[0] - left) / (right - left), (mark[1] - top) / (bottom - top),
+                                          (mark[2] - left) / (right - left), (mark[3] - top) / (bottom - top))
+    return draw_tile(Image.fromarray(photo), (left, top, right, bottom), heat, fraction, size)
 
 GREY = (128, 128, 128)
 
@@ -86,7 +103,7 @@ def test_without_heatmap_the_tile_is_the_plain_crop():
     box = (10, 20, 110, 120)
     act_map = np.random.default_rng(1).random((14, 14))
     plain = render_tile(photo, box, act_map, (0.0, 1.0), 50, heatmap=False)
-    expected = Image.fromarray(photo).crop(box).resize((50, 50), Image.Resampling.BILINEAR)
+    expected = Image.fromarray(photo).resize((50, 50), Image.Resampling.BILINEAR, box=box)  # the window, resampled
     assert np.array_equal(np.asarray(plain), np.asarray(expected))
     assert np.array_equal(np.asarray(render_tile(photo, box, None, (0.0, 1.0), 50)), np.asarray(expected))
 
@@ -108,10 +125,10 @@ def test_much_enlarged_crops_show_their_pixels_as_blocks():
     assert (tile[96:, 96:] == photo[106, 106]).all()
 
 
-@pytest.mark.parametrize("box", [(5, 5, 5, 10), (-1, 0, 10, 10), (0, 0, 225, 10)])
-def test_a_box_that_is_empty_or_leaves_the_image_is_refused(box):
-    with pytest.raises(ValueError):
-        render_tile(_photo(), box, None, (0.0, 1.0), 32)
+def test_a_window_that_leaves_the_image_is_kept_inside_it():
+    photo = np.full((224, 224, 3), (200, 30, 40), dtype=np.uint8)
+    tile = np.asarray(render_tile(photo, (-10, 0, 234, 224), None, (0.0, 1.0), 32))
+    assert tile.shape == (32, 32, 3) and (tile[12:20, 12:20] == (200, 30, 40)).all()
 
 
 def test_colormap_runs_from_black_to_pale_yellow_with_rising_lightness():
@@ -130,15 +147,11 @@ def test_colormap_clips_out_of_range_values_and_keeps_the_input_shape():
     assert np.array_equal(colormap(np.array(np.nan)), colormap(np.array(0.0)))
 
 
-def test_legend_is_an_svg_colour_bar_with_both_ends_labelled():
-    markup = legend_svg((-1.5, 3.25), width=160, height=12)
-    root = ET.fromstring(markup)
-    svg = "{http://www.w3.org/2000/svg}"
-    assert root.tag == f"{svg}svg" and root.get("width") == "160"
-    assert [text.text for text in root.iter(f"{svg}text")] == ["-1.5", "3.25"]
-    rects = list(root.iter(f"{svg}rect"))
-    assert sum(int(rect.get("width")) for rect in rects) == 160
-    assert rects[0].get("fill") != rects[-1].get("fill")
+def test_the_stylesheets_legend_is_the_colour_map():
+    css = (Path(__file__).resolve().parents[2] / "themes" / "default" / "assets" / "galleria.css").read_text()
+    stops = re.search(r"\.legend-bar \{[^}]*linear-gradient\(to right, ([^)]*)\)", css).group(1).split(", ")
+    expected = colormap(np.linspace(0.0, 1.0, len(stops)))
+    assert [tuple(int(stop[i:i + 2], 16) for i in (1, 3, 5)) for stop in stops] == [tuple(c) for c in expected]
 
 
 def test_encode_writes_jpeg_and_png():

@@ -61,8 +61,8 @@
     return tag === "input" || tag === "textarea" || tag === "select" || el.isContentEditable;
   }
 
-  function relHref(rel) {
-    var link = document.querySelector('link[rel="' + rel + '"]');
+  function relHref(rel) {  // the pager's links
+    var link = document.querySelector('a[rel="' + rel + '"]');
     return link ? link.href : null;
   }
 
@@ -178,37 +178,249 @@
     box.addEventListener("change", function () { save("galleria-viz", box.checked ? "1" : "0"); apply(); });
   }
 
-  // Text examples: "whole window" draws the example's full window, coloured, from the page's
-  // #tx-windows data (pieces already have their whitespace drawn); without JS it links to the input.
-  function initWindows(data) {
-    var windows;
-    try { windows = JSON.parse(data.textContent); } catch (e) { return; }
-    var links = document.querySelectorAll("[data-window]");
+  // ---------------------------------------------------------------- heat over image tiles
+  // A tile's <i data-h="cols rows levels"> becomes a canvas of cols x rows pixels, one
+  // per cell of the unit's map over the tile, which the browser stretches and smooths. Levels are
+  // characters of HEAT (level / 63 of the unit's scale); colour from the inferno map, opacity rising
+  // to 0.65, as galleria's own tiles.py draws them for link-preview cards.
+  var HEAT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  var INFERNO = [[0, 0, 4], [11, 7, 36], [33, 12, 74], [61, 9, 101], [87, 16, 110], [113, 25, 110], [138, 34, 106],
+    [163, 44, 97], [188, 55, 84], [210, 70, 68], [228, 90, 49], [241, 115, 29], [249, 142, 9], [252, 172, 17],
+    [249, 203, 53], [242, 234, 105], [252, 255, 164]];  // tiles.py's _INFERNO, in 8 bits
+  var LUT = (function () {  // 256 colours, linear between INFERNO's entries at 0, 16, ..., 240, 255
+    var at = [0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 255], out = [];
+    for (var v = 0, k = 0; v < 256; v++) {
+      while (k < at.length - 2 && v > at[k + 1]) k++;
+      var t = (v - at[k]) / (at[k + 1] - at[k]), a = INFERNO[k], b = INFERNO[k + 1];
+      out.push([Math.round(a[0] + (b[0] - a[0]) * t), Math.round(a[1] + (b[1] - a[1]) * t),
+        Math.round(a[2] + (b[2] - a[2]) * t)]);
+    }
+    return out;
+  })();
+
+  // Levels come packed: "~" and a character of RUN_COUNTS repeat the level before it 1 to 62 times more.
+  var RUN_COUNTS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+  function unpack(code) {
+    var out = [], last = "";
+    for (var i = 0; i < code.length; i++) {
+      var c = code.charAt(i);
+      if (c === "~") {
+        for (var n = RUN_COUNTS.indexOf(code.charAt(++i)) + 1; n > 0; n--) out.push(last);
+      } else {
+        out.push(c);
+        last = c;
+      }
+    }
+    return out.join("");
+  }
+
+  function drawHeat(el) {
+    var parts = (el.getAttribute("data-h") || "").split(" ");
+    var cols = parseInt(parts[0], 10), rows = parseInt(parts[1], 10), levels = unpack(parts[2] || "");
+    if (!cols || !rows || levels.length !== cols * rows) return;
+    var canvas = document.createElement("canvas");
+    canvas.width = cols;
+    canvas.height = rows;
+    canvas.className = "heat";
+    var ctx = canvas.getContext && canvas.getContext("2d");
+    if (!ctx) return;
+    var image = ctx.createImageData(cols, rows), data = image.data;
+    for (var i = 0; i < levels.length; i++) {
+      var strength = HEAT.indexOf(levels.charAt(i)) / 63, colour = LUT[Math.round(strength * 255)];
+      data[4 * i] = colour[0];
+      data[4 * i + 1] = colour[1];
+      data[4 * i + 2] = colour[2];
+      data[4 * i + 3] = Math.round(strength * 0.65 * 255);
+    }
+    ctx.putImageData(image, 0, 0);
+    canvas.style.cssText = el.style.cssText;  // where the grid lies on the tile, when it overhangs it
+    el.parentNode.replaceChild(canvas, el);
+  }
+
+  // Heat is drawn as tiles come near the screen: a layer grid holds thousands.
+  function initHeat() {
+    var all = document.querySelectorAll("i[data-h]");
+    if (!all.length) return;
+    if (!("IntersectionObserver" in window)) {
+      for (var i = 0; i < all.length; i++) drawHeat(all[i]);
+      return;
+    }
+    var observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (!entry.isIntersecting) return;
+        observer.unobserve(entry.target);
+        drawHeat(entry.target);
+      });
+    }, { rootMargin: "400px" });
+    for (var j = 0; j < all.length; j++) observer.observe(all[j]);
+  }
+
+  // ---------------------------------------------------------------- unit thumbnails
+  // Links to units (a.u) get a thumbnail of the unit's top example from its layer's thumbs.js,
+  // written once per layer: galleriaThumbs(images, {unit: [image, width, left, top, window w, h]}),
+  // image paths relative to the script, numbers in % of the tile.
+  var thumbTables = {}, thumbWaiting = {};
+  window.galleriaThumbs = function (images, units) {
+    var src = document.currentScript && document.currentScript.src;
+    if (!src) return;
+    thumbTables[src] = { images: images, units: units };
+    (thumbWaiting[src] || []).forEach(function (link) { addThumb(link, thumbTables[src], src); });
+    delete thumbWaiting[src];
+  };
+
+  function addThumb(link, table, src) {
+    var unit = /\/([^\/]+)\/index\.html$/.exec(link.pathname || "");
+    var entry = unit && table.units[unit[1]];
+    if (!entry || link.querySelector(".tile")) return;
+    var tile = document.createElement("span"), img = document.createElement("img"), holder = tile;
+    tile.className = "tile";
+    if (entry.length > 4) {
+      holder = document.createElement("span");
+      holder.className = "win";
+      holder.style.width = entry[4] + "%";
+      holder.style.height = entry[5] + "%";
+      tile.appendChild(holder);
+    }
+    img.src = new URL(table.images[entry[0]], src).href;
+    img.alt = "";
+    img.loading = "lazy";
+    img.style.width = entry[1] + "%";
+    img.style.left = entry[2] + "%";
+    img.style.top = entry[3] + "%";
+    holder.appendChild(img);
+    link.insertBefore(tile, link.firstChild);
+  }
+
+  function initThumbs() {
+    var links = document.querySelectorAll("a.u");
     for (var i = 0; i < links.length; i++) {
-      links[i].addEventListener("click", function (event) {
-        var link = event.currentTarget;
-        var shown = link.parentNode.querySelector(".tx-window");
+      var src = new URL("../thumbs.js", links[i].href).href;
+      if (thumbTables[src]) { addThumb(links[i], thumbTables[src], src); continue; }
+      if (!thumbWaiting[src]) {
+        thumbWaiting[src] = [];
+        var script = document.createElement("script");
+        script.src = src;
+        script.async = true;
+        document.head.appendChild(script);
+      }
+      thumbWaiting[src].push(links[i]);
+    }
+  }
+
+  // ---------------------------------------------------------------- text examples
+  // A <pre class="tx-ctx"> holds the plain text of an example's stretch; data-n gives each token's
+  // length (one character each, chr(48 + length), or comma-separated numbers), data-l its colour
+  // level (a character of TEXT_LEVELS: "i" is zero), data-at the extreme token. The script splits the
+  // text into coloured tokens; the page reads the same without it, uncoloured.
+  var TEXT_ZERO = "i".charCodeAt(0);
+
+  function lengthsOf(code) {
+    if (code.indexOf(",") !== -1) return code.split(",").map(Number);
+    var out = [];
+    for (var i = 0; i < code.length; i++) out.push(code.charCodeAt(i) - 48);
+    return out;
+  }
+
+  function tokenSpan(text, level, extreme, scale) {
+    var step = level.charCodeAt(0) - TEXT_ZERO, span = document.createElement("span");
+    span.className = "t " + (step > 0 ? "p" + step : step < 0 ? "n" + (-step) : "z") +
+      (/^[\u00b7\u2192\u21b5\s]+$/.test(text) ? " ws" : "") + (extreme ? " x" : "");
+    if (scale) span.title = "\u2248 " + Number((step / 8 * scale).toPrecision(3));
+    span.textContent = text;
+    return span;
+  }
+
+  // Without data-n every character is a token (a character-level model), a drawn line break
+  // "\u21b5\n" among them.
+  function charTokens(text) {
+    var chars = Array.from(text), out = [];
+    for (var i = 0; i < chars.length; i++) {
+      if (chars[i] === "\u21b5" && chars[i + 1] === "\n") out.push(chars[i] + chars[++i]);
+      else out.push(chars[i]);
+    }
+    return out;
+  }
+
+  function colourText(pre, scale) {
+    var text = pre.textContent, levels = unpack(pre.getAttribute("data-l") || ""), code = pre.getAttribute("data-n");
+    var at = parseInt(pre.getAttribute("data-at"), 10), pieces = [];
+    if (code === null) pieces = charTokens(text);
+    else for (var k = 0, pos = 0, lengths = lengthsOf(code); k < lengths.length; k++) {
+      pieces.push(text.substr(pos, lengths[k]));
+      pos += lengths[k];
+    }
+    if (pieces.length !== levels.length) return;
+    var frag = document.createDocumentFragment();
+    for (var j = 0; j < pieces.length; j++) frag.appendChild(tokenSpan(pieces[j], levels.charAt(j), j === at, scale));
+    pre.textContent = "";
+    pre.appendChild(frag);
+  }
+
+  // "whole window": the example's window, every token coloured, its text from the corpus' shards
+  // (text/<corpus>/<n>.js, 8192 tokens each), loaded on the first click; without script the link
+  // opens the input's page.
+  var SHARD_TOKENS = 8192, textShards = {}, textWaiting = {};
+  window.galleriaText = function (key, number, pieces) {
+    textShards[key + "/" + number] = pieces;
+    var waiting = textWaiting[key + "/" + number] || [];
+    delete textWaiting[key + "/" + number];
+    waiting.forEach(function (callback) { callback(); });
+  };
+
+  function withPieces(folder, start, count, callback) {
+    var key = folder.replace(/\/$/, "").split("/").pop(), first = Math.floor(start / SHARD_TOKENS);
+    var last = Math.floor((start + count - 1) / SHARD_TOKENS), missing = 0;
+    function done() {
+      if (--missing > 0) return;
+      var pieces = [];
+      for (var n = first; n <= last; n++) pieces = pieces.concat(textShards[key + "/" + n]);
+      var offset = start - first * SHARD_TOKENS;
+      callback(pieces.slice(offset, offset + count));
+    }
+    missing = 1;
+    for (var n = first; n <= last; n++) {
+      if (textShards[key + "/" + n]) continue;
+      missing++;
+      if (!textWaiting[key + "/" + n]) {
+        textWaiting[key + "/" + n] = [];
+        var script = document.createElement("script");
+        script.src = folder + n + ".js";
+        script.async = true;
+        document.head.appendChild(script);
+      }
+      textWaiting[key + "/" + n].push(done);
+    }
+    done();
+  }
+
+  function initTextExamples(section) {
+    var folder = section.getAttribute("data-shards"), scale = parseFloat(section.getAttribute("data-scale"));
+    var pres = section.querySelectorAll("pre.tx-ctx[data-l]");
+    for (var i = 0; i < pres.length; i++) colourText(pres[i], scale);
+    var links = section.querySelectorAll("[data-window]");
+    for (var j = 0; j < links.length; j++) {
+      links[j].hidden = false;  // without script the example's source link opens its whole window
+      links[j].addEventListener("click", function (event) {
+        var link = event.currentTarget, item = link.closest("li"), pre = item.querySelector("pre.tx-ctx[data-w]");
+        var shown = item.querySelector(".tx-window");
         event.preventDefault();
         if (shown) {
           shown.parentNode.removeChild(shown);
           link.textContent = "whole window";
           return;
         }
-        var w = windows[link.getAttribute("data-window")];
-        if (!w) return;
-        var pre = document.createElement("pre");
-        pre.className = "tx-ctx tx-window";
-        for (var k = 0; k < w.p.length; k++) {
-          var step = Math.max(-8, Math.min(8, Math.round(w.v[k] / windows.scale * 8))) || 0;
-          var span = document.createElement("span");
-          span.className = "t " + (step > 0 ? "p" + step : step < 0 ? "n" + (-step) : "z") +
-            (/^[\u00b7\u2192\u21b5\s]+$/.test(w.p[k]) ? " ws" : "") + (k === w.at ? " x" : "");
-          span.title = String(w.v[k]);
-          span.textContent = w.p[k];
-          pre.appendChild(span);
-        }
-        link.parentNode.appendChild(pre);
-        link.textContent = "hide window";
+        if (!pre) return;
+        var levels = unpack(pre.getAttribute("data-w")), start = parseInt(pre.getAttribute("data-s"), 10);
+        var at = parseInt(pre.getAttribute("data-lo"), 10) + parseInt(pre.getAttribute("data-at"), 10);
+        link.textContent = "loading\u2026";
+        withPieces(folder, start, levels.length, function (pieces) {
+          var out = document.createElement("pre");
+          out.className = "tx-ctx tx-window";
+          for (var k = 0; k < pieces.length; k++) out.appendChild(tokenSpan(pieces[k], levels.charAt(k), k === at, scale));
+          item.appendChild(out);
+          link.textContent = "hide window";
+        });
       });
     }
   }
@@ -479,17 +691,62 @@
     });
   }
 
+  // The header's tools, made here because each of them needs this script: the search box (its index
+  // is scripts), the random unit link (it picks from the index) and the light/dark switch.
+  function initHeader() {
+    var row = document.querySelector(".header-row[data-search-root]");
+    if (!row) return;
+    var root = row.getAttribute("data-search-root");
+    var form = document.createElement("form");
+    form.className = "search";
+    form.setAttribute("role", "search");
+    form.action = root + "search/index.html";
+    form.setAttribute("data-search-root", root);
+    var box = document.createElement("input");
+    box.type = "search";
+    box.id = "search-box";
+    box.name = "q";
+    box.placeholder = "Search units, labels, classes";
+    box.autocomplete = "off";
+    box.setAttribute("aria-label", "Search models, layers and units (press /)");
+    box.setAttribute("aria-controls", "search-results");
+    var results = document.createElement("ol");
+    results.id = "search-results";
+    results.className = "search-results";
+    results.setAttribute("aria-live", "polite");
+    results.hidden = true;
+    form.appendChild(box);
+    form.appendChild(results);
+    var random = document.createElement("a");
+    random.className = "random-unit";
+    random.href = root + "search/index.html?random";
+    random.title = "Open a random unit";
+    random.textContent = "random unit";
+    random.setAttribute("data-random-unit", "");
+    random.addEventListener("click", openRandomUnit);
+    var toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "theme-toggle";
+    toggle.setAttribute("data-theme-toggle", "");
+    toggle.setAttribute("aria-label", "Switch between light and dark mode");
+    toggle.innerHTML = '<span aria-hidden="true"></span>';
+    row.appendChild(form);
+    row.appendChild(random);
+    row.appendChild(toggle);
+  }
+
   function init() {
+    initHeader();
     initThemeToggle();
     initKeys();
     var box = document.getElementById("search-box");
     if (box) initSearchBox(box);
-    var randoms = document.querySelectorAll("[data-random-unit]");
-    for (var r = 0; r < randoms.length; r++) randoms[r].addEventListener("click", openRandomUnit);
     var page = document.getElementById("search-page-results");
     if (page) initSearchPage(page);
-    var data = document.getElementById("tx-windows");
-    if (data) initWindows(data);
+    initHeat();
+    initThumbs();
+    var texts = document.querySelectorAll("[data-shards]");
+    for (var t = 0; t < texts.length; t++) initTextExamples(texts[t]);
     var toggles = document.querySelectorAll("[data-viz-toggle]");
     for (var j = 0; j < toggles.length; j++) initVizToggle(toggles[j]);
     var tools = document.querySelectorAll("[data-grid-tools]");

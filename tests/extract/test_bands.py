@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from galleria.extract.intervals import IntervalSampler, priorities
+from galleria.extract.bands import BandSampler, priorities
 
 
 def _acts(n=300, units=5, side=4, seed=0):
@@ -36,30 +36,30 @@ def _same(a, b):
 
 def test_batching_and_merging_give_the_same_sample():
     acts = _acts()
-    whole = _feed(IntervalSampler(5, 3), acts, 0, 300)
-    small = _feed(IntervalSampler(5, 3), acts, 0, 7)
+    whole = _feed(BandSampler(5, 3), acts, 0, 300)
+    small = _feed(BandSampler(5, 3), acts, 0, 7)
     _same(whole, small)
-    a = _feed(IntervalSampler(5, 3), acts[:110], 0, 16)
-    b = _feed(IntervalSampler(5, 3), acts[110:200], 110, 32)
-    c = _feed(IntervalSampler(5, 3), acts[200:], 200, 5)
+    a = _feed(BandSampler(5, 3), acts[:110], 0, 16)
+    b = _feed(BandSampler(5, 3), acts[110:200], 110, 32)
+    c = _feed(BandSampler(5, 3), acts[200:], 200, 5)
     _same(whole, a.merge(b).merge(c))
     _same(whole, c.merge(a.merge(b)))
-    _same(whole, b.merge(IntervalSampler(5, 3)).merge(c).merge(a))
+    _same(whole, b.merge(BandSampler(5, 3)).merge(c).merge(a))
 
 
 def test_state_round_trips():
-    sampler = _feed(IntervalSampler(5, 2), _acts(), 0, 64)
-    _same(sampler, IntervalSampler.from_state_dict(sampler.state_dict()))
+    sampler = _feed(BandSampler(5, 2), _acts(), 0, 64)
+    _same(sampler, BandSampler.from_state_dict(sampler.state_dict()))
 
 
 def test_intervals_hold_a_fair_sample_of_their_band():
     acts = _acts()
     per = 3
-    sampler = _feed(IntervalSampler(5, per), acts, 0, 50)
+    sampler = _feed(BandSampler(5, per), acts, 0, 50)
     peaks = acts.flatten(2).amax(2)  # [inputs, units]
     prio = priorities(torch.arange(acts.shape[0]), 5)  # [units, inputs]
     for unit in range(5):
-        bands = sampler.intervals(4, (4, 4))[unit]
+        bands = sampler.bands(4, (4, 4))[unit]
         assert 1 <= len(bands) <= 4
         assert sum(b.count for b in bands) == acts.shape[0] and all(b.total == acts.shape[0] for b in bands)
         assert bands[0].hi > float(peaks[:, unit].max()) and bands[-1].lo <= float(peaks[:, unit].min())
@@ -74,7 +74,7 @@ def test_intervals_hold_a_fair_sample_of_their_band():
             assert {e.input_index for e in band.examples} == expected
             values = [e.value for e in band.examples]
             assert values == sorted(values, reverse=True)
-            maps = sampler.interval_maps(unit, band, (4, 4))
+            maps = sampler.band_maps(unit, band, (4, 4))
             for example, m in zip(band.examples, maps if maps is not None else []):
                 full = acts[example.input_index, unit]
                 assert example.value == pytest.approx(float(full.max()))
@@ -88,23 +88,23 @@ def test_non_finite_peaks_are_left_out():
     acts = _acts(n=40)
     acts[3, 1, 0, 0] = math.nan
     acts[5, 1, 1, 1] = math.inf
-    sampler = _feed(IntervalSampler(5, 2), acts, 0, 16)
-    bands = sampler.intervals(3, (4, 4))[1]
+    sampler = _feed(BandSampler(5, 2), acts, 0, 16)
+    bands = sampler.bands(3, (4, 4))[1]
     assert sum(b.count for b in bands) == 38
     assert not {3, 5} & {e.input_index for b in bands for e in b.examples}
 
 
 def test_vector_layers_have_no_maps():
     x = torch.randn(64, 3)
-    sampler = IntervalSampler(3, 2)
+    sampler = BandSampler(3, 2)
     sampler.update(x, x.unsqueeze(2), torch.arange(64))
-    band = sampler.intervals(4, None)[2][0]
-    assert band.examples and sampler.interval_maps(2, band, None) is None
+    band = sampler.bands(4, None)[2][0]
+    assert band.examples and sampler.band_maps(2, band, None) is None
     assert all(e.position is None for e in band.examples)
 
 
 def test_a_unit_that_never_varies_gets_one_band():
     x = torch.zeros(20, 2, 3, 3)
-    sampler = _feed(IntervalSampler(2, 2), x, 0, 8)
-    bands = sampler.intervals(4, (3, 3))[0]
+    sampler = _feed(BandSampler(2, 2), x, 0, 8)
+    bands = sampler.bands(4, (3, 3))[0]
     assert len(bands) == 1 and bands[0].count == 20 and len(bands[0].examples) == 2

@@ -4,8 +4,8 @@ Each input's peak (the unit's highest value on it) falls into one of a unit's fi
 power-of-two bins. Every bin keeps the few inputs with the lowest hash priority: a
 reservoir sample whose choice depends only on which inputs fell into the bin, never on
 order or batching, so shards merge into exactly what one pass gives. Pages group the fine
-bins into a handful of equal-width intervals ("0.5-1.0 holds 18% of inputs") whose samples
-are the lowest-priority members of their bins, which is again a fair sample of the interval.
+bins into a handful of equal-width bands ("0.5-1.0 holds 18% of inputs") whose samples
+are the lowest-priority members of their bins, which is again a fair sample of the band.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from galleria.extract.binning import E_MIN, bin_index, fit_exponent, pow2, rebin
-from galleria.records import Example, Interval
+from galleria.records import Band, Example
 
 FINE_BINS = 32
 PENDING_INPUTS = 128  # batches are held until this many inputs wait, then sampled together: far cheaper
@@ -50,7 +50,7 @@ class _Entries(NamedTuple):
     maps: torch.Tensor  # float16
 
 
-class IntervalSampler:
+class BandSampler:
     """Streaming, mergeable reservoir samples of inputs per bin of each unit's per-input peak."""
 
     def __init__(self, num_units: int, per_bin: int, map_size: int | None = None):
@@ -201,7 +201,7 @@ class IntervalSampler:
         out.position[units] = position.view(len(units), slots)
         return out
 
-    def merge(self, other: IntervalSampler) -> IntervalSampler:
+    def merge(self, other: BandSampler) -> BandSampler:
         """A sampler equal to one that saw both streams; neither input is modified."""
         self._flush()
         other._flush()
@@ -210,7 +210,7 @@ class IntervalSampler:
         sizes = {s for s in (self.map_size, other.map_size) if s is not None}
         if len(sizes) > 1:
             raise ValueError(f"cannot merge map sizes {sorted(sizes)}")
-        out = IntervalSampler(self.num_units, self.per_bin, next(iter(sizes), None))
+        out = BandSampler(self.num_units, self.per_bin, next(iter(sizes), None))
         out._min, out._max = torch.minimum(self._min, other._min), torch.maximum(self._max, other._max)
         out._exp, out._lo = fit_exponent(out._min, out._max, torch.maximum(self._exp, other._exp), FINE_BINS)
         out._counts = (rebin(self._counts, self._exp, self._lo, out._exp, out._lo)
@@ -229,7 +229,7 @@ class IntervalSampler:
             return entries
         return entries._replace(maps=torch.zeros((*entries.index.shape, size), dtype=torch.float16))
 
-    def intervals(self, count: int, spatial: tuple[int, ...] | None) -> list[list[Interval]]:
+    def bands(self, count: int, spatial: tuple[int, ...] | None) -> list[list[Band]]:
         """Per unit, its range of peaks cut into up to ``count`` equal runs of fine bins, highest first."""
         self._flush()
         k = self.per_bin
@@ -248,18 +248,18 @@ class IntervalSampler:
             for a, b in zip(cuts, cuts[1:]):
                 filled = sorted((priority[s], index[s], s) for s in range(a * k, b * k) if priority[s] != EMPTY)
                 examples = [Example(i, value[s], _where(position[s], spatial)) for _, i, s in filled[:k]]
-                bands.append(Interval((lo + a) * width, (lo + b) * width, sum(counts[a:b]), sum(counts),
-                                      tuple(sorted(examples, key=lambda e: -e.value))))
+                bands.append(Band((lo + a) * width, (lo + b) * width, sum(counts[a:b]), sum(counts),
+                                  tuple(sorted(examples, key=lambda e: -e.value))))
             out.append(bands[::-1])
         return out
 
-    def interval_maps(self, unit: int, interval: Interval, spatial: tuple[int, ...] | None) -> np.ndarray | None:
-        """Maps [len(interval.examples), *spatial] of an interval's examples, in their order."""
-        if not spatial or not interval.examples:
+    def band_maps(self, unit: int, band: Band, spatial: tuple[int, ...] | None) -> np.ndarray | None:
+        """Maps [len(band.examples), *spatial] of a band's examples, in their order."""
+        if not spatial or not band.examples:
             return None
         self._flush()
         index = self._slots.index[unit]
-        rows = [int((index == e.input_index).nonzero()[0]) for e in interval.examples]
+        rows = [int((index == e.input_index).nonzero()[0]) for e in band.examples]
         return self._slots.maps[unit, rows].float().numpy().reshape(len(rows), *spatial)
 
     def state_dict(self) -> dict:
@@ -271,7 +271,7 @@ class IntervalSampler:
         return state
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> IntervalSampler:
+    def from_state_dict(cls, state: dict) -> BandSampler:
         sampler = cls(state["num_units"], state["per_bin"], state["map_size"])
         expected = (sampler._min, sampler._max, sampler._exp, sampler._lo, sampler._counts, *sampler._slots)
         for name, want in zip(_STATE, expected):
