@@ -119,7 +119,12 @@ class ModelConfig:
 
     def spec_for(self, layer: str) -> LayerSpec | None:
         """The first layer entry whose name or pattern matches ``layer``."""
-        return next((s for s in self.layers if s.pattern == layer or fnmatch.fnmatchcase(layer, s.pattern)), None)
+        return next((s for s in self.layers if layer_matches(layer, s.pattern)), None)
+
+
+def layer_matches(name: str, pattern: str) -> bool:
+    """Whether a layer (or module) name is what a layer entry names: the name itself or a glob."""
+    return name == pattern or fnmatch.fnmatchcase(name, pattern)
 
 
 @dataclass(frozen=True)
@@ -736,6 +741,20 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
     return tuple(sets)
 
 
+def package_dir(name: str, root: Path | None = None) -> Path | None:
+    """The folder of an installed package (or, with ``root``, of one beside site.yaml); None when
+    there is none or ``name`` is a plain module."""
+    import importlib.util
+
+    try:
+        spec = find_spec_beside(name, root) if root is not None else importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def find_spec_beside(name: str, root: Path):
     """importlib's spec for a module, found as the user's code finds it (the folder holding
     site.yaml on the path) without importing it; None when there is none."""
@@ -779,9 +798,7 @@ def _split_glob(base: Path, path: str) -> tuple[Path, str]:
 
 
 def _package_dir(s: _Section, package: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec(package) if SLUG.match(package) else None
-    if spec is None or not spec.submodule_search_locations:
+    found = package_dir(package) if SLUG.match(package) else None
+    if found is None:
         raise s.error("package", f"package '{package}' is not installed", f"pip install {package}")
-    return Path(next(iter(spec.submodule_search_locations)))
+    return found

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from galleria import __version__
 from galleria.cache import content_key
-from galleria.config import Config, find_spec_beside
+from galleria.config import Config, find_spec_beside, package_dir
 from galleria.sources.images import matching_files
 
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "jinja2", "markdown", "transformers", "tokenizers")
@@ -70,10 +70,8 @@ def _tree(folder: Path, pattern: str = "*") -> list:
 
 
 def _package_file(package: str, file: str):
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return _stat(Path(next(iter(spec.submodule_search_locations))) / file)
+    folder = package_dir(package)
+    return None if folder is None else _stat(folder / file)
 
 
 def _model_files(source: str, root: Path) -> list:
@@ -83,9 +81,10 @@ def _model_files(source: str, root: Path) -> list:
         return [kind]
     if kind == "torchscript":
         return [_stat(root / name)]
+    folder = package_dir(kind.split(".")[0], root)
+    if folder is not None:  # a package, namespace packages included
+        return _tree(folder, "*.py")
     spec = find_spec_beside(kind.split(".")[0], root)
-    if spec is not None and spec.submodule_search_locations:  # a package, namespace packages included
-        return _tree(Path(next(iter(spec.submodule_search_locations))), "*.py")
     if spec is None or spec.origin is None:
         return [kind]
     origin = Path(spec.origin)

