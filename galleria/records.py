@@ -187,9 +187,13 @@ class TextShown:
     start: int  # stream position of the window's first token
     lo: int  # the stretch shown: tokens [lo, hi) of the window
     hi: int
-    levels: str  # one TEXT_LEVELS character per shown token, packed()
+    levels: str | None  # one TEXT_LEVELS character per shown token, packed(); None when ``window`` holds them
     length: int  # tokens in the window
     window: str | None = None  # the levels of every token of the window, packed (top and bottom: "whole window")
+
+    def shown_levels(self) -> str:
+        """The levels of the shown stretch, packed."""
+        return self.levels if self.levels is not None else packed(unpacked(self.window)[self.lo:self.hi])
 
 
 RUN_COUNTS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -257,7 +261,9 @@ class ExampleRecord:
             if shown.mark is not None:
                 out["mark"] = list(shown.mark)
         else:
-            out.update(window_start=shown.start, shown=[shown.lo, shown.hi], levels=shown.levels)
+            out.update(window_start=shown.start, shown=[shown.lo, shown.hi])
+            if shown.levels is not None:
+                out["levels"] = shown.levels
             if shown.window is not None:
                 out["window_levels"] = shown.window
         return out
@@ -326,7 +332,8 @@ class UnitRecord:
     note: str  # the Markdown of its note, if any
     flags: tuple[str, ...]  # health flags
     saturation: float | None  # share of inputs at its maximum, when saturated
-    duplicates: tuple[tuple[int, float], ...]  # (unit, similarity of their peaks)
+    duplicates: tuple[tuple[int, float], ...]  # (unit, similarity of their peaks): the most similar few
+    duplicate_count: int  # all the units it is a near-duplicate of (the layer's health page lists them)
     stats: UnitStats
     scale: tuple[float, float]  # the colour scale of its examples: heat 0..max, text -s..s
     effects: EffectsRecord | None  # the classes or next tokens it pushes up and down
@@ -349,6 +356,7 @@ class UnitRecord:
             "model": self.model, "layer": self.layer, "unit": self.unit, "url": self.url, "label": self.label,
             "tags": list(self.tags), "flags": list(self.flags), "saturation": self.saturation,
             "duplicates": [{"unit": u, "similarity": _rounded(v)} for u, v in self.duplicates],
+            "duplicate_count": self.duplicate_count,
             "stats": {"count": s.count, "mean": _rounded(s.mean), "std": _rounded(s.std), "min": _rounded(s.min),
                       "max": _rounded(s.max), "frac_active": _rounded(s.frac_active), "nonfinite": s.nonfinite},
             "histogram": {"width": h.width, "lo": h.lo, "counts": list(h.counts)},
@@ -451,8 +459,8 @@ class ModelRecord:
 class ModelBuild:
     """Everything the earlier stages found about one model: what the site stage is made from.
 
-    Layers are read one at a time (``acts.layer(i)``), so a site of any size is written with one
-    layer's records in memory."""
+    Layers are read a run of units at a time (``acts.layer(i, units=span)``), so a site of any size
+    is written with a bounded number of units' records in memory."""
 
     model: "LoadedModel"
     layout: "ModelLayout"

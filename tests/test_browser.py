@@ -184,3 +184,25 @@ def test_example_deep_link(visit, served):
     box = page.locator("#example-3").bounding_box()
     assert box and 0 <= box["y"] and box["y"] + box["height"] <= page.viewport_size["height"], box
     visit.check("example-3")
+
+
+def test_script_draws_heat_tokens_windows_and_thumbnails(visit, default_site):
+    """What the pages' script adds, from file://: each tile's map, each text example's coloured tokens
+    (the extreme outlined), a top example's whole window from the corpus shards, and unit thumbnails
+    on an input page from its layers' thumbs.js."""
+    page = visit.page
+    page.goto((default_site / "efficientnet-lite0" / "blocks.4" / "7" / "index.html").as_uri())
+    page.wait_for_function("() => document.querySelectorAll('#example-1 canvas.heat').length === 1")
+    visit.check("heat")
+    page.goto((default_site / "char-lstm" / "lstm.cell.1" / "144" / "index.html").as_uri())
+    page.wait_for_function("() => document.querySelectorAll('pre.tx-ctx span.t.x').length >= 8")
+    first = page.locator("#example-1 pre.tx-ctx")
+    assert first.locator("span.t").count() > 40 and first.locator("span.t.p8, span.t.x").count() >= 1
+    assert first.inner_text().replace("\u00b7", " ") == first.evaluate("pre => pre.textContent").replace("\u00b7", " ")
+    page.locator("#example-1 [data-window]").click()
+    page.wait_for_function("() => document.querySelectorAll('#example-1 pre.tx-window span.t').length > 100")
+    visit.check("whole-window")
+    inputs = sorted((default_site / "efficientnet-lite0" / "inputs").iterdir())
+    page.goto((inputs[0] / "index.html").as_uri() if inputs[0].is_dir() else (inputs[1] / "index.html").as_uri())
+    page.wait_for_function("() => document.querySelectorAll('a.u img').length >= 6")
+    visit.check("input-thumbnails")

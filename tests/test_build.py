@@ -208,13 +208,35 @@ def test_unit_json_is_the_unit_record_serialized(project, built):
     build = gathered.builds[0]
     checked = 0
     for index, layer in enumerate(build.layout.layers):
-        records = LayerRecords(build, index, gathered.notes, config.examples)
-        for position, unit in enumerate(layer.units):
-            record = records.unit(position)
-            assert isinstance(record, UnitRecord) and record.url == f"tiny/{layer.name}/{unit}/"
-            assert (built / record.url / "unit.json").read_text() == record.to_json()
-            checked += 1
+        for span in build.acts.spans(index):
+            records = LayerRecords(build, index, gathered.notes, config.examples, span)
+            for position in span:
+                record = records.unit(position)
+                assert isinstance(record, UnitRecord) and record.url == f"tiny/{layer.name}/{layer.units[position]}/"
+                assert (built / record.url / "unit.json").read_text() == record.to_json()
+                checked += 1
     assert checked == 4 + 6 + 6 + 3
+
+
+def test_layers_read_in_runs_of_units_write_the_same_site(project, built, tmp_path, monkeypatch):
+    """Wide layers are read a bounded run of units at a time (memory does not grow with a layer's
+    width); runs of 2 units write every page and unit.json byte for byte as one run does."""
+    from galleria.commands.build import gather, write_site
+    from galleria.config import load_config
+    from galleria.extract import run
+    from galleria.records import BuildReport
+
+    config = load_config(project / "site.yaml")
+    gathered = gather(config, BuildReport(), quiet=True)
+    monkeypatch.setattr(run, "UNITS_PER_READ", 2)
+    assert [len(s) for s in gathered.builds[0].acts.spans(1)] == [2, 2, 2]
+    write_site(config, gathered, tmp_path / "runs", "runs", BuildReport(), quiet=True)
+    files = sorted(p.relative_to(built) for p in built.rglob("*") if p.is_file() and p.name != ".galleria")
+    assert files == sorted(p.relative_to(tmp_path / "runs") for p in (tmp_path / "runs").rglob("*")
+                           if p.is_file() and p.name != ".galleria")
+    assert len(files) > 40
+    for rel in files:
+        assert (tmp_path / "runs" / rel).read_bytes() == (built / rel).read_bytes(), rel
 
 
 def test_unit_page_shows_values_label_and_escapes(built):

@@ -188,17 +188,21 @@ def test_markup_in_the_corpus_renders_as_text(built):
 
 
 def test_unit_page_shows_each_example_as_text_with_its_levels_and_extreme(built):
-    """Without script the page shows readable text; its script colours each token from data-l and
-    outlines the token at data-at, and loads the whole window (data-w) when asked."""
+    """Without script the page shows readable text; its script colours each token from the levels of
+    the whole window (data-w, from data-lo on) and outlines the token at data-at, and shows the whole
+    window when asked."""
     page = (built / "charnet" / "lstm.hidden.1" / "5" / "index.html").read_text()
     record = json.loads((built / "charnet" / "lstm.hidden.1" / "5" / "unit.json").read_text())
-    shown = re.findall(r'<pre class="tx-ctx" data-l="([^"]*)" data-at="(\d+)"[^>]*>(.*?)</pre>', page, re.S)
-    assert len(shown) >= len(record["top"]) + len(record["bottom"])
+    shown = re.findall(r'<pre class="tx-ctx" data-at="(\d+)"[^>]*? data-w="([^"]*)" data-s="\d+" data-lo="(\d+)">'
+                       r'(.*?)</pre>', page, re.S)
+    assert len(shown) == len(record["top"]) + len(record["bottom"])
     top = record["top"][0]
-    levels, at, text = shown[0]
-    assert levels == top["levels"] and int(at) == top["position"][0] - top["shown"][0]
+    at, window, lo, text = shown[0]
+    levels = unpacked(window)[int(lo):top["shown"][1]]
+    assert window == top["window_levels"] and int(lo) == top["shown"][0] and "levels" not in top
+    assert int(at) == top["position"][0] - top["shown"][0]
     assert html.unescape(text).replace("↵\n", "\n").replace("→", "\t")[int(at)] == top["at"].replace("↵\n", "\n")[0]
-    assert unpacked(levels)[int(at)] == TEXT_LEVELS[-1] or top["value"] <= 0  # the strongest value, the strongest colour
+    assert levels[int(at)] == TEXT_LEVELS[-1] or top["value"] <= 0  # the strongest value, the strongest colour
     assert "highest mean on" in page and page.count("data-window") == len(record["top"]) + len(record["bottom"])
     assert page.count(f'data-w="{top["window_levels"]}"') >= 1
     effects = record["effects"]

@@ -160,13 +160,18 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         health, thumbs, maxima = {}, {}, {}
         rows = [item.index for item in inputs.usable] if inputs.unreadable else slice(None)
         with stage(report, "health"):
-            for index, layer in enumerate(layout.layers):  # one layer in memory at a time
-                data = acts.layer(index, maps=inputs.text is None)
-                health[layer.name] = layer_health(layer.units, data.summaries, acts.peaks(index)[rows])
-                maxima[layer.name] = np.array([summary.stats.max for summary in data.summaries])
+            for index, layer in enumerate(layout.layers):  # a run of one layer's units in memory at a time
+                summaries, shown = [], []
+                for span in acts.spans(index):
+                    data = acts.layer(index, maps=inputs.text is None, units=span)
+                    summaries += data.summaries
+                    if inputs.text is None:
+                        shown += unit_thumbs(data, receptive.get(layer.name), layer.layout, inputs,
+                                             config.examples.heatmap)
+                health[layer.name] = layer_health(layer.units, summaries, acts.peaks(index)[rows])
+                maxima[layer.name] = np.array([summary.stats.max for summary in summaries])
                 if inputs.text is None:
-                    thumbs[layer.name] = unit_thumbs(data, receptive.get(layer.name), layer.layout, inputs,
-                                                     config.examples.heatmap)
+                    thumbs[layer.name] = tuple(shown)
         effects, built_from = {}, {}
         by_name = {l.name: l for l in layout.layers}
         for layer in layout.layers:
@@ -178,6 +183,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                 built_from[layer.name] = layer_built_from(found.sources, by_name[found.source],
                                                           min(attribution.examples, attribution.sample))
         context = (config.examples.context or CONTEXT[inputs.text.kind]) if inputs.text is not None else None
+        model.module = None  # nothing after this runs the model: its weights need not outlive the stages that do
         builds.append(ModelBuild(model, layout, acts, inputs, health, effects, built_from, featureviz, thumbs, maxima,
                                  receptive, sources, context))
     report.inputs_used = sum(used.values())
@@ -201,9 +207,11 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
     (and, under ``strict``, fits GitHub Pages' limits).
 
     Returns the note keys each page read (see SiteWriter.reads)."""
+    from galleria.forking import release_heap
     from galleria.site.footprint import footprint
     from galleria.site.writer import SiteWriter
 
+    release_heap()  # what gathering freed, returned before page writers fork
     with stage(report, "pages"):
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

@@ -285,4 +285,11 @@ class BandSampler:
 
 
 def _where(position: int, spatial: tuple[int, ...] | None) -> tuple[int, ...] | None:
-    return tuple(int(i) for i in np.unravel_index(position, spatial)) if spatial else None
+    """A flat map position as its index in ``spatial`` (numpy's unravel_index, without its cost per call)."""
+    if not spatial:
+        return None
+    found = []
+    for size in reversed(spatial):
+        position, rest = divmod(position, size)
+        found.append(rest)
+    return tuple(reversed(found))

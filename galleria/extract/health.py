@@ -14,6 +14,7 @@ from galleria.records import UnitSummary
 ALWAYS_ON = 0.99  # share of values above zero from which a unit counts as never off
 SATURATED = 0.5  # share of inputs on which a unit's peak sits at its overall maximum
 SAME_PEAK = 1e-6  # relative tolerance for "at its maximum" (clipped units hit it exactly)
+SIMILARITY_ROWS = 1024  # units compared with all others at once when looking for duplicates
 DUPLICATE = 0.98  # correlation of two units' peaks over all inputs from which they are copies
 DEFINITIONS = {  # each flag, and how it is decided, as pages explain it
     "dead": "never above zero, on any input at any position",
@@ -41,12 +42,13 @@ class LayerHealth:
     duplicates: list[Duplicate] = field(default_factory=list)
     saturation: dict[int, float] = field(default_factory=dict)  # unit -> share of inputs at its max
     by_unit: dict[int, list[str]] = field(default_factory=dict)  # unit -> its flags, in FLAGS order
+    pairs: dict[int, list[Duplicate]] = field(default_factory=dict)  # unit -> the duplicate pairs it is in
 
     def flags(self, unit: int) -> list[str]:
         return self.by_unit.get(unit, [])
 
     def duplicates_of(self, unit: int) -> list[Duplicate]:
-        return [d for d in self.duplicates if unit in (d.unit, d.other)]
+        return self.pairs.get(unit, [])
 
 
 def layer_health(units: tuple[int, ...], summaries: list[UnitSummary], peaks: np.ndarray) -> LayerHealth:
@@ -71,7 +73,10 @@ def layer_health(units: tuple[int, ...], summaries: list[UnitSummary], peaks: np
                 health.units["saturated"].append(unit)
                 health.saturation[unit] = share
     health.duplicates = _duplicates(units, peaks, set(health.units["dead"]))
-    health.units["duplicate"] = sorted({u for d in health.duplicates for u in (d.unit, d.other)})
+    for pair in health.duplicates:
+        for unit in (pair.unit, pair.other):
+            health.pairs.setdefault(unit, []).append(pair)
+    health.units["duplicate"] = sorted(health.pairs)
     for flag in FLAGS:
         for unit in health.units[flag]:
             health.by_unit.setdefault(unit, []).append(flag)
@@ -92,6 +97,10 @@ def _duplicates(units: tuple[int, ...], peaks: np.ndarray, dead: set[int]) -> li
     if len(keep) < 2:
         return []
     unit_vectors = centred[:, keep] / norms[keep]
-    similarity = unit_vectors.T @ unit_vectors
-    rows, cols = np.nonzero(np.triu(similarity, k=1) >= DUPLICATE)
-    return [Duplicate(units[keep[r]], units[keep[c]], float(similarity[r, c])) for r, c in zip(rows, cols)]
+    found = []
+    for start in range(0, len(keep), SIMILARITY_ROWS):  # a block of rows at a time: units x units would not fit
+        block = unit_vectors[:, start:start + SIMILARITY_ROWS].T @ unit_vectors[:, start:]
+        rows, cols = np.nonzero(np.triu(block, k=1) >= DUPLICATE)
+        found += [Duplicate(units[keep[start + r]], units[keep[start + c]], float(block[r, c]))
+                  for r, c in zip(rows, cols)]
+    return found

@@ -413,13 +413,15 @@ class LayerReducer:
         return reducer
 
     def _examples(self, slots: _Slots) -> list[tuple[Example, ...]]:
-        values, index, position = slots.values.tolist(), slots.index.tolist(), slots.position.tolist()
+        values, index = slots.values.tolist(), slots.index.tolist()
         spatial = self._spatial
-
-        def where(p: int) -> tuple[int, ...] | None:
-            return tuple(int(i) for i in np.unravel_index(p, spatial)) if spatial else None
-
-        return [tuple(Example(i, v, where(p)) for v, i, p in zip(vs, ix, ps) if i != NO_INPUT)
+        if spatial:  # every flat position unravelled at once: per example, numpy's call would dominate
+            flat = slots.position.numpy().clip(0, int(np.prod(spatial)) - 1)
+            position = np.stack(np.unravel_index(flat, spatial), axis=-1).tolist()
+            position = [[tuple(p) for p in ps] for ps in position]
+        else:
+            position = [[None] * len(vs) for vs in values]
+        return [tuple(Example(i, v, p) for v, i, p in zip(vs, ix, ps) if i != NO_INPUT)
                 for vs, ix, ps in zip(values, index, position)]
 
     def summaries(self) -> list[UnitSummary]:

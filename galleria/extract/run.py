@@ -33,6 +33,7 @@ FORMAT = 4  # bump when what is stored changes meaning
 HIST_BINS = 64
 TOP_PREDICTIONS = 5
 CANDIDATES = 3  # examples kept per example shown, so repeats of one spot can be skipped
+UNITS_PER_READ = 1024  # units of a layer later stages hold at once: their memory grows with this, not the layer
 
 
 @dataclass(frozen=True)
@@ -54,15 +55,23 @@ class ModelActivations:
         """[inputs, units]: each unit's highest value on each input (NaN for unreadable inputs)."""
         return np.load(self.folder / f"peaks-{index}.npy", mmap_mode="r")
 
-    def layer(self, index: int, maps: bool = True) -> LayerData:
-        """Layer ``index``'s summaries and example maps, read from the cache; without ``maps``, only
-        the top and bottom examples' maps (no bands' maps, no text's token means)."""
-        reducer = LayerReducer.from_state_dict(torch.load(self.folder / f"reducer-{index}.pt", weights_only=True))
+    def spans(self, index: int) -> list[range]:
+        """Layer ``index``'s units (as positions) in the runs later stages read them: see layer()."""
+        count = len(self.layers[index].units)
+        return [range(start, min(start + UNITS_PER_READ, count)) for start in range(0, count, UNITS_PER_READ)]
+
+    def layer(self, index: int, maps: bool = True, units: range | None = None) -> LayerData:
+        """Layer ``index``'s summaries and example maps for a run of its units (positions; every unit
+        by default, ``spans`` for runs of a bounded size), read from the cache: the stored state is
+        memory-mapped and only that run's part is read. Without ``maps``, only the top and bottom
+        examples' maps (no bands' maps, no text's token means)."""
+        span = units if units is not None else range(len(self.layers[index].units))
+        reducer = LayerReducer.from_state_dict(_narrowed(_read(self.folder / f"reducer-{index}.pt"), span))
         summaries = reducer.summaries()
         spatial = reducer.spatial_shape
         band_maps: tuple = ()
         if self.bands:
-            sampler = BandSampler.from_state_dict(torch.load(self.folder / f"bands-{index}.pt", weights_only=True))
+            sampler = BandSampler.from_state_dict(_narrowed(_read(self.folder / f"bands-{index}.pt"), span))
             cut = sampler.bands(self.bands, spatial)
             summaries = [replace(s, bands=tuple(b)) for s, b in zip(summaries, cut)]
             if maps:
@@ -72,9 +81,25 @@ class ModelActivations:
         tokens = None
         if maps and means_file.is_file():
             counted = np.load(self.folder / "counted.npy")
-            tokens = tuple(map(tuple, TokenMeans.from_state_dict(torch.load(means_file, weights_only=True))
-                               .strongest(counted)))
+            state = _read(means_file)  # sums [vocabulary, units]
+            state["sums"] = state["sums"][:, span.start:span.stop]
+            tokens = tuple(map(tuple, TokenMeans.from_state_dict(state).strongest(counted)))
         return LayerData(tuple(summaries), reducer.maps("top"), reducer.maps("bottom"), band_maps, tokens)
+
+
+def _read(path: Path) -> dict:
+    """A saved state, memory-mapped: its tensors are read from disk only where they are used."""
+    return torch.load(path, weights_only=True, mmap=True)
+
+
+def _narrowed(state: dict, span: range) -> dict:
+    """A reducer's or sampler's state for the units in ``span``: each per-unit tensor (units first)
+    sliced; from_state_dict copies only that slice."""
+    count = state["num_units"]
+    out = {name: value[span.start:span.stop] if isinstance(value, torch.Tensor) and value.dim()
+           and value.shape[0] == count else value for name, value in state.items()}
+    out["num_units"] = len(span)
+    return out
 
 
 class RowFile:

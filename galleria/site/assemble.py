@@ -1,8 +1,9 @@
 """Records made from the stages' outputs, in one place: every number a page shows is made here.
 
-A layer is assembled while it is written: its summaries and example maps are read from the
-activation cache once (LayerRecords), each unit's record is made from them when its page is
-written, and all of it is dropped before the next layer.
+A layer is assembled while it is written, a run of its units at a time: their summaries and example
+maps are read from the activation cache once (LayerRecords), each unit's record is made from them
+when its page is written, and all of it is dropped before the next run, so that memory does not
+grow with the width of a layer.
 """
 from __future__ import annotations
 
@@ -20,41 +21,47 @@ from galleria.visualize.examples import distinct as distinct_images, shown_image
 from galleria.visualize.featureviz import UnitViz
 from galleria.visualize.tokens import distinct as distinct_texts, shown_label, shown_text, visible
 
+DUPLICATES_SHOWN = 8  # a unit page names its most similar near-duplicates; its layer's health page, all
+
 #: File names of feature visualizations in a unit's folder.
 VIZ_FILES = {"channel": "featureviz.png", "negative": "featureviz-negative.png", "neuron": "featureviz-neuron.png"}
 
 
 class LayerRecords:
-    """One layer's units as records, from its summaries and example maps read once."""
+    """A run of one layer's units (``span``, positions among its units) as records, from their
+    summaries and example maps read once. Methods take a unit's position in the layer."""
 
-    def __init__(self, build: ModelBuild, index: int, notes, examples) -> None:
-        self.build, self.notes, self.settings = build, notes, examples
+    def __init__(self, build: ModelBuild, index: int, notes, examples, span: range) -> None:
+        self.build, self.notes, self.settings, self.span = build, notes, examples, span
         self.info = build.layout.layers[index]
-        self.data: LayerData = build.acts.layer(index)
+        self.data: LayerData = build.acts.layer(index, units=span)
         self.health: LayerHealth = build.health[self.info.name]
 
     def unit(self, position: int) -> UnitRecord:
         build, info = self.build, self.info
         cfg = build.model.config
-        summary = self.data.summaries[position]
+        local = position - self.span.start  # its place in what was read
+        summary = self.data.summaries[local]
         unit = info.units[position]
         folder = S.unit_dir(cfg.id, info.name, unit)
         note = self.notes.get(folder)
         if build.text:
             scale = (-text_scale(summary), text_scale(summary))
-            top, bottom, bands = self._texts(position, summary, scale[1])
+            top, bottom, bands = self._texts(local, summary, scale[1])
         else:
             scale = (0.0, max(summary.stats.max, 1e-6))
-            top, bottom, bands = self._images(position, summary, scale)
+            top, bottom, bands = self._images(local, summary, scale)
         rf = build.receptive.get(info.name)
-        tokens = self.data.tokens[position] if self.data.tokens is not None else None
+        pairs = self.health.duplicates_of(unit)
+        tokens = self.data.tokens[local] if self.data.tokens is not None else None
         labels = build.model.labels
         return UnitRecord(
             model=cfg.id, layer=info.name, unit=unit, url=folder + "/", label=unit_label(build, info.name, unit, note),
             tags=note.tags if note else (), note=note.text if note else "", flags=tuple(self.health.flags(unit)),
             saturation=self.health.saturation.get(unit),
             duplicates=tuple((d.other if d.unit == unit else d.unit, d.similarity)
-                             for d in self.health.duplicates_of(unit)),
+                             for d in sorted(pairs, key=lambda d: -d.similarity)[:DUPLICATES_SHOWN]),
+            duplicate_count=len(pairs),
             stats=summary.stats, scale=scale,
             effects=effects_record(build.effects.get(info.name), position, labels, build.text),
             built_from=effects_record(build.built_from.get(info.name), position, None, False),
@@ -67,21 +74,22 @@ class LayerRecords:
         """The unit as its layer's grid lists it, without the rest of its record."""
         build, info = self.build, self.info
         unit = info.units[position]
-        summary = self.data.summaries[position]
+        local = position - self.span.start
+        summary = self.data.summaries[local]
         viz = build.featureviz.get(info.name, {}).get(unit)
         snippet = None
         if build.text and summary.top:
             chosen = distinct_texts(summary.top, build.inputs, 1, build.context)
             if chosen:
                 slot, example = chosen[0]
-                snippet = _narrowed(self._text(example, self.data.top_maps[position, slot], text_scale(summary), False),
+                snippet = _narrowed(self._text(example, self.data.top_maps[local, slot], text_scale(summary), False),
                                     max(2, build.context // 4))
         note = self.notes.get(S.unit_dir(build.model.config.id, info.name, unit))
         return UnitEntry(unit, unit_label(build, info.name, unit, note), summary.stats, tuple(self.health.flags(unit)),
                          None if build.text else build.thumbs.get(info.name, ())[position], snippet,
                          VIZ_FILES["channel"] if viz is not None and viz.channel is not None else None)
 
-    def _images(self, position: int, summary: UnitSummary, scale: tuple[float, float]):
+    def _images(self, local: int, summary: UnitSummary, scale: tuple[float, float]):
         build, info, data = self.build, self.info, self.data
         rf, layout, inputs = build.receptive.get(info.name), info.layout, build.inputs
         heatmap = self.settings.heatmap
@@ -93,7 +101,7 @@ class LayerRecords:
                                  shown_image(rf, layout, example, act_map, on_scale, heatmap))
 
         def maps(stored, slot, sign=1.0):
-            return None if stored is None else sign * stored[position, slot].astype(np.float32)
+            return None if stored is None else sign * stored[local, slot].astype(np.float32)
 
         top = tuple(record(e, maps(data.top_maps, slot), scale)
                     for slot, e in distinct_images(summary.top, rf, layout, inputs, self.settings.top))
@@ -101,7 +109,7 @@ class LayerRecords:
                        for slot, e in distinct_images(summary.bottom, rf, layout, inputs, self.settings.bottom))
         bands = []
         for number, band in enumerate(summary.bands):
-            band_maps = data.band_maps[position][number] if data.band_maps else None
+            band_maps = data.band_maps[local][number] if data.band_maps else None
             examples = tuple(record(e, None if band_maps is None else band_maps[slot].astype(np.float32), scale)
                              for slot, e in enumerate(band.examples))
             bands.append(BandRecord(band.lo, band.hi, band.count, band.fraction, examples))
@@ -116,19 +124,19 @@ class LayerRecords:
                              shown_text(start, np.asarray(values, dtype=np.float32), at, self.build.context, scale,
                                         whole))
 
-    def _texts(self, position: int, summary: UnitSummary, scale: float):
+    def _texts(self, local: int, summary: UnitSummary, scale: float):
         data, inputs, context = self.data, self.build.inputs, self.build.context
 
         def record(example, values, whole: bool) -> ExampleRecord:
             return self._text(example, values, scale, whole)
 
-        top = tuple(record(e, data.top_maps[position, slot], True)
+        top = tuple(record(e, data.top_maps[local, slot], True)
                     for slot, e in distinct_texts(summary.top, inputs, self.settings.top, context))
-        bottom = tuple(record(e, data.bottom_maps[position, slot], True)
+        bottom = tuple(record(e, data.bottom_maps[local, slot], True)
                        for slot, e in distinct_texts(summary.bottom, inputs, self.settings.bottom, context))
         bands = []
         for number, band in enumerate(summary.bands):
-            band_maps = data.band_maps[position][number] if data.band_maps else None
+            band_maps = data.band_maps[local][number] if data.band_maps else None
             examples = tuple(record(e, band_maps[slot], False) for slot, e in enumerate(band.examples)) \
                 if band_maps is not None else ()
             bands.append(BandRecord(band.lo, band.hi, band.count, band.fraction, examples))
@@ -139,7 +147,7 @@ def _narrowed(example: ExampleRecord, tokens: int) -> ExampleRecord:
     """A text example narrowed to ``tokens`` each side of its extreme token (grid snippets)."""
     shown, at = example.shown, example.position[0]
     lo, hi = max(shown.lo, at - tokens), min(shown.hi, at + tokens + 1)
-    levels = packed(unpacked(shown.levels)[lo - shown.lo:hi - shown.lo])
+    levels = packed(unpacked(shown.shown_levels())[lo - shown.lo:hi - shown.lo])
     return replace(example, shown=replace(shown, lo=lo, hi=hi, levels=levels, window=None))
 
 

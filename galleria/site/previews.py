@@ -90,5 +90,5 @@ def _line(model: ModelPages, example, scale: float) -> tuple[tuple[str, float], 
     """The tokens around a text example's extreme one, with values on the card's -1..1 scale."""
     shown = example.shown
     pieces = model.corpus.pieces[shown.start + shown.lo:shown.start + shown.hi]
-    levels = np.array([TEXT_LEVELS.index(c) - 8 for c in unpacked(shown.levels)], dtype=np.float64) / 8
+    levels = np.array([TEXT_LEVELS.index(c) - 8 for c in unpacked(shown.shown_levels())], dtype=np.float64) / 8
     return tuple(zip(pieces, map(float, levels)))

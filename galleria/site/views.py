@@ -210,8 +210,9 @@ def _lengths(lengths: list[int]) -> str:
 def text_html(corpus, shown: TextShown, at: int) -> Markup:
     """A stretch of text as plain, readable text, with what the page's script needs to colour each
     token (``data-l`` levels, ``data-n`` lengths, ``data-at`` the extreme token; ``data-cut`` says
-    whether the window goes on left or right) and, for top and bottom examples, the levels of the
-    whole window (``data-w``: its text loads when asked for).
+    whether the window goes on left or right) or, for top and bottom examples, the levels of the
+    whole window instead (``data-w``, of which the shown stretch starts at ``data-lo``: the window's
+    text loads when asked for).
     Characters need no lengths: each is a token, a drawn line break "↵\\n" among them."""
     pieces, lengths = shown_pieces(corpus)
     first, last = shown.start + shown.lo, shown.start + shown.hi
@@ -220,7 +221,8 @@ def text_html(corpus, shown: TextShown, at: int) -> Markup:
         if shown.window is not None else ""
     cut = ("l" if shown.lo > 0 else "") + ("r" if shown.hi < shown.length else "")
     cut = f' data-cut="{cut}"' if cut else ""
-    return Markup(f'<pre class="tx-ctx" data-l="{shown.levels}"{code} data-at="{at - shown.lo}"{cut}{window}>'
+    levels = "" if shown.window is not None else f' data-l="{shown.levels}"'  # else: the script cuts them from data-w
+    return Markup(f'<pre class="tx-ctx"{levels}{code} data-at="{at - shown.lo}"{cut}{window}>'
                   f'{"".join(pieces[first:last])}</pre>')
 
 
@@ -354,6 +356,7 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
             "duplicates": [{"unit": u, "similarity": v,
                             "url": S.href(folder, S.page_file(S.unit_dir(model.id, record.layer, u)))}
                            for u, v in record.duplicates],
+            "more_duplicates": record.duplicate_count - len(record.duplicates),
             "effects": _effects(record.effects),
             "built_from": None if built_from is None else {
                 "layer": built_from.layer, "method": built_from.method,

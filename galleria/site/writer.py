@@ -1,8 +1,8 @@
 """Writes the site: every page rendered from the records the page builders turn into its view.
 
-Layers are written one at a time: the layer's records are assembled (site/assemble.py), its unit
-pages written in shards spread over every core, and everything dropped before the next layer,
-so the memory a site needs grows with its layers, not with its units. What pages share (stored
+Layers are written one at a time, and a layer a run of units at a time: the run's records are
+assembled (site/assemble.py), its unit pages written in shards spread over every core, and all of
+it dropped before the next run, so the memory a site needs does not grow with its units. What pages share (stored
 source images, a text corpus' tokens, the theme's assets, the search index) is written once.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 from galleria.cache import Cache
 from galleria.config import Config
 from galleria.forking import fork_map
-from galleria.records import LayerRecord, ModelBuild, UnitRecord
+from galleria.records import LayerRecord, ModelBuild, UnitEntry, UnitRecord
 from galleria.site import structure as S
 from galleria.site import views as V
 from galleria.site.assemble import VIZ_FILES, LayerRecords, input_records, model_record, responses, unit_label
@@ -201,11 +201,9 @@ class SiteWriter:
         if self.only is not None and not self._layer_pages(build, index) & self.only:
             found.units = list(previous.values())  # none of its units' pages changes: nor does what search finds
             return found
-        records = LayerRecords(build, index, self.notes, self.config.examples)
         if self.only is None and layer.name in build.thumbs:
             (self._folder(folder) / "thumbs.js").write_text(
                 V.thumbs_script(model, folder, layer.units, build.thumbs[layer.name]), encoding="utf-8")
-        self._write_grid(build, model, records, layer)
         self._write_featureviz(build, model, layer)
         self._write_health(build, model, layer)
         global _SHARDING
@@ -213,37 +211,43 @@ class SiteWriter:
         # what every unit page says of the layer: its links are the same from each unit's folder
         facts = V.layer_facts(layer, S.unit_dir(model.id, layer.name, 0), self.notes.get(folder),
                               self.config.examples.tile_size)
-        _SHARDING = (self, build, model, records, facts)
-        try:
-            rows: dict[int, SearchUnit] = {}
-            for pages, reads, units in fork_map(_shard, [(s, shards) for s in range(shards)]):
-                self.pages.extend(pages)
-                self.reads.update(reads)
-                rows.update(units)
-                if self.progress is not None:
-                    self.progress.update(len(pages))
-        finally:
-            _SHARDING = None
+        rows: dict[int, SearchUnit] = {}
+        entries: list[UnitEntry] = []
+        for span in build.acts.spans(index):
+            records = LayerRecords(build, index, self.notes, self.config.examples, span)
+            if not self._skip(folder):
+                entries += [records.entry(position) for position in span]
+            _SHARDING = (self, build, model, records, facts)
+            try:
+                for pages, reads, units in fork_map(_shard, [(s, shards) for s in range(shards)]):
+                    self.pages.extend(pages)
+                    self.reads.update(reads)
+                    rows.update(units)
+                    if self.progress is not None:
+                        self.progress.update(len(pages))
+            finally:
+                _SHARDING = None
+            del records
+        self._write_grid(build, model, entries, layer)
         found.units = [rows.get(u) or previous[u] for u in layer.units if u in rows or u in previous]
         return found
 
     def _label(self, build: ModelBuild, layer: str, unit: int) -> str:
         return unit_label(build, layer, unit, self.notes.get(S.unit_dir(build.model.config.id, layer, unit)))
 
-    def _write_grid(self, build: ModelBuild, model: V.ModelPages, records: LayerRecords, layer: LayerRecord) -> None:
+    def _write_grid(self, build: ModelBuild, model: V.ModelPages, entries: list[UnitEntry],
+                    layer: LayerRecord) -> None:
+        """The layer's grid of units (``entries``, as records.entry made them)."""
         folder = layer.url.rstrip("/")
         if self._skip(folder):
             return
-        entries = []
-        for position in range(len(layer.units)):
-            entry = records.entry(position)
+        for entry in entries:
             if entry.featureviz is not None:
                 made = build.featureviz[layer.name][entry.unit]
                 self._place(made.channel.path, f"{S.unit_dir(model.id, layer.name, entry.unit)}/{entry.featureviz}")
-            entries.append(entry)
         card = self._card(folder, group_card(self.config.site.title, build, layer.name, model.title, layer.label,
                                              f"{len(layer.units):,} units · {layer.layout.describe()}",
-                                             [records.info], model.inputs))
+                                             [build.layer(layer.name)], model.inputs))
         self._write(V.layer_page(model, layer, self.notes.get(folder), entries, self.config.examples.tile_size), card)
 
     def _write_units(self, build: ModelBuild, model: V.ModelPages, records: LayerRecords, facts: dict,
@@ -251,7 +255,7 @@ class SiteWriter:
         """This worker's share of one layer's unit pages; what the search index holds of each."""
         layer = records.info
         found = {}
-        for position in range(worker, len(layer.units), workers):
+        for position in records.span[worker::workers]:
             unit = layer.units[position]
             folder = S.unit_dir(model.id, layer.name, unit)
             if self._skip(folder):

@@ -21,7 +21,7 @@ from galleria.sources.weights import apply_weights
 @dataclass
 class LoadedModel:
     config: ModelConfig
-    module: torch.nn.Module
+    module: torch.nn.Module | None  # None once the stages that run it are done (the site stage never does)
     key: str  # hash of the architecture and every parameter: what cached results depend on
     labels: tuple[str, ...] | None  # class names, or for text models the tokenizer's vocabulary
     params: int

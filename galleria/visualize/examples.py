@@ -112,10 +112,14 @@ def heat_over(image_map: np.ndarray, box: tuple[int, int, int, int] | None, inpu
         patch = sums / counts
         c1, r1 = c0 + patch.shape[1] * factor, r0 + patch.shape[0] * factor
     vmin, vmax = scale
-    strength = np.clip((patch - vmin) / (vmax - vmin), 0, 1) if vmax > vmin else np.zeros_like(patch)
-    levels = np.rint(np.nan_to_num(strength) * _TOP).astype(np.int64).ravel()
+    if vmax > vmin:
+        strength = (patch - vmin) * (_TOP / (vmax - vmin))
+        strength[~(strength > 0)] = 0  # NaN too
+        levels = np.rint(np.minimum(strength, _TOP)).astype(np.int64).ravel()
+    else:
+        levels = np.zeros(patch.size, dtype=np.int64)
     frame = ((c0 - x0) / (x1 - x0), (r0 - y0) / (y1 - y0), (c1 - x0) / (x1 - x0), (r1 - y0) / (y1 - y0))
-    frame = None if np.allclose(frame, (0, 0, 1, 1), atol=1e-4) else tuple(round(v, 4) for v in frame)
+    frame = None if all(abs(v - d) <= 1e-4 for v, d in zip(frame, (0, 0, 1, 1))) else tuple(round(v, 4) for v in frame)
     return Heat(patch.shape[1], patch.shape[0], packed(_HEAT_CODES[levels].tobytes().decode("ascii")), frame)
 
 

@@ -18,10 +18,13 @@ LEVELS = 8  # colour steps each side of zero, in the theme's CSS
 def shown_text(start: int, values: np.ndarray, at: int, context: int, scale: float,
                whole: bool) -> TextShown:
     """How a text example is shown: the tokens within ``context`` of its extreme one (``at``), each
-    as a colour level of ±``scale``; with ``whole``, the levels of its whole window too."""
+    as a colour level of ±``scale``; with ``whole``, the levels of its whole window instead (the shown
+    stretch is a part of it: see TextShown.shown_levels)."""
     lo, hi = max(0, at - context), min(len(values), at + context + 1)
     levels = text_levels(values, scale)
-    return TextShown(start, lo, hi, packed(levels[lo:hi]), len(values), packed(levels) if whole else None)
+    if whole:
+        return TextShown(start, lo, hi, None, len(values), packed(levels))
+    return TextShown(start, lo, hi, packed(levels[lo:hi]), len(values))
 
 
 _TEXT_CODES = np.frombuffer(TEXT_LEVELS.encode("ascii"), dtype=np.uint8)

@@ -62,7 +62,7 @@ MODEL = ModelRecord("lenet", "LeNet " + EVIL, "A tiny convnet. " + EVIL, "lenet:
                     (16, 16, 3), None, 10, "", 2, 1, (CONV1, FC))
 UNIT = UnitRecord(
     model="lenet", layer="conv1", unit=7, url="lenet/conv1/7/", label=EVIL, tags=("curve", EVIL), note=NOTE.text,
-    flags=("non-finite",), saturation=None, duplicates=((6, 0.97),), stats=STATS, scale=(0.0, 7.91),
+    flags=("non-finite",), saturation=None, duplicates=((6, 0.97),), duplicate_count=3, stats=STATS, scale=(0.0, 7.91),
     effects=EffectsRecord("activation × gradient, averaged", (EffectRecord(281, "tabby " + EVIL, 0.5),),
                           (EffectRecord(3, "lynx", -0.25),)),
     built_from=EffectsRecord("activation × gradient of its peak", (EffectRecord(4, "", 0.3),), (), "stem"),
@@ -87,7 +87,7 @@ TEXT_MODEL = ModelRecord("lm", "LM", "", "transformers:lm", "lm/", 1000, None, 6
                                       True, "", 0, (), None),))
 TEXT_UNIT = UnitRecord(
     model="lm", layer="h.0", unit=2, url="lm/h.0/2/", label="", tags=(), note="", flags=(), saturation=None,
-    duplicates=(), stats=STATS, scale=(-7.91, 7.91), effects=None, built_from=None, receptive_field=None,
+    duplicates=(), duplicate_count=0, stats=STATS, scale=(-7.91, 7.91), effects=None, built_from=None, receptive_field=None,
     top=(ExampleRecord(7.91, "code-6", (3,), " <", TextShown(6, 1, 5, "iiqm", 6, "i~1qmi")),),
     bottom=(ExampleRecord(-2.0, "code-0", (1,), " f", TextShown(0, 0, 4, "ecii", 6, "ecii~1")),), bands=(),
     featureviz=None, top_tokens=((" <", 9, 3.5, 4),))
@@ -281,7 +281,7 @@ def test_unit_page_shows_its_record(rendered):
         assert anchor in parser.ids
     assert "Unit 7" in text and EVIL_ESCAPED in text and "curve" in text
     assert "7.91" in text and "0.423" in text and "12.3%" in text and "123,456" in text  # stats
-    assert "non-finite" in text and "near-duplicate of unit 6 (0.97)" in text
+    assert "non-finite" in text and "near-duplicate of unit 6 (0.97) and 2 more" in text  # the rest: health page
     assert "pushes up tabby" in text and "0.5" in text and "down lynx -0.25" in text  # effects
     assert "built from stem" in text and 'title="edges ' in html  # chips of the units it is built from
     assert "<strong>edges</strong>" in html  # the note's html
@@ -304,8 +304,9 @@ def test_unit_page_shows_its_record(rendered):
 
 def test_text_unit_page_shows_readable_text_that_its_script_colours(rendered):
     html = rendered["text-unit"]
-    assert '<pre class="tx-ctx" data-l="iiqm" data-n="' in html  # levels per token; lengths of subwords
     top = html.split('id="example-1"', 1)[1].split("</li>", 1)[0]
+    # the levels of the whole window, of which the shown tokens start at data-lo; lengths of subwords
+    assert '<pre class="tx-ctx" data-n="' in top and "data-l=" not in top and 'data-lo="1"' in top
     assert "return x &lt;b" in _visible(top).replace("·", " ")  # tokens 7-10 of the stream, escaped
     assert 'data-at="2"' in top and 'data-w="i~1qmi"' in top and 'data-s="6"' in top
     assert "data-window" in top  # the whole window, loaded from the shards when asked for

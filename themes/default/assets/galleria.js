@@ -311,7 +311,8 @@
   // ---------------------------------------------------------------- text examples
   // A <pre class="tx-ctx"> holds the plain text of an example's stretch; data-n gives each token's
   // length (one character each, chr(48 + length), or comma-separated numbers), data-l its colour
-  // level (a character of TEXT_LEVELS: "i" is zero), data-at the extreme token. The script splits the
+  // level (a character of TEXT_LEVELS: "i" is zero; or data-w, the whole window's, from data-lo on),
+  // data-at the extreme token. The script splits the
   // text into coloured tokens; the page reads the same without it, uncoloured.
   var TEXT_ZERO = "i".charCodeAt(0);
 
@@ -343,13 +344,15 @@
   }
 
   function colourText(pre, scale) {
-    var text = pre.textContent, levels = unpack(pre.getAttribute("data-l") || ""), code = pre.getAttribute("data-n");
-    var at = parseInt(pre.getAttribute("data-at"), 10), pieces = [];
+    var text = pre.textContent, code = pre.getAttribute("data-n");
+    var at = parseInt(pre.getAttribute("data-at"), 10), pieces = [], levels;
     if (code === null) pieces = charTokens(text);
     else for (var k = 0, pos = 0, lengths = lengthsOf(code); k < lengths.length; k++) {
       pieces.push(text.substr(pos, lengths[k]));
       pos += lengths[k];
     }
+    if (pre.hasAttribute("data-l")) levels = unpack(pre.getAttribute("data-l"));
+    else levels = unpack(pre.getAttribute("data-w")).substr(parseInt(pre.getAttribute("data-lo"), 10), pieces.length);
     if (pieces.length !== levels.length) return;
     var frag = document.createDocumentFragment();
     for (var j = 0; j < pieces.length; j++) frag.appendChild(tokenSpan(pieces[j], levels.charAt(j), j === at, scale));
@@ -396,7 +399,7 @@
 
   function initTextExamples(section) {
     var folder = section.getAttribute("data-shards"), scale = parseFloat(section.getAttribute("data-scale"));
-    var pres = section.querySelectorAll("pre.tx-ctx[data-l]");
+    var pres = section.querySelectorAll("pre.tx-ctx[data-l], pre.tx-ctx[data-w]");
     for (var i = 0; i < pres.length; i++) colourText(pres[i], scale);
     var links = section.querySelectorAll("[data-window]");
     for (var j = 0; j < links.length; j++) {
