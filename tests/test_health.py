@@ -36,7 +36,7 @@ def test_planted_units_are_flagged():
         summary(13, -5, 6, 0.6), summary(14, -2, 2, 0.5), summary(15, -3, 5, 0.5),
         summary(16, -2, 2, 0.5, nonfinite=7),
     ]
-    health = layer_health(units, summaries, peaks)
+    health = layer_health(units, [s.stats for s in summaries], peaks)
     assert health.units["dead"] == [11]
     assert health.units["always on"] == [12]
     assert health.units["saturated"] == [13] and health.saturation[13] >= 25 / 40
@@ -50,7 +50,7 @@ def test_dead_units_are_not_duplicates_of_each_other():
     peaks = np.zeros((10, 3))
     peaks[:, 2] = np.arange(10)
     summaries = [summary(i, -1, 0, 0.0) for i in range(2)] + [summary(2, 0, 9, 0.9)]
-    health = layer_health((0, 1, 2), summaries, peaks)
+    health = layer_health((0, 1, 2), [s.stats for s in summaries], peaks)
     assert health.duplicates == [] and health.units["dead"] == [0, 1]
 
 

@@ -161,15 +161,16 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         rows = [item.index for item in inputs.usable] if inputs.unreadable else slice(None)
         with stage(report, "health"):
             for index, layer in enumerate(layout.layers):  # a run of one layer's units in memory at a time
-                summaries, shown = [], []
+                stats, shown = [], []
                 for span in acts.spans(index):
                     data = acts.layer(index, maps=inputs.text is None, units=span)
-                    summaries += data.summaries
+                    stats += [summary.stats for summary in data.summaries]
                     if inputs.text is None:
                         shown += unit_thumbs(data, receptive.get(layer.name), layer.layout, inputs,
                                              config.examples.heatmap)
-                health[layer.name] = layer_health(layer.units, summaries, acts.peaks(index)[rows])
-                maxima[layer.name] = np.array([summary.stats.max for summary in summaries])
+                    del data
+                health[layer.name] = layer_health(layer.units, stats, acts.peaks(index)[rows])
+                maxima[layer.name] = np.array([s.max for s in stats])
                 if inputs.text is None:
                     thumbs[layer.name] = tuple(shown)
         effects, built_from = {}, {}

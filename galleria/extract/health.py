@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galleria.records import UnitSummary
+from galleria.records import UnitStats
 
 ALWAYS_ON = 0.99  # share of values above zero from which a unit counts as never off
 SATURATED = 0.5  # share of inputs on which a unit's peak sits at its overall maximum
@@ -51,12 +51,11 @@ class LayerHealth:
         return self.pairs.get(unit, [])
 
 
-def layer_health(units: tuple[int, ...], summaries: list[UnitSummary], peaks: np.ndarray) -> LayerHealth:
+def layer_health(units: tuple[int, ...], unit_stats: list[UnitStats], peaks: np.ndarray) -> LayerHealth:
     """Health of one layer; ``peaks`` is [inputs, units], each unit's highest value per input."""
     health = LayerHealth()
     peaks = np.asarray(peaks, dtype=np.float64)
-    for position, (unit, summary) in enumerate(zip(units, summaries)):
-        stats = summary.stats
+    for position, (unit, stats) in enumerate(zip(units, unit_stats)):
         if stats.nonfinite:
             health.units["non-finite"].append(unit)
         if not stats.count:

@@ -133,24 +133,29 @@ def tile_geometry(record: InputRecord, shown: ImageShown | None,
 
 
 def tile_html(record: InputRecord, shown: ImageShown | None, folder: str, input_size: tuple[int, int],
-              heat: bool = True, cls: str = "tile", link: tuple[str, str] | None = None) -> Markup:
+              heat: bool = True, cls: str = "tile", link: tuple[str, str] | None = None, lazy: bool = True) -> Markup:
     """A square window onto the input's stored source image, showing ``shown.box`` (all of the input
     without one), with the unit's map over it (drawn by the page's script from ``data-h``) and its
     peak cell outlined. Without script it is still the crop. Non-square crops are letterboxed.
 
     Thousands of these make up a site, so only what differs from the stylesheet's defaults (an image
-    as wide as its window, at its top left) is written."""
+    or a map as wide as its window, at its top left) is written. ``lazy`` loading is for pages listing
+    many inputs; a unit page's few source images are wanted at once."""
     (iw, il, it), window = tile_geometry(record, shown, input_size)
     style = [f"{name}:{_pct(value)}" for name, value, default in (("width", iw, 1.0), ("left", il, 0.0), ("top", it, 0.0))
              if abs(value - default) > 5e-5]
-    img = f'<img src="{S.href(folder, record.source)}" alt="" loading="lazy"' + \
+    img = f'<img src="{S.href(folder, record.source)}" alt=""' + (' loading="lazy"' if lazy else "") + \
         (f' style="{";".join(style)}">' if style else ">")
     inner = [img]
     if shown is not None and heat and shown.heat is not None:
         heat = shown.heat
-        frame = "" if heat.frame is None else (
-            f' style="left:{_pct(heat.frame[0])};top:{_pct(heat.frame[1])};width:{_pct(heat.frame[2] - heat.frame[0])};'
-            f'height:{_pct(heat.frame[3] - heat.frame[1])}"')
+        frame = ""
+        if heat.frame is not None:
+            left, top, right, bottom = heat.frame
+            placed = [f"{name}:{_pct(value)}" for name, value, default in
+                      (("left", left, 0.0), ("top", top, 0.0), ("width", right - left, 1.0), ("height", bottom - top, 1.0))
+                      if abs(value - default) > 5e-5]
+            frame = f' style="{";".join(placed)}"' if placed else ""
         inner.append(f'<i data-h="{heat.cols} {heat.rows} {heat.levels}"{frame}></i>')
     if shown is not None and shown.mark is not None:
         box = shown.box or (0, 0, input_size[1], input_size[0])
@@ -294,7 +299,7 @@ def _examples(model: ModelPages, folder: str, kind: str, examples: tuple[Example
             entry["text"] = text_html(model.corpus, example.shown, example.position[0])
             entry["whole"] = example.shown.window is not None
         else:
-            entry["tile"] = tile_html(record, example.shown, folder, model.input_size,
+            entry["tile"] = tile_html(record, example.shown, folder, model.input_size, lazy=False,
                                       link=(entry["input_url"], record.title + (f" · at {example.at}" if example.at else "")))
             entry["at_prefix"] = example.at is not None and not example.at.startswith(("patch", "row", "position"))
             entry["prediction"] = {"label": record.predictions[0][0], "prob": record.predictions[0][1]} \
