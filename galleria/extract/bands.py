@@ -253,14 +253,18 @@ class BandSampler:
             out.append(bands[::-1])
         return out
 
-    def band_maps(self, unit: int, band: Band, spatial: tuple[int, ...] | None) -> np.ndarray | None:
-        """Maps [len(band.examples), *spatial] of a band's examples, in their order."""
-        if not spatial or not band.examples:
-            return None
+    def unit_band_maps(self, unit: int, bands, spatial: tuple[int, ...] | None) -> tuple[np.ndarray | None, ...]:
+        """Per band of the unit, the maps [len(band.examples), *spatial] of its examples, in their order
+        (None for a band without examples, or every band of a layer without positions)."""
+        if not spatial or not any(band.examples for band in bands):
+            return tuple(None for _ in bands)
         self._flush()
-        index = self._slots.index[unit]
-        rows = [int((index == e.input_index).nonzero()[0]) for e in band.examples]
-        return self._slots.maps[unit, rows].float().numpy().reshape(len(rows), *spatial)
+        slot_of: dict[int, int] = {}
+        for slot, index in enumerate(self._slots.index[unit].tolist()):
+            slot_of.setdefault(index, slot)
+        maps = self._slots.maps[unit]
+        return tuple(maps[[slot_of[e.input_index] for e in band.examples]].float().numpy()
+                     .reshape(len(band.examples), *spatial) if band.examples else None for band in bands)
 
     def state_dict(self) -> dict:
         """Plain tensors and numbers, loadable with torch.load(weights_only=True)."""

@@ -75,7 +75,7 @@ class ModelActivations:
             cut = sampler.bands(self.bands, spatial)
             summaries = [replace(s, bands=tuple(b)) for s, b in zip(summaries, cut)]
             if maps:
-                band_maps = tuple(tuple(sampler.band_maps(unit, band, spatial) for band in s.bands)
+                band_maps = tuple(sampler.unit_band_maps(unit, s.bands, spatial)
                                   for unit, s in enumerate(summaries))
         means_file = self.folder / f"token-means-{index}.pt"
         tokens = None

@@ -74,7 +74,7 @@ def test_intervals_hold_a_fair_sample_of_their_band():
             assert {e.input_index for e in band.examples} == expected
             values = [e.value for e in band.examples]
             assert values == sorted(values, reverse=True)
-            maps = sampler.band_maps(unit, band, (4, 4))
+            maps = sampler.unit_band_maps(unit, (band,), (4, 4))[0]
             for example, m in zip(band.examples, maps if maps is not None else []):
                 full = acts[example.input_index, unit]
                 assert example.value == pytest.approx(float(full.max()))
@@ -99,7 +99,7 @@ def test_vector_layers_have_no_maps():
     sampler = BandSampler(3, 2)
     sampler.update(x, x.unsqueeze(2), torch.arange(64))
     band = sampler.bands(4, None)[2][0]
-    assert band.examples and sampler.band_maps(2, band, None) is None
+    assert band.examples and sampler.unit_band_maps(2, (band,), None) == (None,)
     assert all(e.position is None for e in band.examples)
 
 
