@@ -422,6 +422,10 @@ def test_public_url_adds_sitemap_and_canonical(project, tmp_path):
         with Image.open(project / "public" / folder / "card.jpg") as card:
             assert card.size == (1200, 630)
     assert "stripes &lt;b&gt;detector&lt;/b&gt; · Unit 1 of 2 in tiny" in page  # the description names the label
+    # a unit with no note and no feature visualization previews with its layer's card
+    plain = (project / "public" / "tiny" / "6" / "0" / "index.html").read_text()
+    assert '<meta property="og:image" content="https://me.github.io/g/tiny/6/card.jpg">' in plain
+    assert not list((project / "public" / "tiny" / "6" / "0").glob("card.*"))
 
 
 def test_site_url_from_the_command_line(project, capsys):

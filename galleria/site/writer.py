@@ -211,13 +211,16 @@ class SiteWriter:
         # what every unit page says of the layer: its links are the same from each unit's folder
         facts = V.layer_facts(layer, S.unit_dir(model.id, layer.name, 0), self.notes.get(folder),
                               self.config.examples.tile_size)
+        card = self._card(folder, group_card(self.config.site.title, build, layer.name, model.title, layer.label,
+                                             f"{len(layer.units):,} units · {layer.layout.describe()}",
+                                             [build.layer(layer.name)], model.inputs))
         rows: dict[int, SearchUnit] = {}
         entries: list[UnitEntry] = []
         for span in build.acts.spans(index):
             records = LayerRecords(build, index, self.notes, self.config.examples, span)
             if not self._skip(folder):
                 entries += [records.entry(position) for position in span]
-            _SHARDING = (self, build, model, records, facts)
+            _SHARDING = (self, build, model, records, (facts, card))
             try:
                 for pages, reads, units in fork_map(_shard, [(s, shards) for s in range(shards)]):
                     self.pages.extend(pages)
@@ -228,7 +231,7 @@ class SiteWriter:
             finally:
                 _SHARDING = None
             del records
-        self._write_grid(build, model, entries, layer)
+        self._write_grid(build, model, entries, layer, card)
         found.units = [rows.get(u) or previous[u] for u in layer.units if u in rows or u in previous]
         return found
 
@@ -236,8 +239,8 @@ class SiteWriter:
         return unit_label(build, layer, unit, self.notes.get(S.unit_dir(build.model.config.id, layer, unit)))
 
     def _write_grid(self, build: ModelBuild, model: V.ModelPages, entries: list[UnitEntry],
-                    layer: LayerRecord) -> None:
-        """The layer's grid of units (``entries``, as records.entry made them)."""
+                    layer: LayerRecord, card: str | None) -> None:
+        """The layer's grid of units (``entries``, as records.entry made them); ``card`` its preview."""
         folder = layer.url.rstrip("/")
         if self._skip(folder):
             return
@@ -245,14 +248,12 @@ class SiteWriter:
             if entry.featureviz is not None:
                 made = build.featureviz[layer.name][entry.unit]
                 self._place(made.channel.path, f"{S.unit_dir(model.id, layer.name, entry.unit)}/{entry.featureviz}")
-        card = self._card(folder, group_card(self.config.site.title, build, layer.name, model.title, layer.label,
-                                             f"{len(layer.units):,} units · {layer.layout.describe()}",
-                                             [build.layer(layer.name)], model.inputs))
         self._write(V.layer_page(model, layer, self.notes.get(folder), entries, self.config.examples.tile_size), card)
 
     def _write_units(self, build: ModelBuild, model: V.ModelPages, records: LayerRecords, facts: dict,
-                     worker: int, workers: int) -> dict[int, SearchUnit]:
-        """This worker's share of one layer's unit pages; what the search index holds of each."""
+                     layer_card: str | None, worker: int, workers: int) -> dict[int, SearchUnit]:
+        """This worker's share of one layer's unit pages; what the search index holds of each. A unit
+        page without a card of its own previews as its layer (``layer_card``)."""
         layer = records.info
         found = {}
         for position in records.span[worker::workers]:
@@ -280,21 +281,11 @@ class SiteWriter:
             if wants_card(self.config.site.cards, record, note):
                 card = self._card(folder, unit_card(self.config.site.title, build, model, record,
                                                     page.context["about"]))
-            self._write(page, card or self._layer_card(model.id, layer.name))
+            self._write(page, card or layer_card)
             words = [note_words(note.text), *note.tags] if note else []
             found[unit] = SearchUnit(unit, record.label, " ".join(words + _unit_terms(record, model)),
                                      record.flags)
         return found
-
-    def _layer_card(self, model_id: str, layer: str) -> str | None:
-        """A unit page without a card of its own previews as its layer: the layer's card, by its site path."""
-        if not self.config.site.url:
-            return None
-        layer_folder = S.layer_dir(model_id, layer)
-        for suffix in (".jpg", ".png"):
-            if (self.out / layer_folder / f"card{suffix}").is_file():
-                return f"{layer_folder}/card{suffix}"
-        return None
 
     def _write_featureviz(self, build: ModelBuild, model: V.ModelPages, layer: LayerRecord) -> None:
         """Every feature visualization of one layer on one page, each linked to its unit."""
@@ -367,7 +358,7 @@ class SiteWriter:
             f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{urls}</urlset>\n', encoding="utf-8")
 
 
-_SHARDING = None  # (writer, build, model, layer records or None, layer context) while shards are written
+_SHARDING = None  # (writer, build, model, layer records or None, (layer facts, layer card)) while shards are written
 
 
 def _shard(job: tuple[int, int]) -> tuple[list[str], dict[str, frozenset[str]], dict]:
@@ -381,7 +372,7 @@ def _shard(job: tuple[int, int]) -> tuple[list[str], dict[str, frozenset[str]], 
     if records is None:
         shard._write_input_pages(build, model, *job)
         return shard.pages, shard.reads, {}
-    found = shard._write_units(build, model, records, shared, *job)
+    found = shard._write_units(build, model, records, *shared, *job)
     return shard.pages, shard.reads, found
 
 
