@@ -8,7 +8,6 @@ torch, so torch's threads left behind by fork are never used. Where fork is unav
 from __future__ import annotations
 
 import ctypes
-import gc
 import multiprocessing
 import os
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -33,11 +32,5 @@ def fork_map(function: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(function, tasks)
         return
-    # What the parent holds is moved out of the collector's sight while the workers live: a collection
-    # in a worker would otherwise write to every object's header, copying the whole inherited heap.
-    gc.freeze()
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            yield from pool.imap_unordered(function, tasks)
-    finally:
-        gc.unfreeze()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap_unordered(function, tasks)

@@ -394,6 +394,16 @@ class InputRecord:
     span: tuple[int, int] | None  # text: [start, stop) in the stream
     predictions: tuple[tuple[str, float], ...]  # the model's top classes on it, with probabilities
 
+    def crop(self, box: tuple[int, int, int, int] | None,
+             input_size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """Where ``box`` of the input (in the model's (height, width) pixels; None: all of it) lies in
+        the stored source image: its left, top, width and height in that image's pixels."""
+        height, width = input_size
+        box = box or (0, 0, width, height)
+        il, it, ir, ib = self.window
+        sx, sy = (ir - il) / width, (ib - it) / height
+        return il + box[0] * sx, it + box[1] * sy, (box[2] - box[0]) * sx, (box[3] - box[1]) * sy
+
 
 @dataclass(frozen=True)
 class Response:

@@ -45,7 +45,6 @@ class ModelActivations:
     folder: Path  # the cache entry
     layers: tuple[LayerInfo, ...]
     bands: int  # bands each unit's range is cut into (0: none)
-    spatial: tuple[tuple[int, ...] | None, ...]  # per layer, the map each example's positions index
     predictions: np.ndarray | None  # [inputs, TOP_PREDICTIONS] class indices, best first
     probabilities: np.ndarray | None  # [inputs, TOP_PREDICTIONS]
     cached: bool
@@ -256,7 +255,6 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
             torch.save(samplers[layer.name].state_dict(), folder / f"bands-{i}.pt")
         if means:
             torch.save(means[layer.name].state_dict(), folder / f"token-means-{i}.pt")
-    (folder / "spatial.json").write_text(json.dumps([reducers[l.name].spatial_shape for l in layout.layers]))
     if corpus:
         np.save(folder / "counted.npy", corpus.counted)
     (folder / "unreadable.json").write_text(json.dumps({str(k): v for k, v in sorted(unreadable.items())}))
@@ -302,7 +300,4 @@ def _load(folder: Path, key: str, layout: ModelLayout, bands: int, cached: bool)
         predictions = np.load(folder / "predictions.npy", mmap_mode="r")
         probabilities = np.load(folder / "probabilities.npy", mmap_mode="r")
     unreadable = {int(k): v for k, v in json.loads((folder / "unreadable.json").read_text()).items()}
-    spatial = tuple(tuple(json.loads((folder / "spatial.json").read_text())[i] or ()) or None
-                    for i in range(len(layout.layers)))
-    return ModelActivations(key, folder, layout.layers, bands, spatial, predictions, probabilities, cached,
-                            unreadable)
+    return ModelActivations(key, folder, layout.layers, bands, predictions, probabilities, cached, unreadable)

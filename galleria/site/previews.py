@@ -76,9 +76,8 @@ def _tile(build: ModelBuild, record: InputRecord, shown: ImageShown) -> CardTile
         return None
     height, width = build.model.config.preprocessing.size
     box = shown.box or (0, 0, width, height)
-    il, it, ir, ib = record.window
-    sx, sy = (ir - il) / width, (ib - it) / height
-    window = (il + box[0] * sx, it + box[1] * sy, il + box[2] * sx, it + box[3] * sy)
+    left, top, w, h = record.crop(box, (height, width))
+    window = (left, top, left + w, top + h)
     mark = None
     if shown.mark is not None:
         bw, bh = box[2] - box[0], box[3] - box[1]

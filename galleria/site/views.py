@@ -123,10 +123,8 @@ def tile_geometry(record: InputRecord, shown: ImageShown | None,
     when the crop is not square (letterboxed), else None."""
     height, width = input_size
     box = shown.box if shown is not None and shown.box is not None else (0, 0, width, height)
-    il, it, ir, ib = record.window
-    sx, sy = (ir - il) / width, (ib - it) / height
-    w, h = (box[2] - box[0]) * sx, (box[3] - box[1]) * sy
-    image = (record.image_size[0] / w, -(il + box[0] * sx) / w, -(it + box[1] * sy) / h)
+    left, top, w, h = record.crop(box, input_size)
+    image = (record.image_size[0] / w, -left / w, -top / h)
     side = max(box[2] - box[0], box[3] - box[1])
     window = None if box[2] - box[0] == box[3] - box[1] else ((box[2] - box[0]) / side, (box[3] - box[1]) / side)
     return image, window
