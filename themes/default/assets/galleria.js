@@ -256,20 +256,42 @@
     for (var j = 0; j < all.length; j++) observer.observe(all[j]);
   }
 
+  // ---------------------------------------------------------------- data scripts
+  // thumbs.js and the text shards are scripts that call back into the page (fetch() is refused
+  // from file://): each is loaded once, and what waits for it runs when its callback says so.
+  var scriptWaiting = {};
+
+  function whenLoaded(src, key, callback) {
+    if (!scriptWaiting[key]) {
+      scriptWaiting[key] = [];
+      var script = document.createElement("script");
+      script.src = src;
+      script.async = true;
+      document.head.appendChild(script);
+    }
+    scriptWaiting[key].push(callback);
+  }
+
+  function scriptLoaded(key) {
+    var waiting = scriptWaiting[key] || [];
+    delete scriptWaiting[key];
+    waiting.forEach(function (callback) { callback(); });
+  }
+
   // ---------------------------------------------------------------- unit thumbnails
   // Links to units (a.u) get a thumbnail of the unit's top example from its layer's thumbs.js,
   // written once per layer: galleriaThumbs(images, {unit: [image, width, left, top, window w, h]}),
   // image paths relative to the script, numbers in % of the tile.
-  var thumbTables = {}, thumbWaiting = {};
+  var thumbTables = {};
   window.galleriaThumbs = function (images, units) {
     var src = document.currentScript && document.currentScript.src;
     if (!src) return;
     thumbTables[src] = { images: images, units: units };
-    (thumbWaiting[src] || []).forEach(function (link) { addThumb(link, thumbTables[src], src); });
-    delete thumbWaiting[src];
+    scriptLoaded("thumbs " + src);
   };
 
-  function addThumb(link, table, src) {
+  function addThumb(link, table, src) {  // table: the layer's, or null once thumbTables holds it
+    table = table || thumbTables[src];
     var unit = /\/([^\/]+)\/index\.html$/.exec(link.pathname || "");
     var entry = unit && table.units[unit[1]];
     if (!entry || link.querySelector(".tile")) return;
@@ -296,15 +318,8 @@
     var links = document.querySelectorAll("a.u");
     for (var i = 0; i < links.length; i++) {
       var src = new URL("../thumbs.js", links[i].href).href;
-      if (thumbTables[src]) { addThumb(links[i], thumbTables[src], src); continue; }
-      if (!thumbWaiting[src]) {
-        thumbWaiting[src] = [];
-        var script = document.createElement("script");
-        script.src = src;
-        script.async = true;
-        document.head.appendChild(script);
-      }
-      thumbWaiting[src].push(links[i]);
+      if (thumbTables[src]) addThumb(links[i], thumbTables[src], src);
+      else whenLoaded(src, "thumbs " + src, addThumb.bind(null, links[i], null, src));
     }
   }
 
@@ -363,12 +378,10 @@
   // "whole window": the example's window, every token coloured, its text from the corpus' shards
   // (text/<corpus>/<n>.js, 8192 tokens each), loaded on the first click; without script the link
   // opens the input's page.
-  var SHARD_TOKENS = 8192, textShards = {}, textWaiting = {};
+  var SHARD_TOKENS = 8192, textShards = {};
   window.galleriaText = function (key, number, pieces) {
     textShards[key + "/" + number] = pieces;
-    var waiting = textWaiting[key + "/" + number] || [];
-    delete textWaiting[key + "/" + number];
-    waiting.forEach(function (callback) { callback(); });
+    scriptLoaded("text " + key + "/" + number);
   };
 
   function withPieces(folder, start, count, callback) {
@@ -385,14 +398,7 @@
     for (var n = first; n <= last; n++) {
       if (textShards[key + "/" + n]) continue;
       missing++;
-      if (!textWaiting[key + "/" + n]) {
-        textWaiting[key + "/" + n] = [];
-        var script = document.createElement("script");
-        script.src = folder + n + ".js";
-        script.async = true;
-        document.head.appendChild(script);
-      }
-      textWaiting[key + "/" + n].push(done);
+      whenLoaded(folder + n + ".js", "text " + key + "/" + n, done);
     }
     done();
   }
