@@ -225,11 +225,13 @@ def test_layers_read_in_runs_of_units_write_the_same_site(project, built, tmp_pa
     from galleria.config import load_config
     from galleria.extract import run
     from galleria.records import BuildReport
+    from galleria.site import writer
 
     config = load_config(project / "site.yaml")
     gathered = gather(config, BuildReport(), quiet=True)
     monkeypatch.setattr(run, "UNITS_PER_READ", 2)
     assert [len(s) for s in gathered.builds[0].acts.spans(1)] == [2, 2, 2]
+    assert [len(s) for s in gathered.builds[0].acts.spans(1, writer.PAGES_PER_TASK)] == [2, 2, 2]
     write_site(config, gathered, tmp_path / "runs", "runs", BuildReport(), quiet=True)
     files = sorted(p.relative_to(built) for p in built.rglob("*") if p.is_file() and p.name != ".galleria")
     assert files == sorted(p.relative_to(tmp_path / "runs") for p in (tmp_path / "runs").rglob("*")

@@ -208,7 +208,7 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
     (and, under ``strict``, fits GitHub Pages' limits).
 
     Returns the note keys each page read (see SiteWriter.reads)."""
-    from galleria.forking import release_heap
+    from galleria.forking import collect_rarely, release_heap
     from galleria.site.footprint import footprint
     from galleria.site.writer import SiteWriter
 
@@ -220,7 +220,8 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
             with _bar(not quiet, None, "pages", "page") as bar:
                 writer = SiteWriter(config, gathered.theme, gathered.notes, tmp, gathered.cache, bar)
                 bar.reset(total=writer.page_count(gathered.builds))
-                writer.write(gathered.builds)
+                with collect_rarely():
+                    writer.write(gathered.builds)
             gathered.search = writer.search
             size = footprint(tmp)
             report.site_bytes, report.site_files = size.bytes, size.files

@@ -54,10 +54,11 @@ class ModelActivations:
         """[inputs, units]: each unit's highest value on each input (NaN for unreadable inputs)."""
         return np.load(self.folder / f"peaks-{index}.npy", mmap_mode="r")
 
-    def spans(self, index: int) -> list[range]:
-        """Layer ``index``'s units (as positions) in the runs later stages read them: see layer()."""
-        count = len(self.layers[index].units)
-        return [range(start, min(start + UNITS_PER_READ, count)) for start in range(0, count, UNITS_PER_READ)]
+    def spans(self, index: int, most: int | None = None) -> list[range]:
+        """Layer ``index``'s units (as positions) in the runs later stages read them (see layer()):
+        of UNITS_PER_READ units, or of ``most`` if fewer."""
+        count, size = len(self.layers[index].units), min(UNITS_PER_READ, most or UNITS_PER_READ)
+        return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
     def layer(self, index: int, maps: bool = True, units: range | None = None) -> LayerData:
         """Layer ``index``'s summaries and example maps for a run of its units (positions; every unit

@@ -5,14 +5,17 @@ explicitly, because browsers opening files from disk do not resolve a folder to 
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import PurePath
 
 RESERVED = {"inputs", "assets", "health"}  # folders a model page already uses
 
 
+@functools.lru_cache(maxsize=4096)
 def slug(name: str) -> str:
-    """A url-safe folder name for a layer: module names keep their dots (``blocks.4``)."""
+    """A url-safe folder name for a layer: module names keep their dots (``blocks.4``). Remembered:
+    every link to a unit spells its layer's folder."""
     text = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "layer"
     return f"layer-{text}" if text in RESERVED else text
 
@@ -63,7 +66,12 @@ def href(from_folder: str, target: str) -> str:
     Both are site paths without '..', so plain string work suffices; posixpath.relpath
     would consult the working directory on each of the ~100,000 calls of a build.
     """
-    source = from_folder.split("/") if from_folder else []
+    if not from_folder:
+        return target
+    head = target.partition("/")[0]
+    if not from_folder.startswith(head) or from_folder[len(head):len(head) + 1] not in ("", "/"):
+        return "../" * (from_folder.count("/") + 1) + target  # nothing in common (images, assets, ...)
+    source = from_folder.split("/")
     dest = target.split("/")
     common = 0
     while common < min(len(source), len(dest) - 1) and source[common] == dest[common]:

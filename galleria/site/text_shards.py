@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from galleria.site.search_index import script_json
+from galleria.site.views import shown_pieces
 from galleria.sources.text import TextCorpus
-from galleria.visualize.tokens import visible
 
 SHARD_TOKENS = 8192
 
@@ -28,8 +28,9 @@ def write_text_shards(out: Path, corpus: TextCorpus, corpus_key: str) -> int:
     folder = out / shard_folder(corpus_key)
     folder.mkdir(parents=True, exist_ok=True)
     written = 0
-    for number, start in enumerate(range(0, len(corpus.pieces), SHARD_TOKENS)):
-        pieces = [visible(p) for p in corpus.pieces[start:start + SHARD_TOKENS]]
+    drawn = shown_pieces(corpus)[0]
+    for number, start in enumerate(range(0, len(drawn), SHARD_TOKENS)):
+        pieces = drawn[start:start + SHARD_TOKENS]
         data = f"galleriaText({json.dumps(corpus_key)},{number},{script_json(pieces)});\n".encode("utf-8")
         (folder / f"{number}.js").write_bytes(data)
         written += len(data)

@@ -189,16 +189,17 @@ def thumbs_script(model: ModelPages, folder: str, units: tuple[int, ...],
     return f"galleriaThumbs({script_json(list(images))},{script_json(table)});\n"
 
 
-_SHOWN: dict[int, tuple[list[str], list[int]]] = {}  # id(corpus) -> its pieces escaped, their visible lengths
+_SHOWN: dict[int, tuple[list[str], list[str], list[int]]] = {}  # id(corpus) -> shown_pieces(corpus)
 
 
-def shown_pieces(corpus) -> tuple[list[str], list[int]]:
-    """Every piece of a corpus with its whitespace drawn and escaped, and its drawn length; once per
-    process, as thousands of pages show stretches of the same corpus."""
+def shown_pieces(corpus) -> tuple[list[str], list[str], list[int]]:
+    """Every piece of a corpus with its whitespace drawn (tokens.visible), the same escaped for HTML,
+    and its drawn length; once per process, as thousands of pages and the text shards show
+    stretches of the same corpus."""
     found = _SHOWN.get(id(corpus))
     if found is None:
         drawn = [visible(p) for p in corpus.pieces]
-        found = _SHOWN[id(corpus)] = ([str(escape(p)) for p in drawn], [len(p) for p in drawn])
+        found = _SHOWN[id(corpus)] = (drawn, [str(escape(p)) for p in drawn], [len(p) for p in drawn])
     return found
 
 
@@ -217,7 +218,7 @@ def text_html(corpus, shown: TextShown, at: int) -> Markup:
     whole window instead (``data-w``, of which the shown stretch starts at ``data-lo``: the window's
     text loads when asked for).
     Characters need no lengths: each is a token, a drawn line break "↵\\n" among them."""
-    pieces, lengths = shown_pieces(corpus)
+    _, pieces, lengths = shown_pieces(corpus)
     first, last = shown.start + shown.lo, shown.start + shown.hi
     code = "" if corpus.kind == "chars" else f' data-n="{escape(_lengths(lengths[first:last]))}"'
     window = f' data-w="{shown.window}" data-s="{shown.start}" data-lo="{shown.lo}"' \
@@ -231,7 +232,7 @@ def text_html(corpus, shown: TextShown, at: int) -> Markup:
 
 def plain_text(corpus, start: int, stop: int) -> Markup:
     """A stretch of the text as it was, whitespace drawn, nothing coloured."""
-    return Markup("".join(shown_pieces(corpus)[0][start:stop]))
+    return Markup("".join(shown_pieces(corpus)[1][start:stop]))
 
 
 # --- what a layer's pages say about it -----------------------------------------------------------

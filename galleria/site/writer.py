@@ -28,7 +28,8 @@ from galleria.site.theme import Theme
 from galleria.visualize.cards import card_file
 
 UNITS_PER_INPUT_LAYER = 6  # responsive units listed per layer on an input page
-PAGE_SHARDS_PER_CORE = 4
+PAGE_SHARDS_PER_CORE = 4  # input pages are written in this many shards per core
+PAGES_PER_TASK = 256  # unit pages in one task: small enough that every core stays busy to the end
 
 
 class _RecordedNotes:
@@ -158,18 +159,30 @@ class SiteWriter:
             if build.text:
                 write_text_shards(self.out, build.inputs.text, build.inputs.key)
         if build.text:
-            V.shown_pieces(build.inputs.text)  # drawn once here, before page writers fork
+            V.shown_pieces(build.inputs.text)  # drawn once here (if the shards did not), before page writers fork
         return V.ModelPages(model_record(build, self.notes), input_records(build), build.inputs.text,
                             self.config.examples.tile_size, shard_folder(build.inputs.key) if build.text else None)
 
     def _write_model(self, build: ModelBuild, model: V.ModelPages) -> None:
-        """Every page of one model: its layers one at a time, then its inputs, then its own pages."""
+        """Every page of one model: each layer's own pages, then its unit and input pages together on
+        every core, then the layers' grids and the model's own pages."""
         record = model.record
         search = SearchModel(record.title, S.model_dir(record.id), record.label)
         self.search.append(search)
-        for index in range(len(build.layout.layers)):
-            search.layers.append(self._write_layer(build, model, index))
-        self._write_inputs(build, model)
+        shared = {index: self._write_layer(build, model, index) for index in range(len(record.layers))
+                  if self._writes_layer(build, index)}
+        rows, entries = self._write_spread(build, model, shared)
+        for index, layer in enumerate(record.layers):
+            folder = layer.url.rstrip("/")
+            previous = {u.unit: u for u in self._previous[folder].units} if folder in self._previous else {}
+            if index in shared:
+                self._write_grid(build, model, entries.get(index, []), layer, shared[index][1])
+            found = SearchLayer(layer.name, folder, layer.label)
+            found.units = [rows.get((index, u)) or previous[u] for u in layer.units
+                           if (index, u) in rows or u in previous]
+            search.layers.append(found)
+        if not self._skip(S.inputs_dir(model.id)):
+            self._write(V.inputs_page(model))
         self._write_health(build, model, None)
         folder = S.model_dir(record.id)
         note = self.notes.get(folder)
@@ -183,57 +196,73 @@ class SiteWriter:
                                              f"{summary['params']} parameters", build.layout.layers, model.inputs))
         self._write(V.model_page(model, note), card)
 
+    def _write_spread(self, build: ModelBuild, model: V.ModelPages, shared: dict[int, tuple]) -> tuple[dict, dict]:
+        """The model's unit pages (runs of PAGES_PER_TASK units of the layers in ``shared``) and its
+        input pages, spread over every core; returns the units' search rows by (layer index, unit)
+        and each layer's grid entries in unit order."""
+        global _SPREADING
+        spread = fork_map if self.only is None else map  # re-rendering a few pages: no processes to start
+        shards = 1 if self.only is not None else PAGE_SHARDS_PER_CORE * (os.cpu_count() or 1)
+        tasks = [(None, (shard, shards)) for shard in range(shards)]  # input pages first: the runs even out the end
+        tasks += [(index, run) for index in shared for run in build.acts.spans(index, PAGES_PER_TASK)]
+        rows, runs = {}, {}
+        _SPREADING = (self, build, model, shared)
+        try:
+            for (index, run), pages, reads, found, entries in spread(_write_task, tasks):
+                self.pages.extend(pages)
+                self.reads.update(reads)
+                rows.update(((index, unit), row) for unit, row in found.items())
+                if entries:
+                    runs[index, run.start] = entries
+                if self.progress is not None:
+                    self.progress.update(len(pages))
+        finally:
+            _SPREADING = None
+        entries: dict[int, list[UnitEntry]] = {}
+        for index, _ in sorted(runs):
+            entries.setdefault(index, []).extend(runs[index, _])
+        return rows, entries
+
     # -- a layer -------------------------------------------------------------------------
 
-    def _layer_pages(self, build: ModelBuild, index: int) -> set[str]:
-        """The folders of every page the layer's pass writes."""
+    def _writes_layer(self, build: ModelBuild, index: int) -> bool:
+        """Whether any page of the layer is written: always, unless re-rendering pages not of it."""
+        if self.only is None:
+            return True
         cfg, layer = build.model.config, build.layout.layers[index]
-        return {S.layer_dir(cfg.id, layer.name), S.featureviz_dir(cfg.id, layer.name),
-                S.health_dir(cfg.id, layer.name), *(S.unit_dir(cfg.id, layer.name, u) for u in layer.units)}
+        return bool(self.only & {S.layer_dir(cfg.id, layer.name), S.featureviz_dir(cfg.id, layer.name),
+                                 S.health_dir(cfg.id, layer.name),
+                                 *(S.unit_dir(cfg.id, layer.name, u) for u in layer.units)})
 
-    def _write_layer(self, build: ModelBuild, model: V.ModelPages, index: int) -> SearchLayer:
-        """A layer's grid, its unit pages (in shards on every core), its feature visualization and
-        health pages; returns what the search index holds about it."""
+    def _write_layer(self, build: ModelBuild, model: V.ModelPages, index: int) -> tuple[dict, str | None]:
+        """A layer's feature visualization and health pages and its thumbnails' script; returns what
+        each of its unit pages shows of it (its facts, and its preview card for pages without one)."""
         layer = model.record.layers[index]
         folder = layer.url.rstrip("/")
-        found = SearchLayer(layer.name, folder, layer.label)
-        previous = {u.unit: u for u in self._previous[folder].units} if folder in self._previous else {}
-        if self.only is not None and not self._layer_pages(build, index) & self.only:
-            found.units = list(previous.values())  # none of its units' pages changes: nor does what search finds
-            return found
         if self.only is None and layer.name in build.thumbs:
             (self._folder(folder) / "thumbs.js").write_text(
                 V.thumbs_script(model, folder, layer.units, build.thumbs[layer.name]), encoding="utf-8")
         self._write_featureviz(build, model, layer)
         self._write_health(build, model, layer)
-        global _SHARDING
-        shards = 1 if self.only is not None else PAGE_SHARDS_PER_CORE * (os.cpu_count() or 1)
         # what every unit page says of the layer: its links are the same from each unit's folder
         facts = V.layer_facts(layer, S.unit_dir(model.id, layer.name, 0), self.notes.get(folder),
                               self.config.examples.tile_size)
+        self._reading.discard(folder)  # unit pages do not show the layer's note; its grid reads it again
         card = self._card(folder, group_card(self.config.site.title, build, layer.name, model.title, layer.label,
                                              f"{len(layer.units):,} units · {layer.layout.describe()}",
                                              [build.layer(layer.name)], model.inputs))
-        rows: dict[int, SearchUnit] = {}
-        entries: list[UnitEntry] = []
-        for span in build.acts.spans(index):
-            records = LayerRecords(build, index, self.notes, self.config.examples, span)
-            if not self._skip(folder):
-                entries += [records.entry(position) for position in span]
-            _SHARDING = (self, build, model, records, (facts, card))
-            try:
-                for pages, reads, units in fork_map(_shard, [(s, shards) for s in range(shards)]):
-                    self.pages.extend(pages)
-                    self.reads.update(reads)
-                    rows.update(units)
-                    if self.progress is not None:
-                        self.progress.update(len(pages))
-            finally:
-                _SHARDING = None
-            del records
-        self._write_grid(build, model, entries, layer, card)
-        found.units = [rows.get(u) or previous[u] for u in layer.units if u in rows or u in previous]
-        return found
+        return facts, card
+
+    def _write_run(self, build: ModelBuild, model: V.ModelPages, index: int, run: range,
+                   shared: tuple[dict, str | None]) -> tuple[dict[int, SearchUnit], list[UnitEntry]]:
+        """A run of one layer's unit pages, its records read here; their search rows, and their
+        entries in the layer's grid (none when the grid is not written)."""
+        records = LayerRecords(build, index, self.notes, self.config.examples, run)
+        found = self._write_units(build, model, records, *shared)
+        entries = [] if self._skip(S.layer_dir(model.id, records.info.name)) else \
+            [records.entry(position) for position in run]
+        self._reading.clear()  # the grid's page says it reads its units' notes (_write_grid)
+        return found, entries
 
     def _label(self, build: ModelBuild, layer: str, unit: int) -> str:
         return unit_label(build, layer, unit, self.notes.get(S.unit_dir(build.model.config.id, layer, unit)))
@@ -248,15 +277,16 @@ class SiteWriter:
             if entry.featureviz is not None:
                 made = build.featureviz[layer.name][entry.unit]
                 self._place(made.channel.path, f"{S.unit_dir(model.id, layer.name, entry.unit)}/{entry.featureviz}")
+        self._reading.update(S.unit_dir(model.id, layer.name, entry.unit) for entry in entries)  # their labels
         self._write(V.layer_page(model, layer, self.notes.get(folder), entries, self.config.examples.tile_size), card)
 
     def _write_units(self, build: ModelBuild, model: V.ModelPages, records: LayerRecords, facts: dict,
-                     layer_card: str | None, worker: int, workers: int) -> dict[int, SearchUnit]:
-        """This worker's share of one layer's unit pages; what the search index holds of each. A unit
-        page without a card of its own previews as its layer (``layer_card``)."""
+                     layer_card: str | None) -> dict[int, SearchUnit]:
+        """The unit pages of ``records``; what the search index holds of each. A unit page without a
+        card of its own previews as its layer (``layer_card``)."""
         layer = records.info
         found = {}
-        for position in records.span[worker::workers]:
+        for position in records.span:
             unit = layer.units[position]
             folder = S.unit_dir(model.id, layer.name, unit)
             if self._skip(folder):
@@ -311,22 +341,6 @@ class SiteWriter:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def _write_inputs(self, build: ModelBuild, model: V.ModelPages) -> None:
-        """The input pages in shards on every core, then the listing of them all."""
-        global _SHARDING
-        shards = 1 if self.only is not None else PAGE_SHARDS_PER_CORE * (os.cpu_count() or 1)
-        _SHARDING = (self, build, model, None, None)
-        try:
-            for pages, reads, _ in fork_map(_shard, [(s, shards) for s in range(shards)]):
-                self.pages.extend(pages)
-                self.reads.update(reads)
-                if self.progress is not None:
-                    self.progress.update(len(pages))
-        finally:
-            _SHARDING = None
-        if not self._skip(S.inputs_dir(model.id)):
-            self._write(V.inputs_page(model))
-
     def _write_input_pages(self, build: ModelBuild, model: V.ModelPages, worker: int, workers: int) -> None:
         """This worker's share of the input pages: each input and the units that respond most to it."""
         peaks = [build.acts.peaks(i) for i in range(len(build.layout.layers))]
@@ -352,28 +366,31 @@ class SiteWriter:
 
     def _write_sitemap(self) -> None:
         base = self.config.site.url
-        urls = "".join(f"  <url><loc>{escape(base + (p + '/' if p else ''))}</loc></url>\n" for p in self.pages)
+        pages = sorted(self.pages)  # in the same order whatever order the workers finished them in
+        urls = "".join(f"  <url><loc>{escape(base + (p + '/' if p else ''))}</loc></url>\n" for p in pages)
         (self.out / "sitemap.xml").write_text(
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{urls}</urlset>\n', encoding="utf-8")
 
 
-_SHARDING = None  # (writer, build, model, layer records or None, (layer facts, layer card)) while shards are written
+_SPREADING = None  # (writer, build, model, each layer's shared facts and card) while a model's pages are spread
 
 
-def _shard(job: tuple[int, int]) -> tuple[list[str], dict[str, frozenset[str]], dict]:
-    """Write one shard of a layer's unit pages (or of a model's input pages, without layer records);
-    returns the pages written, the notes each page read, and the units' search rows."""
-    writer, build, model, records, shared = _SHARDING
-    shard = copy.copy(writer)  # its own lists, so the parent's stay whole when shards run in-process
-    shard.pages, shard.reads, shard.progress = [], {}, None
-    shard._reading = set()
-    shard.notes = _RecordedNotes(writer.notes._notes, shard._reading)
-    if records is None:
-        shard._write_input_pages(build, model, *job)
-        return shard.pages, shard.reads, {}
-    found = shard._write_units(build, model, records, *shared, *job)
-    return shard.pages, shard.reads, found
+def _write_task(task: tuple[int | None, object]) -> tuple:
+    """One task of a model's spread pages: ``(layer index, run of units)``, or ``(None, (shard, shards))``
+    for a shard of its input pages. Returns the task, the pages written, the note keys each read,
+    the units' search rows and their grid entries."""
+    writer, build, model, shared = _SPREADING
+    worker = copy.copy(writer)  # its own lists, so the parent's stay whole when tasks run in-process
+    worker.pages, worker.reads, worker.progress = [], {}, None
+    worker._reading = set()
+    worker.notes = _RecordedNotes(writer.notes._notes, worker._reading)
+    index, part = task
+    if index is None:
+        worker._write_input_pages(build, model, *part)
+        return task, worker.pages, worker.reads, {}, []
+    found, entries = worker._write_run(build, model, index, part, shared[index])
+    return task, worker.pages, worker.reads, found, entries
 
 
 def _unit_terms(record: UnitRecord, model: V.ModelPages) -> list[str]:
