@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -53,9 +54,14 @@ class Cache:
         return self.root / kind / key[:2] / f"{key}{suffix}"
 
     def put_file(self, kind: str, key: str, suffix: str, data: bytes) -> Path:
+        """Store a file; a temporary name of its own first, so that processes storing the same
+        file at once (ranks of a torchrun build) never write into one another's."""
         path = self.file(kind, key, suffix)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path

@@ -5,10 +5,11 @@ Exit codes: 0 success, 1 build failure, 2 bad config or usage (MkDocs habits).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from galleria import __version__
-from galleria.errors import GalleriaError
+from galleria.errors import GalleriaError, UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,13 +56,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    where = ""  # under torchrun, which rank says so
     try:
+        if args.command != "build" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UsageError(f"only 'galleria build' runs under torchrun: build with torchrun, then run "
+                             f"'galleria {args.command}'" + (" --no-build" if args.command == "gh-deploy" else "")
+                             + " in one process")
         if args.command == "build":
             from galleria.commands.build import build, summary
+            from galleria.distributed import join, leave
 
-            report = build(args.config_file, args.site_dir, clean=args.clean, strict=args.strict, quiet=args.quiet,
-                           site_url=args.site_url)
-            print(summary(report))
+            ranks = join()
+            where = f"rank {ranks.rank}: " if ranks.world > 1 else ""
+            report = build(args.config_file, args.site_dir, clean=args.clean, strict=args.strict,
+                           quiet=args.quiet or not ranks.first, site_url=args.site_url)
+            leave()
+            if ranks.first:
+                print(summary(report))
         elif args.command == "serve":
             from galleria.commands.serve import serve
 
@@ -85,14 +96,14 @@ def main(argv: list[str] | None = None) -> int:
                             site_url=args.site_url))
         return 0
     except GalleriaError as exc:
-        print(f"galleria: error: {exc}", file=sys.stderr)
+        print(f"galleria: error: {where}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("galleria: interrupted", file=sys.stderr)
+        print(f"galleria: {where}interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: one line unless asked for more
         if args.debug:
             raise
-        print(f"galleria: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        print(f"galleria: internal error: {where}{type(exc).__name__}: {exc} (run with --debug for the traceback)",
               file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ Forked workers inherit everything the parent built (models, activations, templat
 pickling it. Callers hand them work on numpy, PIL, Jinja and files, and at most torch's reading of
 saved tensors: each worker runs torch on one thread, as PyTorch's own DataLoader workers do, since
 the thread pool it had in the parent does not survive a fork. Where fork is unavailable (Windows,
-macOS' default) or there is one core, the tasks run in this process.
+macOS' default) or there is one core (per torchrun rank on this machine), the tasks run in this process.
 """
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import contextlib
 import ctypes
 import gc
 import multiprocessing
-import os
 import sys
 from typing import Callable, Iterable, Iterator, TypeVar
+
+from galleria.distributed import cores
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,7 +33,7 @@ def release_heap() -> None:
 def fork_map(function: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
     """``function(task)`` for every task, yielded as each finishes, in any order."""
     tasks = list(tasks)
-    workers = min(len(tasks), os.cpu_count() or 1)
+    workers = min(len(tasks), cores())
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(function, tasks)
         return

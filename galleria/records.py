@@ -130,6 +130,7 @@ class BuildReport:
     site_bytes: int = 0  # every file of the written site
     site_files: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    ranks: list[dict] = field(default_factory=list)  # under torchrun, each rank's stage_seconds and time waited
 
 
 # --- what the extract stage hands on about effects --------------------------------------

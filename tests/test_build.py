@@ -53,19 +53,24 @@ extract: {batch_size: 4}
 """
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
+def make_project(root: Path, photos: int = 4) -> Path:
+    """The tiny model, its site.yaml, and ``photos`` photos beside one broken file, in ``root``."""
     (root / "tinymodel_e2e.py").write_text(MODEL_CODE)
     (root / "site.yaml").write_text(SITE)
-    photos = root / "photos"
-    photos.mkdir()
+    folder = root / "photos"
+    folder.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(4):
+    for i in range(photos):
         pixels = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
-        pixels[:, : 32 * (i + 1)] = (60 * i, 255 - 60 * i, 128)
-        Image.fromarray(pixels).save(photos / f"photo{i}.png")
-    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+        pixels[:, : 128 * (i + 1) // photos] = (60 * i % 256, 255 - 60 * i % 256, 128)
+        Image.fromarray(pixels).save(folder / f"photo{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("project"))
     notes = root / "content" / "tiny" / "2"
     notes.mkdir(parents=True)
     (notes / "1.md").write_text("---\nlabel: stripes <b>detector</b>\ntags: [texture]\n---\nFires on **stripes**.\n")

@@ -63,7 +63,12 @@ def _vocab() -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("textproject")
+    return make_project(tmp_path_factory.mktemp("textproject"))
+
+
+def make_project(root):
+    """The character LSTM (a few training steps), its site.yaml, vocabulary and corpus, in ``root``;
+    returns root, the network and the vocabulary's index."""
     (root / "charnet_text.py").write_text(MODEL_CODE)
     (root / "site.yaml").write_text(SITE)
     vocab = _vocab()

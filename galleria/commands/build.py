@@ -45,17 +45,24 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
 
 def _build(config, out: Path, fingerprint: str, report: BuildReport, started: float, clean: bool, strict: bool,
            quiet: bool) -> BuildReport:
-    for stale in out.parent.glob(f".{out.name}.old-*") if out.parent.is_dir() else ():
-        _remove_later(stale)
-    cache_dir = config.site.cache_dir
-    if clean and cache_dir.exists():
-        _check_ours(cache_dir, "cache")
-        shutil.rmtree(cache_dir)
+    from galleria.distributed import ranks, waited
+
+    if ranks().first:  # under torchrun, what there is one of is rank 0's to touch: the others wait
+        for stale in out.parent.glob(f".{out.name}.old-*") if out.parent.is_dir() else ():
+            _remove_later(stale)
+        cache_dir = config.site.cache_dir
+        if clean and cache_dir.exists():
+            _check_ours(cache_dir, "cache")
+            shutil.rmtree(cache_dir)
+    ranks().wait()
     gathered = gather(config, report, quiet)
     if strict and report.warnings:
         raise BuildError(f"{len(report.warnings)} warning(s) and --strict: {report.warnings[0]}")
     write_site(config, gathered, out, fingerprint, report, quiet, strict)
+    ranks().wait()
     report.stage_seconds["total"] = time.perf_counter() - started
+    if ranks().world > 1:
+        report.ranks = ranks().gather({"stage_seconds": report.stage_seconds, "waited": waited()})
     return report
 
 
@@ -208,14 +215,22 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
     (and, under ``strict``, fits GitHub Pages' limits).
 
     Returns the note keys each page read (see SiteWriter.reads)."""
+    from galleria.distributed import ranks
     from galleria.forking import collect_rarely, release_heap
     from galleria.site.footprint import footprint
     from galleria.site.writer import SiteWriter
 
     release_heap()  # what gathering freed, returned before page writers fork
     with stage(report, "pages"):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        tmp = None
+        if ranks().first:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        folder = Path(ranks().gather(str(tmp))[0])  # under torchrun every rank writes pages into rank 0's
+        if not ranks().first:
+            with collect_rarely():
+                SiteWriter(config, gathered.theme, gathered.notes, folder, gathered.cache).write_share(gathered.builds)
+            return {}
         try:
             with _bar(not quiet, None, "pages", "page") as bar:
                 writer = SiteWriter(config, gathered.theme, gathered.notes, tmp, gathered.cache, bar)
@@ -344,6 +359,9 @@ def summary(report: BuildReport) -> str:
         f"{report.inputs_used:,} inputs{skipped}, {report.pages:,} pages, {report.images:,} images drawn",
         f"  {stages}",
     ]
+    if report.ranks:  # how evenly a torchrun build kept its ranks busy
+        lines.append(f"  {len(report.ranks)} ranks, waiting for each other: "
+                     + ", ".join(f"rank {r} {each['waited']:.1f} s" for r, each in enumerate(report.ranks)))
     if report.site_files:
         lines.append(f"  site {megabytes(report.site_bytes)} in {report.site_files:,} files"
                      + (f" (search index {report.search_bytes / 1024:,.0f} KB)" if report.search_bytes else "")

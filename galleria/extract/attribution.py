@@ -9,20 +9,23 @@ sample of the inputs, each input on its own, serves every layer:
 - sources: for each unit, the gradient of its peak on each of its strongest sampled inputs,
   taken with respect to the chosen layer that runs before it. Averaged over those inputs.
 
-Results are cached under the activations' key and the sample settings.
+Results are cached under the activations' key and the sample settings. Sums run over blocks of
+the sample that are then added in order, so that under torchrun, where each rank takes its own
+blocks, they come out the same, bit for bit, as in one process.
 """
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from galleria.cache import Cache, content_key
 from galleria.config import Config
+from galleria.distributed import ranks
 from galleria.errors import in_user_model
 from galleria.extract.hooks import first_tensor, perturbable
 from galleria.extract.probe import ModelLayout
@@ -30,7 +33,8 @@ from galleria.extract.run import ModelActivations, pick_device
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
 
-FORMAT = 1
+FORMAT = 2
+BLOCK = 32  # sampled inputs summed together before the blocks' sums are added up, in sample order
 ROWS_PER_CALL = 256  # gradients taken at once for one input: bounds the memory of a batched backward
 
 
@@ -69,8 +73,7 @@ def attribute(model: LoadedModel, layout: ModelLayout, inputs: InputSet, acts: M
     entry = cache.entry("attribution", key)
     cached = entry is not None
     if not cached:
-        with cache.writing("attribution", key) as folder:
-            _run(model, layout, inputs, acts, sample, settings.examples, config, folder, progress)
+        _run(model, layout, inputs, acts, sample, settings.examples, config, cache, key, progress)
         entry = cache.entry("attribution", key)
     elif progress is not None:
         progress.update(len(sample))
@@ -86,55 +89,104 @@ def attribute(model: LoadedModel, layout: ModelLayout, inputs: InputSet, acts: M
 
 
 def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, acts: ModelActivations, sample: list[int],
-         examples: int, config: Config, folder: Path, progress) -> None:
+         examples: int, config: Config, cache: Cache, key: str, progress) -> None:
+    """The entry: every block's sums added in order. Under torchrun each rank sums its own share of
+    the blocks and keeps them beside the entry until rank 0 adds them all up."""
+    blocks = [sample[start:start + BLOCK] for start in range(0, len(sample), BLOCK)]
+    rows = _rows(acts, sample, examples) if examples else {}
+    share = ranks().share(len(blocks))
+    parts = f"attribution/.{key}.parts"
+    total = None
     device = pick_device(config.extract.device)
     module = model.module.to(device)
+    try:
+        for number in share:
+            if ranks().world > 1 and cache.entry(parts, str(number)) is not None:
+                continue  # summed by a rank of a build that failed later
+            sums = _block_sums(model, module, device, layout, inputs, blocks[number], rows, progress)
+            if ranks().world == 1:
+                total = sums if total is None else _added(total, sums)
+            else:
+                with cache.writing(parts, str(number)) as folder:
+                    torch.save(sums, folder / "sums.pt")
+    finally:
+        module.to("cpu")
+    ranks().wait()
+    if ranks().first:
+        if total is None:
+            for number in range(len(blocks)):
+                sums = torch.load(cache.entry(parts, str(number)) / "sums.pt", weights_only=True)
+                total = sums if total is None else _added(total, sums)
+        with cache.writing("attribution", key) as folder:
+            torch.save(_averaged(total, len(sample), min(examples, len(sample))), folder / "attribution.pt")
+        shutil.rmtree(cache.root / parts, ignore_errors=True)
+    ranks().wait()
+
+
+def _added(total: dict, sums: dict) -> dict:
+    """Two blocks' sums as one."""
+    return {"order": total["order"] or sums["order"],
+            "classes": {name: total["classes"][name] + sums["classes"][name] for name in total["classes"]},
+            "sources": {name: _plus(total["sources"].get(name), sums["sources"].get(name))
+                        for name in sorted({*total["sources"], *sums["sources"]})}}
+
+
+def _plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
+    return b if a is None else a if b is None else a + b
+
+
+def _averaged(total: dict, sample: int, examples: int) -> dict:
+    """The stored entry: per layer the mean class effects and source contributions."""
+    order = total["order"]
+    state = {"layers": {}}
+    for name, previous in zip(order, [None, *order[:-1]]):
+        entry = {}
+        if name in total["classes"]:
+            entry["classes"] = (total["classes"][name] / sample).float()
+        if name in total["sources"]:
+            entry["sources"] = (total["sources"][name] / examples).float()
+            entry["source"] = previous
+        state["layers"][name] = entry
+    return state
+
+
+def _block_sums(model: LoadedModel, module: torch.nn.Module, device: torch.device, layout: ModelLayout,
+                inputs: InputSet, block: list[int], rows: dict, progress) -> dict:
+    """One block of the sample, each input on its own: the sums of its class effects (per class
+    layer) and source contributions (per layer with a chosen layer before it)."""
     names = [layer.name for layer in layout.layers]
     units = {layer.name: torch.tensor(layer.units, device=device) for layer in layout.layers}
     layouts = {layer.name: layer.layout for layer in layout.layers}
     class_layers = {l.name for l in layout.layers if layout.classifier and not l.is_output and not l.feeds_head}
     classes = {name: torch.zeros(len(units[name]), layout.output_shape[0], dtype=torch.float64)
                for name in class_layers}
-    rows = _rows(acts, sample, examples) if examples else {}
     sources: dict[str, torch.Tensor] = {}
     order: list[str] = []  # chosen layers in the order the model runs them
     loader = ImageLoader(model.config.preprocessing)
-    try:
-        with in_user_model(model.config.id, module, "gradient attribution"), perturbable(module, names) as seen, \
-                torch.enable_grad():
-            for n in sample:
-                x = loader.batch([inputs.items[n]])[0].to(device)
-                seen.clear()
-                output = first_tensor(module(x))
-                for name, (act, delta) in list(seen.items()):  # the outputs as [1, units, *positions]
-                    seen[name] = (layouts[name].units_first(act), delta, layouts[name])
-                if not order:
-                    order = list(seen)
-                if class_layers:
-                    _add_class_effects(output, seen, units, classes)
-                for name, previous in zip(order[1:], order):
-                    wanted = rows.get(name, {}).get(n)
-                    if wanted:
-                        got = _source_effects(seen, units, name, previous, wanted)
-                        if got is not None:
-                            if name not in sources:
-                                sources[name] = torch.zeros(len(units[name]), len(units[previous]),
-                                                            dtype=torch.float64)
-                            sources[name][torch.tensor(wanted)] += got
-                if progress is not None:
-                    progress.update(1)
-    finally:
-        module.to("cpu")
-    state = {"layers": {}}
-    for name, previous in zip(order, [None, *order[:-1]]):
-        entry = {}
-        if name in classes:
-            entry["classes"] = (classes[name] / len(sample)).float()
-        if name in sources:
-            entry["sources"] = (sources[name] / min(examples, len(sample))).float()
-            entry["source"] = previous
-        state["layers"][name] = entry
-    torch.save(state, folder / "attribution.pt")
+    with in_user_model(model.config.id, module, "gradient attribution"), perturbable(module, names) as seen, \
+            torch.enable_grad():
+        for n in block:
+            x = loader.batch([inputs.items[n]])[0].to(device)
+            seen.clear()
+            output = first_tensor(module(x))
+            for name, (act, delta) in list(seen.items()):  # the outputs as [1, units, *positions]
+                seen[name] = (layouts[name].units_first(act), delta, layouts[name])
+            if not order:
+                order = list(seen)
+            if class_layers:
+                _add_class_effects(output, seen, units, classes)
+            for name, previous in zip(order[1:], order):
+                wanted = rows.get(name, {}).get(n)
+                if wanted:
+                    got = _source_effects(seen, units, name, previous, wanted)
+                    if got is not None:
+                        if name not in sources:
+                            sources[name] = torch.zeros(len(units[name]), len(units[previous]),
+                                                        dtype=torch.float64)
+                        sources[name][torch.tensor(wanted)] += got
+            if progress is not None:
+                progress.update(1)
+    return {"order": order, "classes": classes, "sources": sources}
 
 
 def _rows(acts: ModelActivations, sample: list[int], examples: int) -> dict[str, dict[int, list[int]]]:

@@ -2,12 +2,14 @@
 
 Memory stays flat in the number of inputs: reducers keep fixed-size state, and the per-input
 tables (each unit's peak per input, the model's top predictions) go to memory-mapped files on
-disk. Results are cached under a key of the weights, the inputs and the settings.
+disk. Results are cached under a key of the weights, the inputs and the settings. Under torchrun
+each rank makes the pass over its own share of the inputs, and rank 0 merges the shares.
 """
 from __future__ import annotations
 
 import json
 import queue
+import shutil
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -18,6 +20,7 @@ import torch
 
 from galleria.cache import Cache, content_key
 from galleria.config import Config
+from galleria.distributed import Ranks, ranks
 from galleria.errors import BuildError, in_user_model
 from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.bands import BandSampler
@@ -33,6 +36,7 @@ FORMAT = 4  # bump when what is stored changes meaning
 HIST_BINS = 64
 TOP_PREDICTIONS = 5
 CANDIDATES = 3  # examples kept per example shown, so repeats of one spot can be skipped
+ROWS_PER_COPY = 4096  # rows of a per-input table copied at once when shares are merged
 UNITS_PER_READ = 1024  # units of a layer later stages hold at once: their memory grows with this, not the layer
 
 
@@ -142,20 +146,100 @@ def extract(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: C
                       ex.top, ex.bottom, ex.bands and ex.per_band, CANDIDATES, HIST_BINS, layout.classifier)
     entry = cache.entry("activations", key)
     cached = entry is not None
-    if not cached:
+    if not cached and ranks().world > 1:
+        _run_shared(model, layout, inputs, config, cache, key, ranks(), progress)
+        entry = cache.entry("activations", key)
+    elif not cached:
         with cache.writing("activations", key) as folder:
             _run(model, layout, inputs, config, folder, progress)
+            _check_readable(model, inputs, folder)
         entry = cache.entry("activations", key)
     elif progress is not None:
         progress.update(len(inputs.items))
     return _load(entry, key, layout, ex.bands, cached)
 
 
+def _run_shared(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Config, cache: Cache,
+                key: str, ranks: Ranks, progress) -> None:
+    """The pass over this rank's share of the inputs (whole batches, so that every input meets the
+    same batch as in one process), kept beside the entry until every rank has its own; then rank 0
+    merges them into the entry. A share finished before is not made again: a failed build resumes."""
+    parts = f"activations/.{key}.parts"
+    shares = [ranks.share(len(inputs.items), config.extract.batch_size, rank) for rank in range(ranks.world)]
+    name = f"{shares[ranks.rank].start}-{shares[ranks.rank].stop}"
+    if cache.entry(parts, name) is None:
+        with cache.writing(parts, name) as folder:
+            _run(model, layout, inputs, config, folder, progress, shares[ranks.rank])
+    elif progress is not None:
+        progress.update(len(shares[ranks.rank]))
+    ranks.wait()
+    if ranks.first:
+        with cache.writing("activations", key) as folder:
+            _merge([(share, cache.entry(parts, f"{share.start}-{share.stop}")) for share in shares], layout,
+                   len(inputs.items), folder)
+            _check_readable(model, inputs, folder)
+        shutil.rmtree(cache.root / parts, ignore_errors=True)
+    ranks.wait()
+
+
+def _merge(parts: list[tuple[range, Path]], layout: ModelLayout, n: int, folder: Path) -> None:
+    """One entry from the ranks' passes over their shares (``parts``: each share and its folder):
+    the reducers merged exactly, in rank order; each share's rows of the per-input tables copied."""
+    first = parts[0][1]
+    for i, layer in enumerate(layout.layers):
+        for name, kind in (("reducer", LayerReducer), ("bands", BandSampler), ("token-means", TokenMeans)):
+            if (first / f"{name}-{i}.pt").is_file():
+                merged = None
+                for _, part in parts:
+                    state = kind.from_state_dict(torch.load(part / f"{name}-{i}.pt", weights_only=True))
+                    merged = state if merged is None else merged.merge(state)
+                torch.save(merged.state_dict(), folder / f"{name}-{i}.pt")
+        table = RowFile(folder / f"peaks-{i}.npy", (n, len(layer.units)))
+        try:
+            for share, part in parts:
+                rows = np.load(part / f"peaks-{i}.npy", mmap_mode="r")
+                for start in range(share.start, share.stop, ROWS_PER_COPY):
+                    stop = min(start + ROWS_PER_COPY, share.stop)
+                    table.write(np.arange(start, stop), rows[start:stop])
+        finally:
+            table.close()
+    for name in ("predictions", "probabilities"):
+        if (first / f"{name}.npy").is_file():
+            table = np.lib.format.open_memmap(folder / f"{name}.npy", "w+", *_dtype_shape(first / f"{name}.npy"))
+            for share, part in parts:
+                table[share.start:share.stop] = np.load(part / f"{name}.npy", mmap_mode="r")[share.start:share.stop]
+            table.flush()
+            del table
+    if (first / "counted.npy").is_file():
+        shutil.copyfile(first / "counted.npy", folder / "counted.npy")
+    unreadable = {}
+    for _, part in parts:
+        unreadable.update(json.loads((part / "unreadable.json").read_text()))
+    ordered = sorted(unreadable.items(), key=lambda kv: int(kv[0]))
+    (folder / "unreadable.json").write_text(json.dumps(dict(ordered)))
+
+
+def _dtype_shape(path: Path) -> tuple:
+    table = np.load(path, mmap_mode="r")
+    return table.dtype, table.shape
+
+
+def _check_readable(model: LoadedModel, inputs: InputSet, folder: Path) -> None:
+    """Fail the build when not one input could be decoded: there would be nothing to show."""
+    unreadable = json.loads((folder / "unreadable.json").read_text())
+    if inputs.items and len(unreadable) == len(inputs.items):
+        raise BuildError(f"model '{model.config.id}': no input could be decoded "
+                         f"({inputs.items[0].source}: {next(iter(unreadable.values()))})")
+
+
 def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Config, folder: Path,
-         progress) -> None:
+         progress, share: range | None = None) -> None:
+    """The pass over every input, or over a ``share`` of them (positions in the input set): the
+    per-input tables keep a row for every input either way, those of other shares left empty."""
     device = pick_device(config.extract.device)
     module = model.module.to(device)
     n = len(inputs.items)
+    items = inputs.items if share is None else inputs.items[share.start:share.stop]
     names = [layer.name for layer in layout.layers]
     ex = config.examples
     reducers = {l.name: LayerReducer(len(l.units), ex.top * CANDIDATES, ex.bottom * CANDIDATES, HIST_BINS)
@@ -211,15 +295,15 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     try:
         with in_user_model(model.config.id, module, "extraction"), capture(module, names, consume) as seen, \
                 torch.inference_mode():
-            for items, x, failed, size in _prefetch(inputs.items, config.extract.batch_size, loader):
+            for decoded, x, failed, size in _prefetch(items, config.extract.batch_size, loader):
                 unreadable.update(failed)
-                if items:
-                    rows = np.array([item.index for item in items])
+                if decoded:
+                    rows = np.array([item.index for item in decoded])
                     batch["index"] = torch.from_numpy(rows)
                     batch["futures"] = []
                     if corpus:
                         batch["tokens"] = torch.from_numpy(np.stack([corpus.compact[i.span[0]:i.span[1]]
-                                                                     for i in items]))
+                                                                     for i in decoded]))
                     output = first_tensor(module(x.to(device)))
                     missing = [name for name in names if name not in seen]
                     if missing:
@@ -238,9 +322,6 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
                     progress.update(size)
             for future in in_flight:
                 future.result()
-        if len(unreadable) == n:
-            raise BuildError(f"model '{model.config.id}': no input could be decoded "
-                             f"({inputs.items[0].source}: {next(iter(unreadable.values()))})")
         failed_rows = np.array(sorted(unreadable))
         for table in peaks.values():  # an input the model never read has no peak
             table.write(failed_rows, np.full((len(failed_rows), table.row_bytes // 4), np.nan, np.float32))

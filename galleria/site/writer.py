@@ -1,9 +1,10 @@
 """Writes the site: every page rendered from the records the page builders turn into its view.
 
-Layers are written one at a time, and a layer a run of units at a time: the run's records are
-assembled (site/assemble.py), its unit pages written in shards spread over every core, and all of
-it dropped before the next run, so the memory a site needs does not grow with its units. What pages share (stored
-source images, a text corpus' tokens, the theme's assets, the search index) is written once.
+A model's unit and input pages are written as tasks (runs of a layer's units, shares of its
+inputs) spread over every core, and under torchrun over every rank. A task reads its run's
+records (site/assemble.py) and drops them when done, so the memory a site needs does not grow
+with its units. What pages share (stored source images, a text corpus' tokens, the theme's
+assets, the search index) is written once, as are the pages that list units: after their tasks.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from xml.sax.saxutils import escape
 
 from galleria.cache import Cache
 from galleria.config import Config
+from galleria.distributed import ranks
 from galleria.forking import fork_map
 from galleria.records import LayerRecord, ModelBuild, UnitEntry, UnitRecord
 from galleria.site import structure as S
@@ -28,7 +30,7 @@ from galleria.site.theme import Theme
 from galleria.visualize.cards import card_file
 
 UNITS_PER_INPUT_LAYER = 6  # responsive units listed per layer on an input page
-PAGE_SHARDS_PER_CORE = 4  # input pages are written in this many shards per core
+INPUT_SHARDS = 32  # a model's input pages are written in this many tasks (the same on every torchrun rank)
 PAGES_PER_TASK = 256  # unit pages in one task: small enough that every core stays busy to the end
 
 
@@ -131,6 +133,8 @@ class SiteWriter:
     # -- the site ------------------------------------------------------------------------
 
     def write(self, builds: list[ModelBuild]) -> None:
+        """The site; under torchrun, rank 0 writes it with every rank writing a share of the unit
+        and input pages (write_share) into the same folder."""
         if self.only is None:
             self.theme.copy_assets(self.out)
         models = [self._model_pages(build) for build in builds]
@@ -151,9 +155,16 @@ class SiteWriter:
             if self.config.site.url:
                 self._write_sitemap()
 
+    def write_share(self, builds: list[ModelBuild]) -> None:
+        """A rank's share of the unit and input pages (not rank 0's: it calls write)."""
+        for build in builds:
+            model = self._model_pages(build)
+            self._write_spread(build, model, {index: self._layer_shared(build, model, index)
+                                              for index in range(len(model.record.layers))})
+
     def _model_pages(self, build: ModelBuild) -> V.ModelPages:
         """The model's record and what its pages share; its stored images and text placed once."""
-        if self.only is None:
+        if self.only is None and ranks().first:
             for source, stored in build.sources.items():
                 self._place(stored.path, S.source_file(source, stored.path))
             if build.text:
@@ -202,22 +213,37 @@ class SiteWriter:
         and each layer's grid entries in unit order."""
         global _SPREADING
         spread = fork_map if self.only is None else map  # re-rendering a few pages: no processes to start
-        shards = 1 if self.only is not None else PAGE_SHARDS_PER_CORE * (os.cpu_count() or 1)
+        shards = 1 if self.only is not None else INPUT_SHARDS
         tasks = [(None, (shard, shards)) for shard in range(shards)]  # input pages first: the runs even out the end
         tasks += [(index, run) for index in shared for run in build.acts.spans(index, PAGES_PER_TASK)]
+        if self.only is None:
+            tasks = ranks().mine(tasks)
         rows, runs = {}, {}
+
+        def take(result) -> None:
+            (index, run), pages, reads, found, entries = result
+            self.pages.extend(pages)
+            self.reads.update(reads)
+            rows.update(((index, unit), row) for unit, row in found.items())
+            if entries:
+                runs[index, run.start] = entries
+            if self.progress is not None:
+                self.progress.update(len(pages))
+
+        done = []
         _SPREADING = (self, build, model, shared)
         try:
-            for (index, run), pages, reads, found, entries in spread(_write_task, tasks):
-                self.pages.extend(pages)
-                self.reads.update(reads)
-                rows.update(((index, unit), row) for unit, row in found.items())
-                if entries:
-                    runs[index, run.start] = entries
-                if self.progress is not None:
-                    self.progress.update(len(pages))
+            for result in spread(_write_task, tasks):
+                take(result)
+                if ranks().world > 1:
+                    done.append(result)
         finally:
             _SPREADING = None
+        if self.only is None and ranks().world > 1:  # the other ranks' shares
+            for rank, share in enumerate(ranks().gather(done)):
+                if rank != ranks().rank:
+                    for result in share:
+                        take(result)
         entries: dict[int, list[UnitEntry]] = {}
         for index, _ in sorted(runs):
             entries.setdefault(index, []).extend(runs[index, _])
@@ -236,7 +262,7 @@ class SiteWriter:
 
     def _write_layer(self, build: ModelBuild, model: V.ModelPages, index: int) -> tuple[dict, str | None]:
         """A layer's feature visualization and health pages and its thumbnails' script; returns what
-        each of its unit pages shows of it (its facts, and its preview card for pages without one)."""
+        each of its unit pages shows of it (_layer_shared)."""
         layer = model.record.layers[index]
         folder = layer.url.rstrip("/")
         if self.only is None and layer.name in build.thumbs:
@@ -244,6 +270,13 @@ class SiteWriter:
                 V.thumbs_script(model, folder, layer.units, build.thumbs[layer.name]), encoding="utf-8")
         self._write_featureviz(build, model, layer)
         self._write_health(build, model, layer)
+        return self._layer_shared(build, model, index)
+
+    def _layer_shared(self, build: ModelBuild, model: V.ModelPages, index: int) -> tuple[dict, str | None]:
+        """What each unit page of a layer shows of it: its facts, and its preview card for pages
+        without one of their own."""
+        layer = model.record.layers[index]
+        folder = layer.url.rstrip("/")
         # what every unit page says of the layer: its links are the same from each unit's folder
         facts = V.layer_facts(layer, S.unit_dir(model.id, layer.name, 0), self.notes.get(folder),
                               self.config.examples.tile_size)

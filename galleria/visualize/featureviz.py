@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from galleria.cache import Cache, content_key
 from galleria.config import FeatureVizConfig, ModelConfig, Preprocessing
+from galleria.distributed import ranks
 from galleria.errors import in_user_model
 from galleria.extract.hooks import first_tensor
 from galleria.extract.layout import Layout
@@ -97,26 +98,30 @@ def visualize_units(module: torch.nn.Module, model_key: str, pre: Preprocessing,
                              job.kind == "diverse" and settings[job.layer].diversity, drawing(job.layer),
                              basis.numpy().tobytes(), pre.mean, pre.std)
             for job in jobs}
+    ranks().wait()  # every rank sees the same jobs pending, and so takes its own share of them
     pending = [job for job in jobs if not cache.file("featureviz", keys[job], ".json").is_file()]
-    if progress is not None:
-        progress.reset(total=max(len(jobs), 1))
-        progress.update(len(jobs) - len(pending))
     by_layer: dict[str, list[VizJob]] = defaultdict(list)
     for job in pending:
         by_layer[job.layer].append(job)
+    # batches made as one process makes them, then dealt to the ranks: an image does not depend on their number
+    mine = ranks().mine([(layer, batch) for layer, layer_jobs in by_layer.items()
+                         for batch in _batches(layer_jobs, settings[layer].batch)])
+    if progress is not None:
+        progress.reset(total=max(len(jobs) - len(pending) + sum(len(batch) for _, batch in mine), 1))
+        progress.update(len(jobs) - len(pending))
     module = module.to(device)
     try:
-        for layer, layer_jobs in by_layer.items():
-            for batch in _batches(layer_jobs, settings[layer].batch):
-                images, means, peaks = optimize(module, layer, layouts[layer], batch, pre, basis, settings[layer],
-                                                sizes[settings[layer].size], device)
-                for job, image, mean, peak in zip(batch, images, means, peaks):
-                    cache.put_file("featureviz", keys[job], ".png", encode(as_image(image), "png"))
-                    cache.put_file("featureviz", keys[job], ".json", json.dumps({"mean": mean, "peak": peak}).encode())
-                if progress is not None:
-                    progress.update(len(batch))
+        for layer, batch in mine:
+            images, means, peaks = optimize(module, layer, layouts[layer], batch, pre, basis, settings[layer],
+                                            sizes[settings[layer].size], device)
+            for job, image, mean, peak in zip(batch, images, means, peaks):
+                cache.put_file("featureviz", keys[job], ".png", encode(as_image(image), "png"))
+                cache.put_file("featureviz", keys[job], ".json", json.dumps({"mean": mean, "peak": peak}).encode())
+            if progress is not None:
+                progress.update(len(batch))
     finally:
         module.to("cpu")
+    ranks().wait()  # the other ranks' images too
     out: dict[str, dict[int, UnitViz]] = defaultdict(dict)
     for job in jobs:
         numbers = json.loads(cache.file("featureviz", keys[job], ".json").read_text())

@@ -16,6 +16,7 @@ from PIL import Image
 
 from galleria.cache import Cache, content_key
 from galleria.config import Preprocessing
+from galleria.distributed import ranks
 from galleria.forking import fork_map
 from galleria.sources.images import InputSet, UnreadableInput, open_image
 from galleria.visualize.tiles import encode
@@ -44,23 +45,34 @@ def source_images(inputs: InputSet, pre: Preprocessing, cache: Cache,
             needed[item.source] = max(needed[item.source], max(pre.size) / side)
     tasks = []
     found: dict[str, SourceImage] = {}
+    ranks().wait()  # every rank sees the same images missing, and so stores its own share of them
     for source, scale in sorted(needed.items()):
         scale = min(scale, 1.0)
         key = content_key(FORMAT, inputs.key, source, round(scale, 4), pre.channels, QUALITY)
         path = cache.file("sources", key, ".jpg")
         if path.is_file():
-            with Image.open(path) as img, Image.open(source) as original:
-                found[source] = SourceImage(path, img.size, _scales(img.size, original.size))
+            found[source] = _stored(path, source)
         else:
             tasks.append((source, scale, key, pre.channels, cache))
+    mine = ranks().mine(tasks)
     if progress is not None:
-        progress.reset(total=max(len(needed), 1))
+        progress.reset(total=max(len(found) + len(mine), 1))
         progress.update(len(found))
-    for source, stored in fork_map(_store, tasks):
+    for source, stored in fork_map(_store, mine):
         found[source] = stored
         if progress is not None:
             progress.update(1)
+    ranks().wait()
+    for source, _, key, _, _ in tasks:
+        if source not in found:  # stored by another rank
+            found[source] = _stored(cache.file("sources", key, ".jpg"), source)
     return found, len(tasks)
+
+
+def _stored(path: Path, source: str) -> SourceImage:
+    """A source image stored before."""
+    with Image.open(path) as img, Image.open(source) as original:
+        return SourceImage(path, img.size, _scales(img.size, original.size))
 
 
 def _store(task) -> tuple[str, SourceImage]:
