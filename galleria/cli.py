@@ -55,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _command(argv)
+    from galleria.distributed import joined
+
+    if joined():  # a torchrun rank: once gloo has run, winding the interpreter down can abort the
+        sys.stdout.flush()  # process ("terminate called without an active exception"), and a finished
+        sys.stderr.flush()  # build would then count as failed; nothing is left to clean up here
+        os._exit(code)
+    return code
+
+
+def _command(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     where = ""  # under torchrun, which rank says so
     try:

@@ -80,6 +80,7 @@ def waited() -> float:
 
 _ranks = Ranks()
 _waited = 0.0
+_joined = False
 
 
 def cores() -> int:
@@ -110,7 +111,14 @@ def join() -> Ranks:
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=PATIENCE)
     _ranks = Ranks(dist.get_rank(), dist.get_world_size())
+    global _joined
+    _joined = True
     return _ranks
+
+
+def joined() -> bool:
+    """Whether this process joined a torchrun job (and so must end through os._exit: see cli.main)."""
+    return _joined
 
 
 def leave() -> None:
@@ -118,6 +126,8 @@ def leave() -> None:
     global _ranks
     if _ranks.world > 1:
         import torch.distributed as dist
+        _ranks.wait()  # no rank closes its connections while another still reads from them
         dist.destroy_process_group()
         _ranks = Ranks()
 _waited = 0.0
+_joined = False

@@ -17,7 +17,9 @@ import test_text
 FAILING_MODEL = '''
 
 class Failing(torch.nn.Module):
-    """tiny(), whose forward pass fails on rank 1 once extraction's batches of 4 come (not in the probe)."""
+    """tiny(), whose forward pass fails on rank 1 while a file 'fail' lies beside it, once
+    extraction's batches of 4 come (not the probe's or the later stages') and rank 0 has finished its share of them;
+    it notes which rank ran each such batch."""
 
     def __init__(self):
         super().__init__()
@@ -25,8 +27,18 @@ class Failing(torch.nn.Module):
 
     def forward(self, x):
         import os
-        if os.environ.get("RANK") == "1" and x.shape[0] == 4:
-            raise RuntimeError("the user's model broke")
+        from pathlib import Path
+        here = Path(__file__).parent
+        if x.shape[0] == 4 and torch.is_inference_mode_enabled():  # extraction's batches
+            with open(here / "batches.txt", "a") as log:
+                log.write(os.environ.get("RANK", "-") + "\\n")
+            if os.environ.get("RANK") == "1" and (here / "fail").exists():
+                import time
+                for _ in range(600):  # once rank 0 has its share of the inputs done
+                    if list(here.glob(".galleria-cache/activations/.*.parts/0-*")):
+                        break
+                    time.sleep(0.1)
+                raise RuntimeError("the user's model broke")
         return self.net(x)
 
 
@@ -70,7 +82,7 @@ def test_two_ranks_build_the_site_one_process_builds(kind, tmp_path):
     assert not list((root / ".galleria-cache" / "activations").glob(".*"))  # the ranks' shares, merged and gone
 
 
-def test_a_failing_rank_fails_the_build_and_leaves_the_site(tmp_path):
+def test_a_failing_rank_fails_the_build_and_leaves_the_site_and_a_rerun_resumes(tmp_path):
     root = tmp_path / "project"
     root.mkdir()
     test_build.make_project(root)
@@ -82,6 +94,7 @@ def test_a_failing_rank_fails_the_build_and_leaves_the_site(tmp_path):
     (root / "site.yaml").write_text(site.replace("tinymodel_e2e:tiny", "tinymodel_e2e:failing")
                                     .replace("layers: ['0', '2', '5', {name: '6', featureviz: false}]",
                                              "layers: [net.0, net.2]"))
+    (root / "fail").touch()
     failed = _build(root, tmp_path / "site", 2)
     assert failed.returncode != 0
     said = [line for line in failed.stderr.splitlines() if line.startswith("galleria: ")]
@@ -89,6 +102,13 @@ def test_a_failing_rank_fails_the_build_and_leaves_the_site(tmp_path):
            "RuntimeError: the user's model broke" in said
     assert _files(tmp_path / "site") == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site.")]  # no half-written site left
+    # the cause gone, the build again: rank 0's share of the inputs is not run through the model again
+    (root / "fail").unlink()
+    (root / "batches.txt").unlink()
+    again = _build(root, tmp_path / "site", 2)
+    assert again.returncode == 0, again.stderr
+    assert set((root / "batches.txt").read_text().split()) == {"1"}
+    assert _files(tmp_path / "site") != before
 
 
 def test_only_build_runs_under_torchrun(monkeypatch, capsys):

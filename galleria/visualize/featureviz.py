@@ -98,8 +98,9 @@ def visualize_units(module: torch.nn.Module, model_key: str, pre: Preprocessing,
                              job.kind == "diverse" and settings[job.layer].diversity, drawing(job.layer),
                              basis.numpy().tobytes(), pre.mean, pre.std)
             for job in jobs}
-    ranks().wait()  # every rank sees the same jobs pending, and so takes its own share of them
+    ranks().wait()  # every rank sees the same jobs pending (none writes before all have looked),
     pending = [job for job in jobs if not cache.file("featureviz", keys[job], ".json").is_file()]
+    ranks().wait()  # and so takes its own share of them
     by_layer: dict[str, list[VizJob]] = defaultdict(list)
     for job in pending:
         by_layer[job.layer].append(job)

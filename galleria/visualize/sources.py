@@ -45,7 +45,7 @@ def source_images(inputs: InputSet, pre: Preprocessing, cache: Cache,
             needed[item.source] = max(needed[item.source], max(pre.size) / side)
     tasks = []
     found: dict[str, SourceImage] = {}
-    ranks().wait()  # every rank sees the same images missing, and so stores its own share of them
+    ranks().wait()  # every rank sees the same images missing (none stores before all have looked)
     for source, scale in sorted(needed.items()):
         scale = min(scale, 1.0)
         key = content_key(FORMAT, inputs.key, source, round(scale, 4), pre.channels, QUALITY)
@@ -54,6 +54,7 @@ def source_images(inputs: InputSet, pre: Preprocessing, cache: Cache,
             found[source] = _stored(path, source)
         else:
             tasks.append((source, scale, key, pre.channels, cache))
+    ranks().wait()  # and so stores its own share of them
     mine = ranks().mine(tasks)
     if progress is not None:
         progress.reset(total=max(len(found) + len(mine), 1))
