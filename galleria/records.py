@@ -418,11 +418,15 @@ class Response:
 
 @dataclass(frozen=True)
 class UnitEntry:
-    """A unit as a layer's grid lists it: a thumbnail (or a snippet of text), its numbers, its flags."""
+    """A unit as a layer's grid lists it: a thumbnail (or a snippet of text), its numbers, its flags.
+    A wide layer's entries are all held while its grid is written, so they carry three numbers of
+    the unit's statistics, not the whole of them (the histogram)."""
 
     unit: int
     label: str
-    stats: UnitStats
+    max: float
+    mean: float
+    frac_active: float
     flags: tuple[str, ...]
     thumb: tuple[int, ImageShown] | None  # images: its top example (input index, how it is shown)
     snippet: ExampleRecord | None  # text: its top example, narrowed to a few tokens

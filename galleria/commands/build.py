@@ -210,11 +210,11 @@ def _warn_skips(report: BuildReport, seen: set[tuple[str, str]], input_sets: lis
 
 
 def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: BuildReport,
-               quiet: bool = False, strict: bool = False) -> dict[str, frozenset[str]]:
+               quiet: bool = False, strict: bool = False, track_reads: bool = False) -> dict[str, frozenset[str]]:
     """The site stage, into a temporary folder that replaces ``out`` only once it is complete
     (and, under ``strict``, fits GitHub Pages' limits).
 
-    Returns the note keys each page read (see SiteWriter.reads)."""
+    With ``track_reads``, returns the note keys each page read (see SiteWriter.reads)."""
     from galleria.distributed import ranks
     from galleria.forking import collect_rarely, release_heap
     from galleria.site.footprint import footprint
@@ -233,7 +233,8 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
             return {}
         try:
             with _bar(not quiet, None, "pages", "page") as bar:
-                writer = SiteWriter(config, gathered.theme, gathered.notes, tmp, gathered.cache, bar)
+                writer = SiteWriter(config, gathered.theme, gathered.notes, tmp, gathered.cache, bar,
+                                    track_reads=track_reads)
                 bar.reset(total=writer.page_count(gathered.builds))
                 with collect_rarely():
                     writer.write(gathered.builds)
@@ -257,7 +258,7 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
         report.notices.append("no site.url in site.yaml, so no canonical links, sitemap or link preview "
                               "images (previews need absolute urls); set it to the address the gallery is "
                               "published at, e.g. https://you.github.io/gallery/")
-    return writer.reads
+    return writer.reads or {}
 
 
 MARKER_TITLE = "built by galleria: 'galleria build' may replace this folder"

@@ -78,7 +78,8 @@ class LiveSite:
         report = BuildReport()
         started = time.perf_counter()
         gathered = gather(config, report, self.quiet)
-        self.reads = write_site(config, gathered, self.out, site_fingerprint(config), report, quiet=True)
+        self.reads = write_site(config, gathered, self.out, site_fingerprint(config), report, quiet=True,
+                                track_reads=True)
         self.config, self.gathered = config, gathered
         return self._done(report, started)
 
@@ -93,7 +94,8 @@ class LiveSite:
         gathered.notes, gathered.theme = load_notes(site.content_dir), Theme(site.theme_dir)
         check_notes(gathered.notes, gathered.builds, report, not self.quiet, gathered.skipped_models)
         self._all_stale = True
-        self.reads = write_site(self.config, gathered, self.out, site_fingerprint(self.config), report, quiet=True)
+        self.reads = write_site(self.config, gathered, self.out, site_fingerprint(self.config), report,
+                                quiet=True, track_reads=True)
         self.gathered, self._all_stale = gathered, False
         return self._done(report, started)
 
@@ -117,7 +119,7 @@ class LiveSite:
         self._all_stale = True
         with stage(report, "pages"):
             writer = SiteWriter(self.config, self.gathered.theme, notes, self.out, self.gathered.cache, only=pages,
-                                search=self.gathered.search)
+                                search=self.gathered.search, track_reads=True)
             writer.write(self.gathered.builds)
         self.reads.update(writer.reads)
         self.gathered.search = writer.search

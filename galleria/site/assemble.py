@@ -85,7 +85,9 @@ class LayerRecords:
                 snippet = _narrowed(self._text(example, self.data.top_maps[local, slot], text_scale(summary), False),
                                     max(2, build.context // 4))
         note = self.notes.get(S.unit_dir(build.model.config.id, info.name, unit))
-        return UnitEntry(unit, unit_label(build, info.name, unit, note), summary.stats, tuple(self.health.flags(unit)),
+        stats = summary.stats
+        return UnitEntry(unit, unit_label(build, info.name, unit, note), stats.max, stats.mean, stats.frac_active,
+                         tuple(self.health.flags(unit)),
                          None if build.text else build.thumbs.get(info.name, ())[position], snippet,
                          VIZ_FILES["channel"] if viz is not None and viz.channel is not None else None)
 

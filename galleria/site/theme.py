@@ -9,10 +9,11 @@ prefix, e.g. ``{% extends "default/unit.html" %}``, and override only some block
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import pathlib
 import shutil
-from typing import Any
+from typing import Any, Iterator
 
 import jinja2
 from markupsafe import Markup
@@ -107,6 +108,17 @@ def clamp01(value: Any) -> float:
 # ------------------------------------------------------------------------------- theme
 
 
+@contextlib.contextmanager
+def _template_errors(template: str):
+    """A broken template as a one-line BuildError naming its file and line."""
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as exc:
+        raise BuildError(f"{exc.filename or exc.name}:{exc.lineno}: template error: {exc.message}") from None
+    except jinja2.TemplateError as exc:  # an undefined name, a failed include, ...
+        raise BuildError(f"template {template}: {type(exc).__name__}: {exc}") from None
+
+
 class _Environment(jinja2.Environment):
     """Jinja's environment, with ``x.key`` on a dict looked up as a key first.
 
@@ -145,6 +157,7 @@ class Theme:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            auto_reload=False,  # a build renders each template thousands of times; serve makes a new Theme on an edit
         )
         self.env.filters.update(
             num=format_num,
@@ -156,12 +169,14 @@ class Theme:
     def render(self, template: str, **context: Any) -> str:
         """Render one template (e.g. ``"unit.html"``) with the page's context; a broken template
         (a custom theme's, usually) is a one-line error naming its file and line."""
-        try:
+        with _template_errors(template):
             return self.env.get_template(template).render(**context)
-        except jinja2.TemplateSyntaxError as exc:
-            raise BuildError(f"{exc.filename or exc.name}:{exc.lineno}: template error: {exc.message}") from None
-        except jinja2.TemplateError as exc:  # an undefined name, a failed include, ...
-            raise BuildError(f"template {template}: {type(exc).__name__}: {exc}") from None
+
+    def stream(self, template: str, **context: Any) -> Iterator[str]:
+        """The page render() makes, in pieces as they are made: for pages that grow with a layer's
+        width (a grid of 20,000 units), so that the whole text is never held at once."""
+        with _template_errors(template):
+            yield from self.env.get_template(template).generate(**context)
 
     def asset_files(self) -> dict[str, pathlib.Path]:
         """Every asset, as path relative to ``assets/`` -> source file; custom files win."""

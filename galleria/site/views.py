@@ -402,7 +402,7 @@ def grid_unit(model: ModelPages, folder: str, layer: str, entry: UnitEntry) -> d
             if record is not None else None,
             "viz": S.href(folder, f"{unit_folder}/{entry.featureviz}") if entry.featureviz else None,
             "snippet": text_html(model.corpus, snippet.shown, snippet.position[0]) if snippet is not None else None,
-            "max": entry.stats.max, "mean": entry.stats.mean, "frac_active": entry.stats.frac_active,
+            "max": entry.max, "mean": entry.mean, "frac_active": entry.frac_active,
             "flags": list(entry.flags)}
 
 
@@ -462,10 +462,22 @@ def featureviz_page(model: ModelPages, layer: LayerRecord, labels: dict[int, str
                  "units": units})
 
 
+MODEL_HEALTH_SHOWN = 100  # a model's health page lists this many units per flag and layer; its layers' pages all
+
+
+def health_shown(health: LayerHealth, scope: LayerRecord | None) -> tuple[dict[str, list[int]], list]:
+    """What a health page lists of a layer: per flag its flagged units, and its duplicate pairs; on a
+    model's page the first MODEL_HEALTH_SHOWN of each (half the units of a random or broken layer
+    can be flagged: the page stays readable and its size grows with the layers, not the units)."""
+    most = None if scope is not None else MODEL_HEALTH_SHOWN
+    return {flag: health.units[flag][:most] for flag in FLAGS}, health.duplicates[:most]
+
+
 def health_page(model: ModelPages, scope: LayerRecord | None,
                 layers: list[tuple[LayerRecord, LayerHealth, dict[int, str]]]) -> Page:
     """The health of a whole model (``scope`` None) or of one layer: per layer (record, health,
-    labels of its flagged units) the counts per flag, the flagged units, the duplicate pairs."""
+    labels of the units listed) the counts per flag, the flagged units and the duplicate pairs
+    (health_shown: on a model's page, the first few with a link to the rest)."""
     folder = S.health_dir(model.id, scope.name if scope else None)
     up = scope.url.rstrip("/") if scope else S.model_dir(model.id)
     crumbs = model.crumbs() + ([(scope.name, up)] if scope else []) + [("health", folder)]
@@ -475,16 +487,18 @@ def health_page(model: ModelPages, scope: LayerRecord | None,
                 {"model": {**model.about(folder), "num_inputs": model.record.inputs},
                  "health": {"scope": scope.name if scope else "model",
                             "definitions": [{"flag": f, "text": t} for f, t in DEFINITIONS.items()],
-                            "layers": [_health_layer(model, folder, *found) for found in layers]}})
+                            "layers": [_health_layer(model, folder, scope, *found) for found in layers]}})
 
 
-def _health_layer(model: ModelPages, folder: str, layer: LayerRecord, health: LayerHealth,
-                  labels: dict[int, str]) -> dict:
+def _health_layer(model: ModelPages, folder: str, scope: LayerRecord | None, layer: LayerRecord,
+                  health: LayerHealth, labels: dict[int, str]) -> dict:
     def unit_chip(unit: int, detail: str = "") -> dict:
         return chip(model, folder, layer.name, unit, labels.get(unit, ""), None, detail)
 
-    groups = [{"flag": flag, "units": [unit_chip(u, f"{health.saturation[u]:.0%} of inputs" if flag == "saturated"
-                                                 else "") for u in health.units[flag]]}
+    shown, pairs = health_shown(health, scope)
+    groups = [{"flag": flag, "more": len(health.units[flag]) - len(shown[flag]),
+               "units": [unit_chip(u, f"{health.saturation[u]:.0%} of inputs" if flag == "saturated" else "")
+                         for u in shown[flag]]}
               for flag in FLAGS if health.units[flag] and flag != "duplicate"]
     return {"name": layer.name, "url": S.href(folder, S.page_file(layer.url.rstrip("/"))),
             "health_url": S.href(folder, S.page_file(S.health_dir(model.id, layer.name))),
@@ -493,7 +507,7 @@ def _health_layer(model: ModelPages, folder: str, layer: LayerRecord, health: La
             "duplicates": [{"unit": d.unit, "other": d.other, "similarity": d.similarity,
                             "unit_url": S.href(folder, S.page_file(S.unit_dir(model.id, layer.name, d.unit))),
                             "other_url": S.href(folder, S.page_file(S.unit_dir(model.id, layer.name, d.other)))}
-                           for d in health.duplicates]}
+                           for d in pairs], "more_duplicates": len(health.duplicates) - len(pairs)}
 
 
 def input_page(model: ModelPages, record: InputRecord, found: list[tuple[str, list[Response]]],

@@ -11,6 +11,9 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -32,6 +35,7 @@ from galleria.visualize.cards import card_file
 UNITS_PER_INPUT_LAYER = 6  # responsive units listed per layer on an input page
 INPUT_SHARDS = 32  # a model's input pages are written in this many tasks (the same on every torchrun rank)
 PAGES_PER_TASK = 256  # unit pages in one task: small enough that every core stays busy to the end
+TASKS_PER_WORKER = 4  # tasks a page-writing worker does before a fresh one takes its place
 
 
 class _RecordedNotes:
@@ -48,16 +52,18 @@ class _RecordedNotes:
 class SiteWriter:
     """Writes the whole site, or with ``only`` just those page folders, in place (``galleria serve``).
 
-    ``reads`` maps every page written to the note keys its content looked up, so that a note
-    edit can re-render exactly the pages that show that note.
+    With ``track_reads``, ``reads`` maps every page written to the note keys its content looked up,
+    so that a note edit can re-render exactly the pages that show that note (``galleria serve``); a
+    build does without (a few keys a page, 40 MB held at 50,000 units).
     """
 
     def __init__(self, config: Config, theme: Theme, notes: dict[str, Note], out: Path, cache: Cache,
-                 progress=None, only: set[str] | None = None, search: list[SearchModel] | None = None):
+                 progress=None, only: set[str] | None = None, search: list[SearchModel] | None = None,
+                 track_reads: bool = False):
         self.config, self.theme, self.out, self.cache = config, theme, out, cache
         self._reading: set[str] = set()
         self.notes = _RecordedNotes(notes, self._reading)
-        self.reads: dict[str, frozenset[str]] = {}
+        self.reads: dict[str, frozenset[str]] | None = {} if track_reads else None
         self.only = only
         self.progress = progress
         self.pages: list[str] = []  # folders of written pages, for the sitemap
@@ -79,21 +85,27 @@ class SiteWriter:
         """True when this run re-renders some pages only, and not this one."""
         return self.only is not None and folder not in self.only
 
-    def _put(self, path: Path, text: str) -> None:
-        """Write a file; rewriting a served site in place, through a rename, so that no visitor
-        gets half a page."""
-        if self.only is None:
-            path.write_text(text, encoding="utf-8")
-            return
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+    def _put(self, path: Path, text: str | Iterable[str]) -> None:
+        """Write a file (text, or its pieces); rewriting a served site in place, through a rename,
+        so that no visitor gets half a page."""
+        target = path if self.only is None else path.with_name(f".{path.name}.tmp")
+        with open(target, "w", encoding="utf-8") as file:
+            if isinstance(text, str):
+                file.write(text)
+            else:
+                file.writelines(text)
+        if target != path:
+            os.replace(target, path)
 
-    def _write(self, page: V.Page, card: str | None = None) -> None:
+    def _write(self, page: V.Page, card: str | None = None, wide: bool = False) -> None:
+        """Render and write a page; a ``wide`` one (a list of every unit of a layer) is written as
+        it is rendered, so that its text is never held whole."""
         folder = page.folder
         context = {**V.common(self.config.site, page, card), **page.context}
-        self._put(self._folder(folder) / "index.html", self.theme.render(page.template, **context))
-        self.reads[folder] = frozenset(self._reading)  # every note read since the previous page
+        render = self.theme.stream if wide else self.theme.render
+        self._put(self._folder(folder) / "index.html", render(page.template, **context))
+        if self.reads is not None:
+            self.reads[folder] = frozenset(self._reading)  # every note read since the previous page
         self._reading.clear()
         self.pages.append(folder)
         if self.progress is not None:
@@ -182,12 +194,11 @@ class SiteWriter:
         self.search.append(search)
         shared = {index: self._write_layer(build, model, index) for index in range(len(record.layers))
                   if self._writes_layer(build, index)}
-        rows, entries = self._write_spread(build, model, shared)
+        rows = self._write_spread(build, model, shared, lambda index, entries: self._write_grid(
+            build, model, entries, record.layers[index], shared[index][1]))
         for index, layer in enumerate(record.layers):
             folder = layer.url.rstrip("/")
             previous = {u.unit: u for u in self._previous[folder].units} if folder in self._previous else {}
-            if index in shared:
-                self._write_grid(build, model, entries.get(index, []), layer, shared[index][1])
             found = SearchLayer(layer.name, folder, layer.label)
             found.units = [rows.get((index, u)) or previous[u] for u in layer.units
                            if (index, u) in rows or u in previous]
@@ -207,28 +218,39 @@ class SiteWriter:
                                              f"{summary['params']} parameters", build.layout.layers, model.inputs))
         self._write(V.model_page(model, note), card)
 
-    def _write_spread(self, build: ModelBuild, model: V.ModelPages, shared: dict[int, tuple]) -> tuple[dict, dict]:
+    def _write_spread(self, build: ModelBuild, model: V.ModelPages, shared: dict[int, tuple],
+                      finished=None) -> dict:
         """The model's unit pages (runs of PAGES_PER_TASK units of the layers in ``shared``) and its
-        input pages, spread over every core; returns the units' search rows by (layer index, unit)
-        and each layer's grid entries in unit order."""
+        input pages, spread over every core; returns the units' search rows by (layer index, unit).
+        As soon as a layer's runs are all written, ``finished(index, entries)`` gets its grid's
+        entries in unit order (and they are dropped: they hold each unit's statistics)."""
         global _SPREADING
-        spread = fork_map if self.only is None else map  # re-rendering a few pages: no processes to start
+        # a worker is forked afresh every TASKS_PER_WORKER tasks, so that its memory does not grow with the units;
+        # re-rendering a few pages starts no processes
+        spread = partial(fork_map, tasks_per_worker=TASKS_PER_WORKER) if self.only is None else map
         shards = 1 if self.only is not None else INPUT_SHARDS
         tasks = [(None, (shard, shards)) for shard in range(shards)]  # input pages first: the runs even out the end
         tasks += [(index, run) for index in shared for run in build.acts.spans(index, PAGES_PER_TASK)]
+        left = Counter(index for index, _ in tasks if index is not None)  # each layer's runs not yet written
         if self.only is None:
             tasks = ranks().mine(tasks)
-        rows, runs = {}, {}
+        rows, runs = {}, defaultdict(dict)
 
         def take(result) -> None:
             (index, run), pages, reads, found, entries = result
             self.pages.extend(pages)
-            self.reads.update(reads)
+            if reads:
+                self.reads.update(reads)
             rows.update(((index, unit), row) for unit, row in found.items())
-            if entries:
-                runs[index, run.start] = entries
             if self.progress is not None:
                 self.progress.update(len(pages))
+            if index is not None:
+                runs[index][run.start] = entries
+                left[index] -= 1
+                if not left[index]:
+                    written = runs.pop(index)
+                    if finished is not None:
+                        finished(index, [entry for start in sorted(written) for entry in written[start]])
 
         done = []
         _SPREADING = (self, build, model, shared)
@@ -244,10 +266,7 @@ class SiteWriter:
                 if rank != ranks().rank:
                     for result in share:
                         take(result)
-        entries: dict[int, list[UnitEntry]] = {}
-        for index, _ in sorted(runs):
-            entries.setdefault(index, []).extend(runs[index, _])
-        return rows, entries
+        return rows
 
     # -- a layer -------------------------------------------------------------------------
 
@@ -311,7 +330,8 @@ class SiteWriter:
                 made = build.featureviz[layer.name][entry.unit]
                 self._place(made.channel.path, f"{S.unit_dir(model.id, layer.name, entry.unit)}/{entry.featureviz}")
         self._reading.update(S.unit_dir(model.id, layer.name, entry.unit) for entry in entries)  # their labels
-        self._write(V.layer_page(model, layer, self.notes.get(folder), entries, self.config.examples.tile_size), card)
+        self._write(V.layer_page(model, layer, self.notes.get(folder), entries, self.config.examples.tile_size), card,
+                    wide=True)
 
     def _write_units(self, build: ModelBuild, model: V.ModelPages, records: LayerRecords, facts: dict,
                      layer_card: str | None) -> dict[int, SearchUnit]:
@@ -369,8 +389,10 @@ class SiteWriter:
         for layer in model.record.layers:
             if scope is None or layer.name == scope.name:
                 health = build.health[layer.name]
-                layers.append((layer, health, {u: self._label(build, layer.name, u) for u in health.by_unit}))
-        self._write(V.health_page(model, scope, layers))
+                shown, pairs = V.health_shown(health, scope)
+                listed = {u for units in shown.values() for u in units} | {u for d in pairs for u in (d.unit, d.other)}
+                layers.append((layer, health, {u: self._label(build, layer.name, u) for u in sorted(listed)}))
+        self._write(V.health_page(model, scope, layers), wide=True)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -415,7 +437,7 @@ def _write_task(task: tuple[int | None, object]) -> tuple:
     the units' search rows and their grid entries."""
     writer, build, model, shared = _SPREADING
     worker = copy.copy(writer)  # its own lists, so the parent's stay whole when tasks run in-process
-    worker.pages, worker.reads, worker.progress = [], {}, None
+    worker.pages, worker.reads, worker.progress = [], None if writer.reads is None else {}, None
     worker._reading = set()
     worker.notes = _RecordedNotes(writer.notes._notes, worker._reading)
     index, part = task

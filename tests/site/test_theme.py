@@ -36,6 +36,7 @@ KINDS = ["index", "model", "layer", "unit", "text-unit", "featureviz", "health",
 
 STATS = UnitStats(count=123456, mean=0.423, std=1.02, min=-2.0, max=7.91, frac_active=0.123, nonfinite=2,
                   histogram=Histogram(0.5, -4, (1, 3, 10, 200, 900, 50, 20, 5, 2, 0, 1, 1)))
+GRID_STATS = (STATS.max, STATS.mean, STATS.frac_active)
 CONV = Layout("channels-first", (8, 4, 4))
 FIELD = ReceptiveField((5, 5), (4, 4), (-2, -2), (16, 16))
 CAT = InputRecord(0, "cat-s1-0-0", "cat.png · scale 1 " + EVIL, "images/cat-0123abcd.jpg", (0.0, 0.0, 32.0, 32.0),
@@ -101,9 +102,9 @@ def page_of(kind: str) -> V.Page:
     if kind == "model":
         return V.model_page(model, None)
     if kind == "layer":
-        entries = [UnitEntry(6, "", STATS, (), (1, ImageShown((0, 0, 8, 8), None)), None, None),
-                   UnitEntry(7, EVIL, STATS, ("dead",), (0, ImageShown((8, 8, 16, 16), None)), None, "featureviz.png"),
-                   UnitEntry(8, "curves", STATS, (), None, None, None)]
+        entries = [UnitEntry(6, "", *GRID_STATS, (), (1, ImageShown((0, 0, 8, 8), None)), None, None),
+                   UnitEntry(7, EVIL, *GRID_STATS, ("dead",), (0, ImageShown((8, 8, 16, 16), None)), None, "featureviz.png"),
+                   UnitEntry(8, "curves", *GRID_STATS, (), None, None, None)]
         return V.layer_page(model, CONV1, NOTE, entries, 112)
     if kind == "unit":
         facts = V.layer_facts(CONV1, "lenet/conv1/0", None, 112)
@@ -366,6 +367,20 @@ def test_featureviz_and_health_pages(rendered):
     assert "1 of 3 units flagged" not in text and "3 of 3 units flagged" in text
     assert 'href="../conv1/6/index.html"' in health and "42% of inputs" in text
     assert 'href="../conv1/7/index.html"' in health and "0.97" in text
+
+
+def test_model_health_page_lists_a_few_units_per_flag_and_links_the_rest(theme):
+    """Half a random layer can be dead: the model's health page lists MODEL_HEALTH_SHOWN of them
+    and links the layer's own page, which lists them all."""
+    health = LayerHealth()
+    health.units["dead"] = list(range(250))
+    health.by_unit = {u: ["dead"] for u in range(250)}
+    model = _model()
+    whole = render(theme, V.health_page(model, None, [(CONV1, health, {})]))
+    assert len(re.findall(r'href="../conv1/\d+/index.html"', whole)) == V.MODEL_HEALTH_SHOWN
+    assert "150 more" in _visible(whole) and 'href="../conv1/health/index.html">150 more' in whole
+    layer = render(theme, V.health_page(model, CONV1, [(CONV1, health, {})]))
+    assert len(re.findall(r'href="../\d+/index.html"', layer)) == 250 and " more<" not in layer
 
 
 def test_404_links_home(theme, rendered):
