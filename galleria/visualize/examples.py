@@ -106,10 +106,7 @@ def heat_over(image_map: np.ndarray, box: tuple[int, int, int, int] | None, inpu
     patch = image_map[r0:r1, c0:c1]
     factor = -(-max(patch.shape) // HEAT_CELLS)
     if factor > 1:  # average each factor x factor block (edge blocks over what is there)
-        pad = ((0, -patch.shape[0] % factor), (0, -patch.shape[1] % factor))
-        sums = np.pad(patch, pad).reshape(-1, factor, (patch.shape[1] + pad[1][1]) // factor, factor).sum((1, 3))
-        counts = np.pad(np.ones_like(patch), pad).reshape(sums.shape[0], factor, sums.shape[1], factor).sum((1, 3))
-        patch = sums / counts
+        patch = _pooled(patch, factor)
         c1, r1 = c0 + patch.shape[1] * factor, r0 + patch.shape[0] * factor
     vmin, vmax = scale
     if vmax > vmin:
@@ -121,6 +118,20 @@ def heat_over(image_map: np.ndarray, box: tuple[int, int, int, int] | None, inpu
     frame = ((c0 - x0) / (x1 - x0), (r0 - y0) / (y1 - y0), (c1 - x0) / (x1 - x0), (r1 - y0) / (y1 - y0))
     frame = None if all(abs(v - d) <= 1e-4 for v, d in zip(frame, (0, 0, 1, 1))) else tuple(round(v, 4) for v in frame)
     return Heat(patch.shape[1], patch.shape[0], packed(_HEAT_CODES[levels].tobytes().decode("ascii")), frame)
+
+
+def _pooled(patch: np.ndarray, factor: int) -> np.ndarray:
+    """The mean of each ``factor`` x ``factor`` block of a float32 map, edge blocks over the cells they have."""
+    height, width = patch.shape
+    rows, cols = -(-height // factor), -(-width // factor)
+    if (height, width) != (rows * factor, cols * factor):
+        grown = np.zeros((rows * factor, cols * factor), dtype=np.float32)
+        grown[:height, :width] = patch
+        patch = grown
+    sums = patch.reshape(rows, factor, cols, factor).sum((1, 3))
+    down = np.minimum(factor, height - factor * np.arange(rows, dtype=np.float32))
+    across = np.minimum(factor, width - factor * np.arange(cols, dtype=np.float32))
+    return sums / np.outer(down, across)
 
 
 def distinct(candidates: tuple[Example, ...], rf: ReceptiveField | None, layout: Layout, inputs: InputSet,
