@@ -40,9 +40,20 @@ class Ranks:
         start, stop = blocks * rank // self.world, blocks * (rank + 1) // self.world
         return range(min(start * block, count), min(stop * block, count))
 
-    def mine(self, items: list) -> list:
-        """This rank's share of a list of independent tasks, dealt round-robin (their costs even out)."""
-        return items[self.rank::self.world]
+    def mine(self, items: list, costs: list[float] | None = None) -> list:
+        """This rank's share of a list of independent tasks: dealt round-robin where their costs even
+        out; with an estimate of each one's ``costs``, the costliest first, each to the rank with the
+        least so far (a few tasks of very different cost: the deepest layers' feature visualizations)."""
+        if costs is None:
+            return items[self.rank::self.world]
+        loads = [0.0] * self.world
+        taken: list[int] = []
+        for position in sorted(range(len(items)), key=lambda i: -costs[i]):  # stable: ties in list order
+            rank = loads.index(min(loads))
+            loads[rank] += costs[position]
+            if rank == self.rank:
+                taken.append(position)
+        return [items[i] for i in sorted(taken)]
 
     def wait(self) -> None:
         """Return once every rank has got here; fail if another rank stopped (its own line says why)."""

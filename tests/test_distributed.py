@@ -118,3 +118,18 @@ def test_only_build_runs_under_torchrun(monkeypatch, capsys):
     assert main(["gh-deploy", "-f", "site.yaml"]) == 2
     assert "only 'galleria build' runs under torchrun: build with torchrun, then run 'galleria gh-deploy' " \
            "--no-build in one process" in capsys.readouterr().err
+
+
+def test_tasks_of_known_cost_are_dealt_so_that_ranks_finish_together():
+    """Round-robin by default; with costs (feature visualization batches: a deep layer's costs 20
+    times an early one's), the costliest first to the least loaded rank. Every task once."""
+    from galleria.distributed import Ranks
+
+    items = list("abcdefghi")
+    costs = [3, 6, 9, 12, 15, 18, 56, 21, 24]  # layers in model order; 'g' is the deepest, largest batch
+    assert [Ranks(r, 2).mine(items) for r in range(2)] == [list("acegi"), list("bdfh")]
+    shares = [Ranks(r, 2).mine(items, costs) for r in range(2)]
+    assert sorted(shares[0] + shares[1]) == items
+    loads = [sum(costs[items.index(i)] for i in share) for share in shares]
+    assert max(loads) - min(loads) <= 3  # round-robin: 107 against 57
+    assert Ranks(0, 1).mine(items, costs) == items

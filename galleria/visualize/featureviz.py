@@ -9,6 +9,7 @@ results are cached per image under (weights, layer, unit, objective, settings, s
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,9 +105,13 @@ def visualize_units(module: torch.nn.Module, model_key: str, pre: Preprocessing,
     by_layer: dict[str, list[VizJob]] = defaultdict(list)
     for job in pending:
         by_layer[job.layer].append(job)
-    # batches made as one process makes them, then dealt to the ranks: an image does not depend on their number
-    mine = ranks().mine([(layer, batch) for layer, layer_jobs in by_layer.items()
-                         for batch in _batches(layer_jobs, settings[layer].batch)])
+    # batches made as one process makes them, then dealt to the ranks: an image does not depend on their number.
+    # A batch costs about its images x steps x pixels x how far into the model its layer is
+    batches = [(layer, batch) for layer, layer_jobs in by_layer.items()
+               for batch in _batches(layer_jobs, settings[layer].batch)]
+    depth = _depth(module)
+    mine = ranks().mine(batches, [len(batch) * settings[layer].steps * math.prod(sizes[settings[layer].size])
+                                  * (2 + depth(layer)) for layer, batch in batches])
     if progress is not None:
         progress.reset(total=max(len(jobs) - len(pending) + sum(len(batch) for _, batch in mine), 1))
         progress.update(len(jobs) - len(pending))
