@@ -89,11 +89,16 @@ class SiteWriter:
         """Write a file (text, or its pieces); rewriting a served site in place, through a rename,
         so that no visitor gets half a page."""
         target = path if self.only is None else path.with_name(f".{path.name}.tmp")
-        with open(target, "w", encoding="utf-8") as file:
-            if isinstance(text, str):
-                file.write(text)
-            else:
-                file.writelines(text)
+        try:
+            with open(target, "w", encoding="utf-8") as file:
+                if isinstance(text, str):
+                    file.write(text)
+                else:
+                    file.writelines(text)  # a broken template fails part way through
+        except BaseException:
+            if target != path:
+                target.unlink(missing_ok=True)
+            raise
         if target != path:
             os.replace(target, path)
 
