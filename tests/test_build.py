@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 import textwrap
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
@@ -552,3 +556,24 @@ def test_search_index_rows_open_existing_pages(built):
     assert meta["flags"][dead[4].bit_length() - 1] == "dead"
     assert all("</" not in path.read_text() for path in (built / "search").glob("*.js"))  # cannot end a script
     assert (built / "search" / "index.html").is_file()
+
+
+def test_a_killed_builds_unfinished_site_is_removed_by_the_next(project, built):
+    """A build killed while writing pages (out of memory, say) leaves its temporary site beside the
+    output; the next build removes it, and leaves alone one whose process still runs."""
+    from galleria.commands.build import _owner
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its pid now belongs to no process
+    dead = project / f".swept.tmp-{_owner().rpartition('.')[0]}.{ended.pid}-abc123"
+    alive = project / f".swept.tmp-{_owner()}-def456"
+    for folder in (dead, alive):
+        (folder / "tiny").mkdir(parents=True)
+        (folder / "tiny" / "index.html").write_text("half a site")
+    assert main(["build", "-q", "-f", str(project / "site.yaml"), "-d", str(project / "swept")]) == 0
+    for _ in range(100):  # removed by a detached process
+        if not dead.exists():
+            break
+        time.sleep(0.1)
+    assert list(project.glob(".swept.tmp-*")) == [alive]  # and the build's own became the site
+    shutil.rmtree(alive)

@@ -6,7 +6,9 @@ every stage succeeded, so a failed build leaves the previous site (or nothing) u
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,9 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
     if ranks().first:  # under torchrun, what there is one of is rank 0's to touch: the others wait
         for stale in out.parent.glob(f".{out.name}.old-*") if out.parent.is_dir() else ():
             _remove_later(stale)
+        for unfinished in out.parent.glob(f".{out.name}.tmp-*") if out.parent.is_dir() else ():
+            if _abandoned(unfinished):
+                _remove_later(unfinished)
         cache_dir = config.site.cache_dir
         if clean and cache_dir.exists():
             _check_ours(cache_dir, "cache")
@@ -225,7 +230,7 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
         tmp = None
         if ranks().first:
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{_owner()}-", dir=out.parent))
         folder = Path(ranks().gather(str(tmp))[0])  # under torchrun every rank writes pages into rank 0's
         if not ranks().first:
             with collect_rarely():
@@ -289,6 +294,28 @@ def _swap(new: Path, out: Path) -> None:
         _remove_later(old)
     else:
         os.replace(new, out)
+
+
+def _owner() -> str:
+    """This host and process, as a new site's temporary folder is named: ``host.pid``."""
+    return f"{re.sub(r'[^A-Za-z0-9]', '', socket.gethostname())}.{os.getpid()}"
+
+
+def _abandoned(folder: Path) -> bool:
+    """Whether a temporary site folder (``.<site>.tmp-<host>.<pid>-<random>``) was left by a build
+    that is gone (killed, or out of memory): made on this host by a process that no longer runs.
+    One of another host, or of a live process, may be a build under way: it is left alone."""
+    owner = folder.name.rsplit("-", 2)
+    host, _, pid = owner[-2].rpartition(".") if len(owner) == 3 else ("", "", "")
+    if host != _owner().rpartition(".")[0] or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # someone else's process
+        return False
+    return False
 
 
 def _remove_later(path: Path) -> None:
