@@ -30,17 +30,14 @@ def release_heap() -> None:
         pass
 
 
-def fork_map(function: Callable[[T], R], tasks: Iterable[T], tasks_per_worker: int | None = None) -> Iterator[R]:
-    """``function(task)`` for every task, yielded as each finishes, in any order. With
-    ``tasks_per_worker``, a worker that has done that many is replaced by a fresh fork, so that
-    what its tasks leave behind (heap fragments, pages copied from the parent) does not pile up."""
+def fork_map(function: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+    """``function(task)`` for every task, yielded as each finishes, in any order."""
     tasks = list(tasks)
     workers = min(len(tasks), cores())
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(function, tasks)
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread,
-                                                  maxtasksperchild=tasks_per_worker) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
         yield from pool.imap_unordered(function, tasks)
 
 

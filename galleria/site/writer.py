@@ -13,7 +13,6 @@ import os
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from functools import partial
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -35,7 +34,6 @@ from galleria.visualize.cards import card_file
 UNITS_PER_INPUT_LAYER = 6  # responsive units listed per layer on an input page
 INPUT_SHARDS = 32  # a model's input pages are written in this many tasks (the same on every torchrun rank)
 PAGES_PER_TASK = 256  # unit pages in one task: small enough that every core stays busy to the end
-TASKS_PER_WORKER = 4  # tasks a page-writing worker does before a fresh one takes its place
 
 
 class _RecordedNotes:
@@ -230,9 +228,7 @@ class SiteWriter:
         As soon as a layer's runs are all written, ``finished(index, entries)`` gets its grid's
         entries in unit order (and they are dropped: they hold each unit's statistics)."""
         global _SPREADING
-        # a worker is forked afresh every TASKS_PER_WORKER tasks, so that its memory does not grow with the units;
-        # re-rendering a few pages starts no processes
-        spread = partial(fork_map, tasks_per_worker=TASKS_PER_WORKER) if self.only is None else map
+        spread = fork_map if self.only is None else map  # re-rendering a few pages: no processes to start
         shards = 1 if self.only is not None else INPUT_SHARDS
         tasks = [(None, (shard, shards)) for shard in range(shards)]  # input pages first: the runs even out the end
         tasks += [(index, run) for index in shared for run in build.acts.spans(index, PAGES_PER_TASK)]
