@@ -225,8 +225,8 @@ class SiteWriter:
                       finished=None) -> dict:
         """The model's unit pages (runs of PAGES_PER_TASK units of the layers in ``shared``) and its
         input pages, spread over every core; returns the units' search rows by (layer index, unit).
-        As soon as a layer's runs are all written, ``finished(index, entries)`` gets its grid's
-        entries in unit order (and they are dropped: they hold each unit's statistics)."""
+        As soon as a layer's runs are all written (by every rank), ``finished(index, entries)`` gets
+        its grid's entries in unit order, and they are dropped."""
         global _SPREADING
         spread = fork_map if self.only is None else map  # re-rendering a few pages: no processes to start
         shards = 1 if self.only is not None else INPUT_SHARDS
@@ -245,13 +245,12 @@ class SiteWriter:
             rows.update(((index, unit), row) for unit, row in found.items())
             if self.progress is not None:
                 self.progress.update(len(pages))
-            if index is not None:
+            if index is not None and finished is not None:  # (a rank's share: rank 0 writes the grids)
                 runs[index][run.start] = entries
                 left[index] -= 1
                 if not left[index]:
                     written = runs.pop(index)
-                    if finished is not None:
-                        finished(index, [entry for start in sorted(written) for entry in written[start]])
+                    finished(index, [entry for start in sorted(written) for entry in written[start]])
 
         done = []
         _SPREADING = (self, build, model, shared)
