@@ -19,7 +19,7 @@ from galleria.records import (EffectsRecord, ExampleRecord, ImageShown, InputRec
 from galleria.site import structure as S
 from galleria.site.content import Note
 from galleria.site.search_index import script_json
-from galleria.visualize.histogram_svg import histogram_svg
+from galleria.visualize.histogram_svg import density_svg, histogram_svg
 from galleria.visualize.tokens import visible
 
 THUMB = 64  # px: unit thumbnails in grids and lists
@@ -419,6 +419,7 @@ def layer_page(model: ModelPages, layer: LayerRecord, note: Note | None, entries
                  "next": S.layer_dir(model.id, names[index + 1]) if index + 1 < len(names) else None,
                  "up": S.model_dir(model.id)},
                 {"model": model.about(folder), "layer": layer_facts(layer, folder, note, tile_size),
+                 "density_svg": Markup(density_svg(entry.frac_active for entry in entries)) if entries else None,
                  "units": [grid_unit(model, folder, layer.name, entry) for entry in entries]})
 
 

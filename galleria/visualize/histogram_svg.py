@@ -1,4 +1,4 @@
-"""Inline SVG of a unit's activation histogram.
+"""Inline SVG of a unit's activation histogram, and of a layer's activation densities.
 
 The SVG is meant to sit inside an HTML page, whose stylesheet draws it: its parts carry CSS
 classes (``hist``, ``hist-bar``, ``hist-bar neg``, ``hist-zero``, ``hist-band``, ``hist-band
@@ -13,7 +13,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 from galleria import records
 
-__all__ = ["histogram_svg", "format_compact"]
+__all__ = ["histogram_svg", "density_svg", "format_compact"]
+
+DENSITY_BINS_PER_DECADE = 4
+DENSITY_FLOOR = -8  # decades: a unit active on fewer than 1e-8 of its values is drawn in the lowest bin
 
 def format_compact(x: float) -> str:
     """A short label for an axis: 3 significant digits, "1.2e-5" rather than "1.2e-05"."""
@@ -46,16 +49,15 @@ def _svg_open(width: int, height: int, label: str, extra_class: str = "") -> str
     )
 
 
-def _empty_svg(width: int, height: int) -> str:
+def _empty_svg(width: int, height: int, label: str = "Activation histogram: no data", text: str = "no data") -> str:
     h = min(height, 32)
-    label = "Activation histogram: no data"
     return (
         _svg_open(width, h, label, "hist-empty")
         + f"<title>{escape(label)}</title>"
         + f'<rect class="hist-frame" x="0.5" y="0.5" width="{width - 1}" height="{h - 1}" rx="3" '
         'fill="none" stroke="currentColor" stroke-opacity="0.3" stroke-dasharray="3 3"/>'
         + f'<text class="hist-label" x="{_n(width / 2)}" y="{_n(h / 2)}" text-anchor="middle" '
-        'dominant-baseline="central" fill="currentColor" fill-opacity="0.7">no data</text>'
+        f'dominant-baseline="central" fill="currentColor" fill-opacity="0.7">{escape(text)}</text>'
         + "</svg>"
     )
 
@@ -141,6 +143,47 @@ def histogram_svg(
                      f'{escape(format_compact(value))}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def density_svg(densities: Iterable[float], width: int = 360, height: int = 72) -> str:
+    """Inline SVG of a layer's units by activation density (their share of values above zero), on
+    a log scale from the rarest active unit's decade to 1: how sparse a layer is, and which units
+    fire almost never or almost always. Dead units (density 0) have no place on a log scale: the
+    label counts them. Bars are linear in the number of units."""
+    values = [float(d) for d in densities if math.isfinite(float(d))]
+    active = [d for d in values if d > 0]
+    dead = len(values) - len(active)
+    if not active:
+        return _empty_svg(width, height, "Activation density: no unit was ever above zero", "no unit active")
+    per = DENSITY_BINS_PER_DECADE
+    low = min(-1, max(DENSITY_FLOOR, math.floor(math.log10(min(active)))))
+    counts = [0] * (-low * per)
+    for d in active:
+        counts[min(len(counts) - 1, max(0, math.floor((math.log10(d) - low) * per)))] += 1
+    pad_x, label_h, top = 2.0, 14.0, 2.0
+    plot_w, base_y = width - 2 * pad_x, height - label_h
+    plot_h, peak, bin_w = base_y - top, max(counts), plot_w / len(counts)
+    label = (f"Activation density of {_units(len(active))}, from 1e{low} to 1 (log scale)"
+             + (f"; {_units(dead, 'dead unit')} (never above zero) not shown" if dead else ""))
+    steps = [f"M0 {_n(base_y)}"]
+    for count in counts:
+        steps.append(f"V{_n(base_y - (max(1.0, count / peak * plot_h) if count else 0.0))}h1")
+    steps.append(f"V{_n(base_y)}z")
+    parts = [_svg_open(width, height, label), f"<title>{escape(label)}</title>",
+             f'<path class="hist-bar" transform="translate({_n(pad_x)} 0) scale({bin_w:.6g} 1)" d="{"".join(steps)}"/>',
+             f'<path class="hist-axis" d="M{_n(pad_x)} {_n(base_y + 0.5)}h{_n(plot_w)}"/>']
+    for decade in range(low, 1):  # a tick and a label at each decade
+        x = pad_x + (decade - low) / -low * plot_w
+        anchor = "start" if decade == low else "end" if decade == 0 else "middle"
+        parts.append(f'<path class="hist-axis" d="M{_n(x)} {_n(base_y)}v3"/>'
+                     f'<text x="{_n(x)}" y="{_n(height - 2.5)}" text-anchor="{anchor}">'
+                     f'{format_compact(10.0 ** decade)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _units(count: int, noun: str = "unit") -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _clip_bands(

@@ -325,6 +325,7 @@ def test_layer_page_lists_its_units(rendered):
     assert 'src="../../images/dog-4567abcd.jpg"' in html and "flag-dead" in html
     assert "5 × 5 px" in _visible(html) and "<strong>edges</strong>" in html  # its facts and note
     assert '<a rel="next" href="../fc/index.html">' in html
+    assert 'aria-label="Activation density of 3 units, from 1e-1 to 1 (log scale)"' in html  # each at 0.123
 
 
 def test_model_page_lists_its_layers(rendered):

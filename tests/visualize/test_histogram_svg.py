@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from galleria import records
-from galleria.visualize.histogram_svg import format_compact, histogram_svg
+from galleria.visualize.histogram_svg import density_svg, format_compact, histogram_svg
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -124,3 +124,22 @@ def test_custom_size():
 )
 def test_format_compact(value, text):
     assert format_compact(value) == text
+
+
+def test_density_of_a_layer_on_a_log_scale_with_dead_units_counted():
+    """Quarter-decade bins from the rarest active unit's decade to 1, a label at each decade; units
+    never above zero have no place on a log scale and are counted in the label."""
+    root = parse(density_svg([0.0, 0.0, 2e-3, 3e-3, 0.05, 0.5, 1.0]))
+    heights = [h for _, h in bars(root)]
+    assert len(heights) == 3 * 4  # 1e-3 .. 1
+    assert heights[1] == max(heights) > heights[6] > 0  # 2e-3 and 3e-3 share a bin; 0.05 has one alone
+    assert [i for i, h in enumerate(heights) if h] == [1, 6, 10, 11]  # 0.5, and 1.0 in the last bin
+    assert texts(root) == ["0.001", "0.01", "0.1", "1"]
+    label = root.get("aria-label")
+    assert "5 units" in label and "2 dead units (never above zero) not shown" in label
+
+
+def test_density_when_every_unit_is_dead_or_all_always_on():
+    assert "no unit was ever above zero" in density_svg([0.0, 0.0])
+    root = parse(density_svg([1.0]))
+    assert texts(root) == ["0.1", "1"] and "1 unit," in root.get("aria-label")
