@@ -66,6 +66,19 @@ class Preprocessing:
     std: tuple[float, ...]
 
 
+DICTIONARY_KINDS = ("sae", "directions")
+
+
+@dataclass(frozen=True)
+class DictionaryConfig:
+    """What a layer entry reads its units through: a sparse autoencoder's encoder (``sae``: a
+    SAELens folder or a safetensors file) or rows of vectors (``directions``), on ``host``'s output."""
+
+    kind: str  # one of DICTIONARY_KINDS; the units' layer is named "<host>.<kind>"
+    path: Path
+    host: str  # the module whose output it reads
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     pattern: str  # exact module name or glob
@@ -73,6 +86,7 @@ class LayerSpec:
     line: int | None
     featureviz: "FeatureVizConfig | None" = None  # None: the model's settings
     layout: str | None = None  # "channels-first", "channels-last" or "tokens"; None: decided from the model
+    dictionary: DictionaryConfig | None = None  # its units are a dictionary's on the layer (pattern "<host>.<kind>")
 
 
 @dataclass(frozen=True)
@@ -475,9 +489,11 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
                 layers.append(LayerSpec(layer, default_units, layer_line))
                 continue
             ls = _Section(layer, top.file, f"models[{i}].layers[{j}]", layer_line,
-                          ("name", "units", "featureviz", "layout"))
-            layers.append(LayerSpec(ls.get("name", str), _units(ls, "units", ls.data.get("units"), default_units),
-                                    layer_line, _featureviz(ls, "featureviz", model_viz), _layout(ls)))
+                          ("name", "units", "featureviz", "layout", *DICTIONARY_KINDS))
+            dictionary = _dictionary(ls, root)
+            layers.append(LayerSpec(ls.get("name", str) if dictionary is None else f"{dictionary.host}.{dictionary.kind}",
+                                    _units(ls, "units", ls.data.get("units"), default_units),
+                                    layer_line, _featureviz(ls, "featureviz", model_viz), _layout(ls), dictionary))
         models.append(ModelConfig(
             id=model_id,
             title=s.get("title", str, model_id),
@@ -505,6 +521,28 @@ def _choice(s: _Section, key: str, choices: tuple[str, ...], default: str | None
         raise s.error(key, f"unknown {key} '{value}'",
                       f"did you mean '{close[0]}'?" if close else "use " + ", ".join(choices))
     return value
+
+
+def _dictionary(s: _Section, root: Path) -> DictionaryConfig | None:
+    """A layer entry's ``sae`` or ``directions`` (at most one), its file checked here."""
+    given = [kind for kind in DICTIONARY_KINDS if kind in s.data]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise s.error(given[1], "a layer entry reads one dictionary", "list the layer twice, once with each")
+    kind = given[0]
+    host = s.get("name", str)
+    if any(c in host for c in "*?["):
+        raise s.error("name", f"'{host}': a dictionary reads one layer, not a pattern",
+                      "name the module exactly ('galleria layers' lists them)")
+    path = root / s.get(kind, str)
+    found = path.is_file() and path.suffix == ".safetensors" or \
+        kind == "sae" and (path / "cfg.json").is_file() and (path / "sae_weights.safetensors").is_file()
+    if not found:
+        raise s.error(kind, f"'{s.data[kind]}' is not a .safetensors file" + (
+            " or a folder holding cfg.json and sae_weights.safetensors (SAELens' format)" if kind == "sae" else ""),
+            "give the path from the folder holding site.yaml")
+    return DictionaryConfig(kind, path, host)
 
 
 def _layout(s: _Section) -> str | None:

@@ -37,6 +37,10 @@ def site_fingerprint(config: Config) -> str:
             parts.append(_stat(Path(model.tokenizer.removeprefix("chars:"))))
         if model.pretrained is not None:
             parts.append(_tree(model.pretrained))
+        for spec in model.layers:
+            if spec.dictionary is not None:
+                parts.append(_tree(spec.dictionary.path) if spec.dictionary.path.is_dir() else
+                             _stat(spec.dictionary.path))
     for inputs in config.inputs:
         if inputs.python is not None:  # the module holding the text, not the folder beside site.yaml
             parts.append(_model_files(inputs.python, config.root))

@@ -14,6 +14,7 @@ import torch
 
 from galleria.extract.probe import LayerInfo, ModelLayout
 from galleria.records import EffectsTable
+from galleria.sources.dictionaries import Dictionary
 
 TOP_UP = 10
 TOP_DOWN = 5
@@ -35,7 +36,10 @@ BUILT_FROM = ("activation × gradient of this unit's peak, summed over each {lay
 def layer_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo,
                   gradient: np.ndarray | None = None, sample: int = 0) -> EffectsTable | None:
     """What each unit of a layer pushes up and down in the output, by the best method that applies:
-    exact weights, direct logit effects, or the gradient table [units, classes] over ``sample`` inputs."""
+    exact weights, direct logit effects, or the gradient table [units, classes] over ``sample`` inputs.
+    None for a dictionary's units (an SAE's latents): they are read off the model, not fed back into it."""
+    if isinstance(dict(module.named_modules()).get(layer.name), Dictionary):
+        return None
     return (exact_effects(module, layout, layer) or direct_effects(module, layout, layer)
             or (strongest(gradient, GRADIENT.format(sample=sample), TOP_UP, TOP_DOWN) if gradient is not None
                 else None))

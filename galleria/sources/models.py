@@ -13,6 +13,7 @@ import torch
 
 from galleria.config import ModelConfig
 from galleria.errors import BuildError, GalleriaError, MissingExtra, ModelError
+from galleria.sources.dictionaries import Dictionary, attach_dictionaries
 from galleria.sources.recurrent import unroll_recurrent
 from galleria.sources.taps import add_input_taps
 from galleria.sources.weights import apply_weights
@@ -39,7 +40,8 @@ def load_model(cfg: ModelConfig, root: Path) -> LoadedModel:
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.pretrained)
     module = build_module(cfg, root)
     module.eval()
-    params = sum(p.numel() for p in module.parameters())
+    read_off = {id(p) for m in module.modules() if isinstance(m, Dictionary) for p in m.parameters()}
+    params = sum(p.numel() for p in module.parameters() if id(p) not in read_off)  # the model's own
     labels = load_labels(cfg.labels) if cfg.labels is not None or tokenizer is None else tokenizer.labels
     return LoadedModel(cfg, module, model_key(module, cfg), labels, params, tokenizer)
 
@@ -89,6 +91,7 @@ def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
         apply_weights(module, cfg.weights)
     module = unroll_recurrent(module)
     add_input_taps(module, [spec.pattern for spec in cfg.layers])  # after loading: taps hold no weights
+    attach_dictionaries(module, cfg.id, cfg.layers)  # after loading: their weights are their own files'
     return module
 
 

@@ -1,0 +1,150 @@
+"""Dictionaries on a layer: a sparse autoencoder's latents, or rows of directions, as a layer of units.
+
+A dictionary becomes a submodule of the layer it reads (``<layer>.sae`` or ``<layer>.directions``),
+called from a forward hook on that layer with its output; the hook leaves the model's own output as
+it was. Every stage that finds layers by module name (probing, extraction, receptive fields, feature
+visualization, attribution) then sees the latents as it sees any layer, with no path of its own.
+Weights are read with safetensors: no code runs from the file.
+"""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from galleria.config import DictionaryConfig, LayerSpec
+from galleria.errors import BuildError
+
+ACTIVATIONS = ("relu", "jumprelu", "topk")
+
+
+class Dictionary(torch.nn.Module):
+    """Units computed from a layer's features (``d_in``): ``activation(((x - b_dec) @ W_enc + b_enc)``
+    for an SAE, the plain dot products ``x @ W_enc`` for directions. Works on whichever dimension of
+    the layer's output has ``d_in`` features (the last, else the second: channels of a conv map),
+    and gives its units in that dimension's place."""
+
+    def __init__(self, w_enc: torch.Tensor, b_enc: torch.Tensor | None, b_dec: torch.Tensor | None,
+                 activation: str | None, threshold: torch.Tensor | None, k: int | None, where: str):
+        super().__init__()
+        self.W_enc = torch.nn.Parameter(w_enc.float(), requires_grad=False)
+        self.b_enc = None if b_enc is None else torch.nn.Parameter(b_enc.float(), requires_grad=False)
+        self.b_dec = None if b_dec is None else torch.nn.Parameter(b_dec.float(), requires_grad=False)
+        self.threshold = None if threshold is None else torch.nn.Parameter(threshold.float(), requires_grad=False)
+        self.activation, self.k, self.where = activation, k, where
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d_in = self.W_enc.shape[0]
+        if x.shape[-1] == d_in:
+            dim = x.dim() - 1
+        elif x.dim() > 2 and x.shape[1] == d_in:
+            dim = 1
+        else:
+            raise BuildError(f"{self.where}: the dictionary reads {d_in} features (d_in), but the layer's output "
+                             f"is {tuple(x.shape)}: no dimension has {d_in}")
+        h = x.movedim(dim, -1).to(self.W_enc.dtype)
+        if self.b_dec is not None:
+            h = h - self.b_dec
+        pre = h @ self.W_enc
+        if self.b_enc is not None:
+            pre = pre + self.b_enc
+        if self.activation == "relu":
+            pre = torch.relu(pre)
+        elif self.activation == "jumprelu":
+            pre = pre * (pre > self.threshold)
+        elif self.activation == "topk":
+            kept = pre.topk(min(self.k, pre.shape[-1]), dim=-1)
+            pre = torch.zeros_like(pre).scatter(-1, kept.indices, torch.relu(kept.values))
+        return pre.movedim(-1, dim)
+
+
+def attach_dictionaries(module: torch.nn.Module, model_id: str, specs: tuple[LayerSpec, ...]) -> None:
+    """Read every layer entry's dictionary and hang it on its layer (see the module's docstring)."""
+    attached: dict[str, DictionaryConfig] = {}
+    for spec in specs:
+        found = spec.dictionary
+        if found is None:
+            continue
+        where = f"model '{model_id}', layer '{found.host}', {found.kind} {found.path}"
+        before = attached.setdefault(spec.pattern, found)
+        if before.path != found.path:
+            raise BuildError(f"{where}: the layer already reads {before.kind} {before.path}; one of each kind a layer")
+        if before is not found:
+            continue  # listed twice: one dictionary serves both entries
+        try:
+            host = module.get_submodule(found.host)
+        except AttributeError:
+            raise BuildError(f"{where}: the model has no module '{found.host}' (run 'galleria layers')") from None
+        host.add_module(found.kind, load_dictionary(found, where))
+        host.register_forward_hook(_read_by(found.kind))
+
+
+def _read_by(kind: str):
+    def read(host: torch.nn.Module, args, output) -> None:
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        getattr(host, kind)(output)  # its output is what hooks on "<host>.<kind>" see
+    return read
+
+
+def load_dictionary(found: DictionaryConfig, where: str) -> Dictionary:
+    """A SAELens folder (cfg.json and sae_weights.safetensors), a safetensors file of an SAE's tensors
+    (W_enc, b_enc, optional b_dec, threshold for JumpReLU) or of directions (one 2-D tensor: a row each)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = found.path.is_dir()
+    weights = found.path / "sae_weights.safetensors" if folder else found.path
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise BuildError(f"{where}: cannot read {weights.name}: {exc}") from None
+    if found.kind == "directions":
+        rows = [t for t in tensors.values() if t.dim() == 2]
+        if len(rows) != 1:
+            raise BuildError(f"{where}: a directions file holds one 2-D tensor (a direction per row); "
+                             f"this one holds {len(rows)}")
+        return Dictionary(rows[0].T, None, None, None, None, None, where)
+    settings = json.loads((found.path / "cfg.json").read_text()) if folder else {}
+    missing = [name for name in ("W_enc", "b_enc") if name not in tensors]
+    if missing:
+        raise BuildError(f"{where}: no tensor '{missing[0]}' (an SAE file holds W_enc [d_in, d_sae] and b_enc)")
+    w_enc, b_enc = tensors["W_enc"], tensors["b_enc"]
+    activation = _activation(settings, tensors, where)
+    norm = settings.get("normalize_activations") or "none"
+    if norm != "none":
+        raise BuildError(f"{where}: normalize_activations '{norm}' is not supported yet (only 'none')")
+    d_in = settings.get("d_in", w_enc.shape[0])
+    if w_enc.dim() != 2 or w_enc.shape[0] != d_in or b_enc.shape != (w_enc.shape[1],):
+        raise BuildError(f"{where}: W_enc is {tuple(w_enc.shape)} and b_enc {tuple(b_enc.shape)}; "
+                         f"expected [d_in={d_in}, d_sae] and [d_sae]")
+    b_dec = tensors.get("b_dec") if settings.get("apply_b_dec_to_input", False) else None
+    k = _k(settings, where) if activation == "topk" else None
+    return Dictionary(w_enc, b_enc, b_dec, activation, tensors.get("threshold"), k, where)
+
+
+def _activation(settings: dict, tensors: dict, where: str) -> str:
+    """The encoder's activation from SAELens' cfg.json (its architecture, else activation_fn_str);
+    a bare file's from its tensors: a threshold means JumpReLU."""
+    architecture = settings.get("architecture", "standard")
+    if architecture == "jumprelu" or (not settings and "threshold" in tensors):
+        found = "jumprelu"
+    elif architecture == "topk":
+        found = "topk"
+    elif architecture == "standard":
+        found = settings.get("activation_fn_str", "relu")
+    else:
+        raise BuildError(f"{where}: SAE architecture '{architecture}' is not supported (standard, jumprelu, topk)")
+    if found not in ACTIVATIONS:
+        raise BuildError(f"{where}: activation '{found}' is not supported ({', '.join(ACTIVATIONS)})")
+    if found == "jumprelu" and "threshold" not in tensors:
+        raise BuildError(f"{where}: a JumpReLU SAE needs a 'threshold' tensor")
+    return found
+
+
+def _k(settings: dict, where: str) -> int:
+    k = settings.get("k") or (settings.get("activation_fn_kwargs") or {}).get("k")
+    if not k:
+        raise BuildError(f"{where}: a TopK SAE's cfg.json gives its k (k, or activation_fn_kwargs.k)")
+    return int(k)
+

@@ -1,0 +1,162 @@
+"""Dictionaries on a layer (``sae:`` in SAELens' format or as a bare safetensors file, and
+``directions:``) become layers of units: built end to end on a tiny model, each latent's values
+checked against its encoder applied by hand to the layer's output; bad dictionaries are one-line
+errors naming the layer, the file and the sizes."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from galleria.cli import main
+
+MODEL = '''
+import torch
+from torch import nn
+
+
+def tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 5, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+'''
+
+LAYERS = """
+      - '2'
+      - {name: '2', sae: saes/relu}
+      - {name: '0', sae: saes/jumprelu.safetensors}
+      - {name: '4', sae: saes/topk}
+      - {name: '6', directions: probes.safetensors}
+"""
+
+
+def _site(root: Path, layers: str = LAYERS, name: str = "site.yaml") -> Path:
+    (root / name).write_text(textwrap.dedent("""\
+        site: {title: Dictionaries, output_dir: out}
+        inputs:
+          - {id: photos, path: photos}
+        models:
+          - id: tiny
+            source: dictmodel:tiny
+            preprocessing: {size: 32}
+            labels: labels.txt
+            layers:
+        """) + textwrap.indent(textwrap.dedent(layers).strip("\n"), "      ") + "\n"
+        + "featureviz: {units: 2, steps: 8, size: 32}\nattribution: {inputs: 8}\n")
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dictionaries")
+    (root / "dictmodel.py").write_text(MODEL)
+    (root / "labels.txt").write_text("".join(f"class {i}\n" for i in range(10)))
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    torch.manual_seed(3)
+    saes = root / "saes"
+    for name, d_in, d_sae, cfg in (("relu", 16, 24, {"architecture": "standard", "activation_fn_str": "relu",
+                                                    "apply_b_dec_to_input": True, "normalize_activations": "none"}),
+                                   ("topk", 16, 12, {"architecture": "topk", "activation_fn_kwargs": {"k": 3}})):
+        (saes / name).mkdir(parents=True)
+        (saes / name / "cfg.json").write_text(json.dumps({"d_in": d_in, "d_sae": d_sae, **cfg}))
+        save_file({"W_enc": torch.randn(d_in, d_sae), "b_enc": torch.randn(d_sae) * 0.1,
+                   "W_dec": torch.randn(d_sae, d_in), "b_dec": torch.randn(d_in) * 0.1},
+                  str(saes / name / "sae_weights.safetensors"))
+    save_file({"W_enc": torch.randn(8, 20), "b_enc": torch.zeros(20), "threshold": torch.rand(20) * 0.3},
+              str(saes / "jumprelu.safetensors"))
+    save_file({"directions": torch.randn(3, 10)}, str(root / "probes.safetensors"))
+    _site(root)
+    assert main(["build", "-q", "-f", str(root / "site.yaml")]) == 0
+    return root
+
+
+def _outputs(root: Path) -> dict[str, torch.Tensor]:
+    """Every listed module's output over the photos, run by hand (size 32, mean 0, std 1)."""
+    import sys
+    sys.path.insert(0, str(root))
+    from dictmodel import tiny
+
+    model = tiny().eval()
+    seen = {}
+    for name, module in model.named_modules():
+        if name:
+            module.register_forward_hook(lambda m, a, out, name=name: seen.__setitem__(name, out))
+    x = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+                     for p in sorted((root / "photos").glob("*.png"))])
+    with torch.no_grad():
+        model(x)
+    return seen
+
+
+def _unit(root: Path, layer: str, unit: int) -> dict:
+    return json.loads((root / "out" / "tiny" / layer / str(unit) / "unit.json").read_text())
+
+
+def test_each_dictionary_is_a_layer_whose_units_are_its_encoder_on_the_layer(project):
+    from safetensors.torch import load_file
+
+    out = _outputs(project)
+    relu = load_file(str(project / "saes/relu/sae_weights.safetensors"))
+    x = out["2"].movedim(1, -1)  # [B, H, W, 16]: the conv's channels are the SAE's d_in
+    expected = torch.relu((x - relu["b_dec"]) @ relu["W_enc"] + relu["b_enc"])
+    jump = load_file(str(project / "saes/jumprelu.safetensors"))
+    pre = out["0"].movedim(1, -1) @ jump["W_enc"] + jump["b_enc"]
+    jumped = pre * (pre > jump["threshold"])
+    topk = load_file(str(project / "saes/topk/sae_weights.safetensors"))
+    pre = out["4"].movedim(1, -1) @ topk["W_enc"] + topk["b_enc"]
+    kept = pre.topk(3, dim=-1)
+    topped = torch.zeros_like(pre).scatter(-1, kept.indices, torch.relu(kept.values))
+    probes = out["6"] @ load_file(str(project / "probes.safetensors"))["directions"].T
+    for layer, values, units in (("2.sae", expected, 24), ("0.sae", jumped, 20), ("4.sae", topped, 12),
+                                 ("6.directions", probes, 3)):
+        assert (project / "out" / "tiny" / layer / str(units - 1) / "index.html").is_file()
+        assert not (project / "out" / "tiny" / layer / str(units)).exists()
+        for unit in (0, units - 1):
+            stats = _unit(project, layer, unit)["stats"]
+            column = values[..., unit]
+            assert stats["max"] == pytest.approx(float(column.max()), rel=1e-5, abs=1e-6), (layer, unit)
+            assert stats["frac_active"] == pytest.approx(float((column > 0).float().mean()), abs=1e-6)
+    assert (_unit(project, "2", 0)["stats"]["max"] == pytest.approx(float(out["2"][:, 0].max()), rel=1e-5))
+    assert _unit(project, "2", 0)["effects"] is not None  # the layer's channels feed the classes
+    assert all(_unit(project, layer, 0)["effects"] is None for layer in ("2.sae", "6.directions"))  # latents do not
+    page = (project / "out" / "tiny" / "2.sae" / "index.html").read_text()
+    assert "Activation density of" in page  # the latents' densities, on the layer page
+
+
+def test_galleria_layers_lists_each_dictionary_under_its_layer(project, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    assert main(["layers"]) == 0
+    out = capsys.readouterr().out
+    assert "1,946 parameters" in out  # the model's own, not its dictionaries'
+    assert "*   2.sae          Dictionary             24×6×6         24" in out
+    assert "*   6.directions   Dictionary             3               3" in out
+
+
+def test_topk_latents_fire_k_at_a_time(project):
+    densities = [_unit(project, "4.sae", u)["stats"]["frac_active"] for u in range(12)]
+    assert sum(densities) == pytest.approx(3.0, abs=1e-6)  # k = 3 of 12 on every input, one position each
+
+
+@pytest.mark.parametrize("layers, message", [
+    ("- {name: '2', sae: saes/relu, directions: probes.safetensors}", "one dictionary"),
+    ("- {name: '2', sae: saes/none}", "SAELens' format"),
+    ("- {name: 'conv*', sae: saes/relu}", "not a pattern"),
+    ("- {name: '0', sae: saes/relu}", "reads 16 features (d_in), but the layer's output is"),
+    ("- {name: '9', sae: saes/relu}", "has no module '9'"),
+])
+def test_bad_dictionaries_are_one_line_errors(project, tmp_path, capsys, layers, message):
+    config = _site(project, layers, "bad.yaml")
+    assert main(["build", "-q", "-f", str(config), "-d", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
