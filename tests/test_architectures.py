@@ -354,3 +354,34 @@ def test_decoder_lm_neurons_show_their_direct_logit_effects(language_models):
         assert [e["index"] for e in shown["down"]] == worst.indices.tolist()
         page = (root / "out" / model_id / layer / "7" / "index.html").read_text()
         assert "pushes up" in page and "through the unembedding" in page
+
+
+def test_an_sae_on_a_decoder_lms_residual_stream_gives_latents_per_token(language_models):
+    """An SAE file on a GPT-2 block (whose output is a tuple: its hidden states first): the latents'
+    top example is the encoder on that token's residual stream."""
+    import transformers
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer
+
+    root = language_models
+    torch.manual_seed(5)
+    w_enc, b_enc = torch.randn(32, 40), torch.randn(40) * 0.1
+    save_file({"W_enc": w_enc, "b_enc": b_enc}, str(root / "h0.safetensors"))
+    (root / "sae.yaml").write_text(
+        "site: {title: LMs, output_dir: out-sae}\n"
+        "inputs: [{id: code, path: code.py, window: 24, overlap: 4}]\n"
+        "models:\n"
+        "  - {id: gpt2, source: 'transformers:gpt2', layers: [{name: transformer.h.0, sae: h0.safetensors}]}\n"
+        "examples: {top: 3, bottom: 1}\nfeatureviz: false\n")
+    assert main(["build", "-q", "-f", str(root / "sae.yaml")]) == 0
+    folders = list((root / "out-sae" / "gpt2" / "transformer.h.0.sae").glob("[0-9]*/"))
+    assert len(folders) == 40
+    record = json.loads((root / "out-sae" / "gpt2" / "transformer.h.0.sae" / "9" / "unit.json").read_text())
+    top = record["top"][0]
+    ids = Tokenizer.from_file(str(root / "gpt2" / "tokenizer.json")).encode((root / "code.py").read_text()).ids
+    window = torch.tensor([ids[top["window_start"]:top["window_start"] + 24]])
+    model = transformers.AutoModelForCausalLM.from_pretrained(root / "gpt2").eval()
+    with torch.inference_mode():
+        hidden = model(window, output_hidden_states=True).hidden_states[1][0, top["position"][0]]  # after block 0
+    assert top["value"] == pytest.approx(float(torch.relu(hidden @ w_enc + b_enc)[9]), rel=1e-4, abs=1e-6)
+    assert record["effects"] is None  # latents are read off the model, not fed back into it

@@ -160,3 +160,21 @@ def test_bad_dictionaries_are_one_line_errors(project, tmp_path, capsys, layers,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_features_are_the_dimension_with_d_in_and_the_entry_says_which_when_two_have():
+    from galleria.errors import BuildError
+    from galleria.sources.dictionaries import Dictionary
+
+    def encoder(layout=None):
+        return Dictionary(torch.randn(6, 4), torch.zeros(4), None, "relu", None, None, "layer 'x'", layout)
+
+    assert encoder()(torch.randn(2, 6, 5, 5)).shape == (2, 4, 5, 5)  # a conv map's channels
+    assert encoder()(torch.randn(2, 5, 5, 6)).shape == (2, 5, 5, 4)  # channels last
+    assert encoder()(torch.randn(2, 6, 6)).shape == (2, 6, 4)  # tokens: the last dimension
+    with pytest.raises(BuildError, match=r"both its channels and its last dimension have 6 \(d_in\)"):
+        encoder()(torch.randn(2, 6, 5, 6))
+    assert encoder("channels-first")(torch.randn(2, 6, 5, 6)).shape == (2, 4, 5, 6)
+    assert encoder("channels-last")(torch.randn(2, 6, 5, 6)).shape == (2, 6, 5, 4)
+    with pytest.raises(BuildError, match=r"output is \(2, 5, 5\): no dimension has 6"):
+        encoder()(torch.randn(2, 5, 5))

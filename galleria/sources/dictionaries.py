@@ -20,28 +20,40 @@ ACTIVATIONS = ("relu", "jumprelu", "topk")
 
 class Dictionary(torch.nn.Module):
     """Units computed from a layer's features (``d_in``): ``activation(((x - b_dec) @ W_enc + b_enc)``
-    for an SAE, the plain dot products ``x @ W_enc`` for directions. Works on whichever dimension of
-    the layer's output has ``d_in`` features (the last, else the second: channels of a conv map),
-    and gives its units in that dimension's place."""
+    for an SAE, the plain dot products ``x @ W_enc`` for directions. Works on the dimension of the
+    layer's output that has ``d_in`` features (the last, or the second: a conv map's channels; the
+    layer entry's ``layout`` decides where both have), and gives its units in that dimension's place."""
 
     def __init__(self, w_enc: torch.Tensor, b_enc: torch.Tensor | None, b_dec: torch.Tensor | None,
-                 activation: str | None, threshold: torch.Tensor | None, k: int | None, where: str):
+                 activation: str | None, threshold: torch.Tensor | None, k: int | None, where: str,
+                 layout: str | None = None):
         super().__init__()
+        self.layout = layout
         self.W_enc = torch.nn.Parameter(w_enc.float(), requires_grad=False)
         self.b_enc = None if b_enc is None else torch.nn.Parameter(b_enc.float(), requires_grad=False)
         self.b_dec = None if b_dec is None else torch.nn.Parameter(b_dec.float(), requires_grad=False)
         self.threshold = None if threshold is None else torch.nn.Parameter(threshold.float(), requires_grad=False)
         self.activation, self.k, self.where = activation, k, where
 
+    def _features(self, x: torch.Tensor) -> int:
+        """The dimension of ``x`` that holds the layer's features."""
+        d_in, last = self.W_enc.shape[0], x.dim() - 1
+        fits = [dim for dim in dict.fromkeys((last, 1)) if 0 < dim and x.shape[dim] == d_in]
+        if self.layout is not None:
+            fits = [dim for dim in fits if dim == (1 if self.layout == "channels-first" else last)]
+        elif len(fits) > 1 and x.dim() == 3:
+            fits = [last]  # [batch, tokens, features]
+        if len(fits) == 1:
+            return fits[0]
+        if fits:
+            raise BuildError(f"{self.where}: the layer's output is {tuple(x.shape)}, and both its channels and its "
+                             f"last dimension have {d_in} (d_in): say which with 'layout: channels-first' or "
+                             "'layout: channels-last' on the entry")
+        raise BuildError(f"{self.where}: the dictionary reads {d_in} features (d_in), but the layer's output "
+                         f"is {tuple(x.shape)}: no dimension has {d_in}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d_in = self.W_enc.shape[0]
-        if x.shape[-1] == d_in:
-            dim = x.dim() - 1
-        elif x.dim() > 2 and x.shape[1] == d_in:
-            dim = 1
-        else:
-            raise BuildError(f"{self.where}: the dictionary reads {d_in} features (d_in), but the layer's output "
-                             f"is {tuple(x.shape)}: no dimension has {d_in}")
+        dim = self._features(x)
         h = x.movedim(dim, -1).to(self.W_enc.dtype)
         if self.b_dec is not None:
             h = h - self.b_dec
@@ -75,7 +87,7 @@ def attach_dictionaries(module: torch.nn.Module, model_id: str, specs: tuple[Lay
             host = module.get_submodule(found.host)
         except AttributeError:
             raise BuildError(f"{where}: the model has no module '{found.host}' (run 'galleria layers')") from None
-        host.add_module(found.kind, load_dictionary(found, where))
+        host.add_module(found.kind, load_dictionary(found, where, spec.layout))
         host.register_forward_hook(_read_by(found.kind))
 
 
@@ -87,7 +99,7 @@ def _read_by(kind: str):
     return read
 
 
-def load_dictionary(found: DictionaryConfig, where: str) -> Dictionary:
+def load_dictionary(found: DictionaryConfig, where: str, layout: str | None = None) -> Dictionary:
     """A SAELens folder (cfg.json and sae_weights.safetensors), a safetensors file of an SAE's tensors
     (W_enc, b_enc, optional b_dec, threshold for JumpReLU) or of directions (one 2-D tensor: a row each)."""
     from safetensors import SafetensorError
@@ -104,7 +116,7 @@ def load_dictionary(found: DictionaryConfig, where: str) -> Dictionary:
         if len(rows) != 1:
             raise BuildError(f"{where}: a directions file holds one 2-D tensor (a direction per row); "
                              f"this one holds {len(rows)}")
-        return Dictionary(rows[0].T, None, None, None, None, None, where)
+        return Dictionary(rows[0].T, None, None, None, None, None, where, layout)
     settings = json.loads((found.path / "cfg.json").read_text()) if folder else {}
     missing = [name for name in ("W_enc", "b_enc") if name not in tensors]
     if missing:
@@ -120,7 +132,7 @@ def load_dictionary(found: DictionaryConfig, where: str) -> Dictionary:
                          f"expected [d_in={d_in}, d_sae] and [d_sae]")
     b_dec = tensors.get("b_dec") if settings.get("apply_b_dec_to_input", False) else None
     k = _k(settings, where) if activation == "topk" else None
-    return Dictionary(w_enc, b_enc, b_dec, activation, tensors.get("threshold"), k, where)
+    return Dictionary(w_enc, b_enc, b_dec, activation, tensors.get("threshold"), k, where, layout)
 
 
 def _activation(settings: dict, tensors: dict, where: str) -> str:
