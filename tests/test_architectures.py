@@ -358,25 +358,31 @@ def test_decoder_lm_neurons_show_their_direct_logit_effects(language_models):
 
 def test_an_sae_on_a_decoder_lms_residual_stream_gives_latents_per_token(language_models):
     """An SAE file on a GPT-2 block (whose output is a tuple: its hidden states first): the latents'
-    top example is the encoder on that token's residual stream."""
+    top example is the encoder on that token's residual stream. Its latents' direct logit effects are
+    their decoder rows through ln_f and the unembedding; an SAE on the MLP's hidden layer goes through
+    the projection that writes the MLP's output first."""
     import transformers
     from safetensors.torch import save_file
     from tokenizers import Tokenizer
 
     root = language_models
     torch.manual_seed(5)
-    w_enc, b_enc = torch.randn(32, 40), torch.randn(40) * 0.1
-    save_file({"W_enc": w_enc, "b_enc": b_enc}, str(root / "h0.safetensors"))
+    w_enc, b_enc, w_dec = torch.randn(32, 40), torch.randn(40) * 0.1, torch.randn(40, 32)
+    save_file({"W_enc": w_enc, "b_enc": b_enc, "W_dec": w_dec}, str(root / "h0.safetensors"))
+    mlp_dec = torch.randn(24, 128)
+    save_file({"W_enc": torch.randn(128, 24), "b_enc": torch.zeros(24), "W_dec": mlp_dec}, str(root / "mlp.safetensors"))
     (root / "sae.yaml").write_text(
         "site: {title: LMs, output_dir: out-sae}\n"
         "inputs: [{id: code, path: code.py, window: 24, overlap: 4}]\n"
         "models:\n"
-        "  - {id: gpt2, source: 'transformers:gpt2', layers: [{name: transformer.h.0, sae: h0.safetensors}]}\n"
+        "  - {id: gpt2, source: 'transformers:gpt2', layers: [{name: transformer.h.0, sae: h0.safetensors},\n"
+        "                                                     {name: transformer.h.1.mlp.act, sae: mlp.safetensors}]}\n"
         "examples: {top: 3, bottom: 1}\nfeatureviz: false\n")
     assert main(["build", "-q", "-f", str(root / "sae.yaml")]) == 0
-    folders = list((root / "out-sae" / "gpt2" / "transformer.h.0.sae").glob("[0-9]*/"))
+    out = root / "out-sae" / "gpt2"
+    folders = list((out / "transformer.h.0.sae").glob("[0-9]*/"))
     assert len(folders) == 40
-    record = json.loads((root / "out-sae" / "gpt2" / "transformer.h.0.sae" / "9" / "unit.json").read_text())
+    record = json.loads((out / "transformer.h.0.sae" / "9" / "unit.json").read_text())
     top = record["top"][0]
     ids = Tokenizer.from_file(str(root / "gpt2" / "tokenizer.json")).encode((root / "code.py").read_text()).ids
     window = torch.tensor([ids[top["window_start"]:top["window_start"] + 24]])
@@ -384,4 +390,17 @@ def test_an_sae_on_a_decoder_lms_residual_stream_gives_latents_per_token(languag
     with torch.inference_mode():
         hidden = model(window, output_hidden_states=True).hidden_states[1][0, top["position"][0]]  # after block 0
     assert top["value"] == pytest.approx(float(torch.relu(hidden @ w_enc + b_enc)[9]), rel=1e-4, abs=1e-6)
-    assert record["effects"] is None  # latents are read off the model, not fed back into it
+    with torch.no_grad():
+        written = {"transformer.h.0.sae": w_dec[9],
+                   "transformer.h.1.mlp.act.sae": mlp_dec[9] @ model.transformer.h[1].mlp.c_proj.weight}
+        for layer, vector in written.items():
+            effect = model.lm_head.weight @ (model.transformer.ln_f.weight * (vector - vector.mean()))
+            shown = json.loads((out / layer / "9" / "unit.json").read_text())["effects"]
+            assert shown["method"].startswith("direct: the latent's decoder row (W_dec)")
+            best, worst = torch.topk(effect, len(shown["up"])), torch.topk(-effect, len(shown["down"]))
+            assert [e["index"] for e in shown["up"]] == best.indices.tolist()
+            assert [e["value"] for e in shown["up"]] == pytest.approx(best.values.tolist(), rel=1e-4)
+            assert [e["index"] for e in shown["down"]] == worst.indices.tolist()
+    assert "through transformer.h.1.mlp.c_proj" in shown["method"]
+    page = (out / "transformer.h.1.mlp.act.sae" / "9" / "index.html").read_text()
+    assert "pushes up" in page and "decoder row" in page

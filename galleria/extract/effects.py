@@ -14,16 +14,16 @@ import torch
 
 from galleria.extract.probe import LayerInfo, ModelLayout
 from galleria.records import EffectsTable
-from galleria.sources.dictionaries import Dictionary
+from galleria.sources.dictionaries import dictionary_at
 
 TOP_UP = 10
 TOP_DOWN = 5
 TOP_SOURCES = 6
 BOTTOM_SOURCES = 3
 EXACT = "exact: the final layer's weight from this unit to each class logit (its vote per unit of activation)"
-DIRECT_TOKENS = ("direct: the unit's output vector (its row of {writer}){centred}{scaled}, through the unembedding "
-                 "({head}): the change in each next-token logit per unit of activation via the residual stream "
-                 "(the norm's division by the residual's size is left out)")
+DIRECT_TOKENS = ("direct: {vector}{centred}{scaled}, through the unembedding ({head}): the change in each "
+                 "next-token logit per unit of activation via the residual stream (the norm's division by the "
+                 "residual's size is left out)")
 EXACT_TOKENS = ("exact: the language model head's weight from this unit to each next-token logit "
                 "(its vote per unit of activation, at the same position)")
 GRADIENT = ("activation × gradient of the predicted class's logit, summed over the unit's positions, "
@@ -37,9 +37,10 @@ def layer_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo
                   gradient: np.ndarray | None = None, sample: int = 0) -> EffectsTable | None:
     """What each unit of a layer pushes up and down in the output, by the best method that applies:
     exact weights, direct logit effects, or the gradient table [units, classes] over ``sample`` inputs.
-    None for a dictionary's units (an SAE's latents): they are read off the model, not fed back into it."""
-    if isinstance(dict(module.named_modules()).get(layer.name), Dictionary):
-        return None
+    A dictionary's units (an SAE's latents) have direct effects only, through what their decoder
+    writes: they are read off the model, so no gradient flows from the output to them."""
+    if dictionary_at(module, layer.name) is not None:
+        return direct_effects(module, layout, layer)
     return (exact_effects(module, layout, layer) or direct_effects(module, layout, layer)
             or (strongest(gradient, GRADIENT.format(sample=sample), TOP_UP, TOP_DOWN) if gradient is not None
                 else None))
@@ -56,38 +57,69 @@ def exact_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo
 
 def direct_effects(module: torch.nn.Module, layout: ModelLayout, layer: LayerInfo,
                    chunk: int = 256) -> EffectsTable | None:
-    """Per shown unit of a layer whose output a projection writes into a language model's residual
-    stream (MLP neurons, attention outputs, dictionary latents), its direct effect on every
-    next-token logit: the unit's output vector through the final norm's scale and the unembedding.
+    """Per shown unit of a layer whose output vectors reach a language model's residual stream (MLP
+    neurons and attention outputs through the projection that writes them; an SAE's latents through
+    their decoder rows), its direct effect on every next-token logit: the unit's output vector through
+    the final norm's scale and the unembedding.
 
-    The output vector is read off the projection itself (its response to the unit alone, less its
-    bias), so nn.Linear, GPT-2's transposed Conv1D and any other linear map work alike. A final
-    LayerNorm also removes the vector's mean (checked numerically: shifting its input changes nothing);
-    its division by the residual stream's size depends on the input and is left out.
+    A final LayerNorm also removes the vector's mean (checked numerically: shifting its input changes
+    nothing); its division by the residual stream's size depends on the input and is left out.
     """
-    if layer.writer is None or not layout.lm_head or layout.head is None or layout.residual_to_head is None:
+    if not layout.lm_head or layout.head is None or layout.residual_to_head is None:
         return None
     norm = layout.residual_to_head[0] if layout.residual_to_head else None
-    writer = module.get_submodule(layer.writer)
     unembed = module.get_submodule(layout.head).weight.detach().float().cpu()  # [vocab, width]
-    param = next(writer.parameters(), None)
-    device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
-    units = torch.tensor(layer.units)
+    found = _output_vectors(module, layer, unembed.shape[1])
+    if found is None:
+        return None
+    vectors, vector = found
     scale, centred = _final_norm(module, norm, unembed.shape[1])
-    with torch.inference_mode():
-        basis = torch.zeros(len(units), layer.shape[0], device=device, dtype=dtype)
-        basis[torch.arange(len(units)), units.to(device)] = 1
-        vectors = (writer(basis) - writer(torch.zeros_like(basis[:1]))).float().cpu()  # [units, width]
     if centred:
         vectors = vectors - vectors.mean(1, keepdim=True)
     vectors = vectors * scale
-    method = DIRECT_TOKENS.format(writer=layer.writer, head=layout.head,
+    method = DIRECT_TOKENS.format(vector=vector, head=layout.head,
                                   scaled=f", scaled by {norm}'s weight" if norm else "",
                                   centred=" less its mean (the final LayerNorm removes it)" if centred else "")
     parts = [strongest((vectors[start:start + chunk] @ unembed.T).numpy(), method, TOP_UP, TOP_DOWN)
              for start in range(0, len(vectors), chunk)]  # [units, vocab] at once would not fit a large vocabulary
     return EffectsTable(method, *(np.concatenate([getattr(p, f) for p in parts])
                                   for f in ("up", "up_values", "down", "down_values")))
+
+
+def _output_vectors(module: torch.nn.Module, layer: LayerInfo, width: int) -> tuple[torch.Tensor, str] | None:
+    """What each shown unit writes into the residual stream per unit of activation [units, width], and
+    those words for the method; None where nothing says.
+
+    A neuron's vector is read off the projection that writes it (its response to the unit alone, less
+    its bias), so nn.Linear, GPT-2's transposed Conv1D and any other linear map work alike. A latent's is
+    its decoder row, through its host's projection when the host is an MLP's hidden layer, as it is when
+    the host already has the residual stream's width."""
+    units = torch.tensor(layer.units)
+    dictionary = dictionary_at(module, layer.name)
+    if dictionary is not None:
+        if dictionary.W_dec is None:
+            return None
+        rows = dictionary.W_dec.detach()[units.to(dictionary.W_dec.device)]
+        vector = ("the latent's decoder row (W_dec)" if dictionary.kind == "sae"
+                  else "the direction itself (as a steering vector adds it)")
+    elif layer.writer is not None:
+        rows = torch.zeros(len(units), layer.shape[0])
+        rows[torch.arange(len(units)), units] = 1
+        vector = f"the unit's output vector (its row of {layer.writer})"
+    else:
+        return None
+    if layer.writer is not None:
+        writer = module.get_submodule(layer.writer)
+        param = next(writer.parameters(), None)
+        device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+        with torch.inference_mode():
+            rows = rows.to(device, dtype)
+            rows = writer(rows) - writer(torch.zeros_like(rows[:1]))
+        if dictionary is not None:
+            vector += f" through {layer.writer}"
+    if rows.shape[1] != width:
+        return None
+    return rows.float().cpu(), vector
 
 
 def _final_norm(module: torch.nn.Module, name: str | None, width: int) -> tuple[torch.Tensor, bool]:

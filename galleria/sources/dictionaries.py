@@ -22,14 +22,19 @@ class Dictionary(torch.nn.Module):
     """Units computed from a layer's features (``d_in``): ``activation(((x - b_dec) @ W_enc + b_enc)``
     for an SAE, the plain dot products ``x @ W_enc`` for directions. Works on the dimension of the
     layer's output that has ``d_in`` features (the last, or the second: a conv map's channels; the
-    layer entry's ``layout`` decides where both have), and gives its units in that dimension's place."""
+    layer entry's ``layout`` decides where both have), and gives its units in that dimension's place.
+
+    ``W_dec`` [units, d_in] is what each unit writes back into the layer's space: an SAE's decoder
+    rows, a direction itself; None for an SAE file without one. Output effects and related units
+    are read off it."""
 
     def __init__(self, w_enc: torch.Tensor, b_enc: torch.Tensor | None, b_dec: torch.Tensor | None,
                  activation: str | None, threshold: torch.Tensor | None, k: int | None, where: str,
-                 layout: str | None = None):
+                 layout: str | None = None, w_dec: torch.Tensor | None = None, kind: str = "sae"):
         super().__init__()
-        self.layout = layout
+        self.layout, self.kind = layout, kind
         self.W_enc = torch.nn.Parameter(w_enc.float(), requires_grad=False)
+        self.W_dec = None if w_dec is None else torch.nn.Parameter(w_dec.float(), requires_grad=False)
         self.b_enc = None if b_enc is None else torch.nn.Parameter(b_enc.float(), requires_grad=False)
         self.b_dec = None if b_dec is None else torch.nn.Parameter(b_dec.float(), requires_grad=False)
         self.threshold = None if threshold is None else torch.nn.Parameter(threshold.float(), requires_grad=False)
@@ -91,6 +96,15 @@ def attach_dictionaries(module: torch.nn.Module, model_id: str, specs: tuple[Lay
         host.register_forward_hook(_read_by(found.kind))
 
 
+def dictionary_at(module: torch.nn.Module, name: str) -> Dictionary | None:
+    """The dictionary a layer name refers to (``<host>.sae``, ``<host>.directions``), if it is one."""
+    try:
+        found = module.get_submodule(name)
+    except AttributeError:  # not a module: a layer read at a module's input ("<module>.input")
+        return None
+    return found if isinstance(found, Dictionary) else None
+
+
 def _read_by(kind: str):
     def read(host: torch.nn.Module, args, output) -> None:
         if isinstance(output, (tuple, list)):
@@ -116,7 +130,7 @@ def load_dictionary(found: DictionaryConfig, where: str, layout: str | None = No
         if len(rows) != 1:
             raise BuildError(f"{where}: a directions file holds one 2-D tensor (a direction per row); "
                              f"this one holds {len(rows)}")
-        return Dictionary(rows[0].T, None, None, None, None, None, where, layout)
+        return Dictionary(rows[0].T, None, None, None, None, None, where, layout, rows[0], "directions")
     settings = json.loads((found.path / "cfg.json").read_text()) if folder else {}
     missing = [name for name in ("W_enc", "b_enc") if name not in tensors]
     if missing:
@@ -130,9 +144,12 @@ def load_dictionary(found: DictionaryConfig, where: str, layout: str | None = No
     if w_enc.dim() != 2 or w_enc.shape[0] != d_in or b_enc.shape != (w_enc.shape[1],):
         raise BuildError(f"{where}: W_enc is {tuple(w_enc.shape)} and b_enc {tuple(b_enc.shape)}; "
                          f"expected [d_in={d_in}, d_sae] and [d_sae]")
+    w_dec = tensors.get("W_dec")
+    if w_dec is not None and w_dec.shape != (w_enc.shape[1], d_in):
+        raise BuildError(f"{where}: W_dec is {tuple(w_dec.shape)}; expected [d_sae={w_enc.shape[1]}, d_in={d_in}]")
     b_dec = tensors.get("b_dec") if settings.get("apply_b_dec_to_input", False) else None
     k = _k(settings, where) if activation == "topk" else None
-    return Dictionary(w_enc, b_enc, b_dec, activation, tensors.get("threshold"), k, where, layout)
+    return Dictionary(w_enc, b_enc, b_dec, activation, tensors.get("threshold"), k, where, layout, w_dec)
 
 
 def _activation(settings: dict, tensors: dict, where: str) -> str:
