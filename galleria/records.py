@@ -80,7 +80,7 @@ class Band:
     lo: float
     hi: float
     count: int  # inputs whose peak falls in the band
-    total: int  # inputs with a finite peak, all bands together
+    total: int  # inputs with a finite peak: all bands', and those on which the unit's peak is 0 (in none)
     examples: tuple[Example, ...]  # highest first
 
     @property
@@ -97,6 +97,7 @@ class UnitSummary:
     top: tuple[Example, ...]
     bottom: tuple[Example, ...]
     bands: tuple[Band, ...] = ()  # highest first
+    inactive: int = 0  # inputs on which its peak is exactly 0: in no band
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,7 @@ class UnitRecord:
     top: tuple[ExampleRecord, ...]
     bottom: tuple[ExampleRecord, ...]
     bands: tuple[BandRecord, ...]  # examples across its range, highest band first
+    inactive: int  # inputs on which its peak is exactly 0 (never above 0 for a ReLU or an SAE latent): in no band
     featureviz: FeatureVizRecord | None
     top_tokens: tuple[tuple[str, int, float, int], ...] | None  # text: (token, id, mean, occurrences)
 
@@ -370,6 +372,7 @@ class UnitRecord:
             "bottom": [e.to_dict() for e in self.bottom],
             "bands": [{"lo": _rounded(b.lo), "hi": _rounded(b.hi), "count": b.count, "fraction": _rounded(b.fraction),
                        "examples": [e.to_dict() for e in b.examples]} for b in self.bands],
+            "inactive": self.inactive,
             "featureviz": None if viz is None else {
                 "channel": shown(viz.channel), "negative": shown(viz.negative), "neuron": shown(viz.neuron),
                 "diverse": [shown(d) for d in viz.diverse], "never_active": viz.never_active},
@@ -447,6 +450,7 @@ class LayerRecord:
     text: bool  # positions are tokens of text
     label: str
     flagged: int  # units with a health flag
+    dead: int  # units never above zero (health's 'dead')
     featureviz: tuple[tuple[int, float], ...]  # units with an optimized image, and its peak
     thumb: tuple[int, ImageShown] | None  # images: its first unit's top example (the model page's preview)
 

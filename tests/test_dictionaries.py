@@ -178,3 +178,32 @@ def test_the_features_are_the_dimension_with_d_in_and_the_entry_says_which_when_
     assert encoder("channels-last")(torch.randn(2, 6, 5, 6)).shape == (2, 6, 5, 4)
     with pytest.raises(BuildError, match=r"output is \(2, 5, 5\): no dimension has 6"):
         encoder()(torch.randn(2, 5, 5))
+
+
+def test_planted_latents_show_their_density_the_dead_share_and_the_inputs_they_never_fire_on(project, tmp_path):
+    """Eight latents on layer '2': three that never fire, four always on, and one that fires on exactly
+    two of the ten photos (a channel above a threshold between their peaks)."""
+    for name in ("dictmodel.py", "labels.txt", "photos"):
+        (tmp_path / name).symlink_to(project / name)
+    channel = _outputs(project)["2"][:, 5]  # [photos, 6, 6]
+    peaks = channel.flatten(1).amax(1).sort(descending=True).values
+    threshold = float(peaks[1] + peaks[2]) / 2
+    w_enc, b_enc = torch.zeros(16, 8), torch.zeros(8)
+    b_enc[:3] = -1e3
+    b_enc[3], b_enc[5:] = 1.0, 0.5
+    w_enc[5, 4], b_enc[4] = 1.0, -threshold
+    save_file({"W_enc": w_enc, "b_enc": b_enc}, str(tmp_path / "planted.safetensors"))
+    _site(tmp_path, "- {name: '2', sae: planted.safetensors}")
+    assert main(["build", "-q", "-f", str(tmp_path / "site.yaml")]) == 0
+    layer = tmp_path / "out" / "tiny" / "2.sae"
+    records = [json.loads((layer / str(unit) / "unit.json").read_text()) for unit in range(8)]
+    assert [("dead" in r["flags"]) for r in records] == [True] * 3 + [False] * 5
+    assert records[3]["stats"]["frac_active"] == 1 and records[3]["inactive"] == 0
+    sparse = records[4]
+    assert sparse["stats"]["frac_active"] == pytest.approx(float((channel > threshold).float().mean()), abs=1e-6)
+    assert sparse["inactive"] == 8 and sum(b["count"] for b in sparse["bands"]) == 2
+    assert all(e["value"] > 0 for b in sparse["bands"] for e in b["examples"])
+    page = (layer / "4" / "index.html").read_text()
+    assert "Inactive on 80.0% of inputs (8)" in page and "Non-zero activations (log count)" in page
+    grid = (layer / "index.html").read_text()
+    assert "3 dead units (never above zero) not shown" in grid and "37.5%" in grid

@@ -6,6 +6,10 @@ reservoir sample whose choice depends only on which inputs fell into the bin, ne
 order or batching, so shards merge into exactly what one pass gives. Pages group the fine
 bins into a handful of equal-width bands ("0.5-1.0 holds 18% of inputs") whose samples
 are the lowest-priority members of their bins, which is again a fair sample of the band.
+
+Inputs on which a unit's peak is exactly 0 (a ReLU unit, an SAE latent that never fired on
+them) are counted apart and never sampled: for a sparse unit they are most inputs, and a band
+of them would show nothing. The bands cover the inputs on which the unit was ever non-zero.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ PENDING_INPUTS = 128  # batches are held until this many inputs wait, then sampl
 PENDING_BYTES = 64 * 2**20  # ...or until their maps take this much memory
 EMPTY = (1 << 56) - 1  # priority of an empty slot: above every real one (priorities use 56 bits)
 _F16_MAX = float(torch.finfo(torch.float16).max)
-_STATE = ("min", "max", "exp", "lo", "counts", "priority", "index", "value", "position", "maps")
+_STATE = ("min", "max", "exp", "lo", "counts", "inactive", "priority", "index", "value", "position", "maps")
+_PER_UNIT = 6  # the fields of _STATE before the samples
 
 
 def priorities(index: torch.Tensor, units: int) -> torch.Tensor:
@@ -64,6 +69,7 @@ class BandSampler:
         self._exp = torch.full((c,), E_MIN, dtype=torch.int64)
         self._lo = torch.zeros(c, dtype=torch.int64)
         self._counts = torch.zeros((c, FINE_BINS), dtype=torch.int64)
+        self._inactive = torch.zeros(c, dtype=torch.int64)  # inputs whose peak is exactly 0
         self._slots = _Entries(torch.full((c, slots), EMPTY, dtype=torch.int64),
                                torch.full((c, slots), -1, dtype=torch.int64),
                                torch.zeros((c, slots), dtype=torch.float64),
@@ -100,9 +106,11 @@ class BandSampler:
         before = (self._exp, self._lo)
         self._fit(torch.where(finite, peaks, math.inf).amin(1), torch.where(finite, peaks, -math.inf).amax(1))
         index = torch.cat([p[2].to("cpu", torch.int64) for p in held]).expand(self.num_units, -1)
-        bins = self._bins(peaks)
+        zero = peaks == 0
+        self._inactive += zero.sum(1)
+        bins = self._bins(peaks).masked_fill(zero, FINE_BINS)
         self._counts += torch.zeros_like(self._counts).scatter_add_(
-            1, bins.clamp(max=FINE_BINS - 1), finite.to(torch.int64))
+            1, bins.clamp(max=FINE_BINS - 1), (finite & ~zero).to(torch.int64))
         priority = priorities(index[0], self.num_units)
         # Most candidates cannot enter: only those that beat the last sample kept in their bin
         # are sorted in, for the units that have one or whose bins moved.
@@ -215,6 +223,7 @@ class BandSampler:
         out._exp, out._lo = fit_exponent(out._min, out._max, torch.maximum(self._exp, other._exp), FINE_BINS)
         out._counts = (rebin(self._counts, self._exp, self._lo, out._exp, out._lo)
                        + rebin(other._counts, other._exp, other._lo, out._exp, out._lo))
+        out._inactive = self._inactive + other._inactive
         mine, theirs = out._sized(self._slots), out._sized(other._slots)
         bins = out._bins(theirs.value).masked_fill(theirs.priority == EMPTY, FINE_BINS)
         out._slots = out._select(mine, torch.arange(self.num_units), theirs.priority, theirs.index, theirs.value,
@@ -229,17 +238,23 @@ class BandSampler:
             return entries
         return entries._replace(maps=torch.zeros((*entries.index.shape, size), dtype=torch.float16))
 
+    def inactive(self) -> list[int]:
+        """Per unit, the inputs on which its peak was exactly 0: in no band, but in every band's total."""
+        self._flush()
+        return self._inactive.tolist()
+
     def bands(self, count: int, spatial: tuple[int, ...] | None) -> list[list[Band]]:
-        """Per unit, its range of peaks cut into up to ``count`` equal runs of fine bins, highest first."""
+        """Per unit, its range of peaks cut into up to ``count`` equal runs of fine bins, highest first;
+        none for a unit that was 0 on every input."""
         self._flush()
         k = self.per_bin
         columns = zip(self._max.tolist(), pow2(self._exp, torch.float64).tolist(), self._lo.tolist(),
                       bin_index(self._max.nan_to_num(0, 0, 0), self._exp).tolist(), self._counts.tolist(),
                       self._slots.priority.tolist(), self._slots.index.tolist(), self._slots.value.tolist(),
-                      self._slots.position.tolist())
+                      self._slots.position.tolist(), self._inactive.tolist())
         out = []
-        for vmax, width, lo, hi, counts, priority, index, value, position in columns:
-            if not math.isfinite(vmax):
+        for vmax, width, lo, hi, counts, priority, index, value, position, inactive in columns:
+            if not math.isfinite(vmax) or not any(counts):
                 out.append([])
                 continue
             used = int(hi) - lo + 1
@@ -248,7 +263,7 @@ class BandSampler:
             for a, b in zip(cuts, cuts[1:]):
                 filled = sorted((priority[s], index[s], s) for s in range(a * k, b * k) if priority[s] != EMPTY)
                 examples = [Example(i, value[s], _where(position[s], spatial)) for _, i, s in filled[:k]]
-                bands.append(Band((lo + a) * width, (lo + b) * width, sum(counts[a:b]), sum(counts),
+                bands.append(Band((lo + a) * width, (lo + b) * width, sum(counts[a:b]), sum(counts) + inactive,
                                   tuple(sorted(examples, key=lambda e: -e.value))))
             out.append(bands[::-1])
         return out
@@ -270,21 +285,22 @@ class BandSampler:
         """Plain tensors and numbers, loadable with torch.load(weights_only=True)."""
         self._flush()
         state = {"num_units": self.num_units, "per_bin": self.per_bin, "map_size": self.map_size}
-        tensors = (self._min, self._max, self._exp, self._lo, self._counts, *self._slots)
+        tensors = (self._min, self._max, self._exp, self._lo, self._counts, self._inactive, *self._slots)
         state.update({name: t.clone() for name, t in zip(_STATE, tensors)})
         return state
 
     @classmethod
     def from_state_dict(cls, state: dict) -> BandSampler:
         sampler = cls(state["num_units"], state["per_bin"], state["map_size"])
-        expected = (sampler._min, sampler._max, sampler._exp, sampler._lo, sampler._counts, *sampler._slots)
+        expected = (sampler._min, sampler._max, sampler._exp, sampler._lo, sampler._counts, sampler._inactive,
+                    *sampler._slots)
         for name, want in zip(_STATE, expected):
             got = state[name]
             if got.shape != want.shape or got.dtype != want.dtype:
                 raise ValueError(f"{name}: expected {want.dtype}{list(want.shape)}, got {got.dtype}{list(got.shape)}")
-        sampler._min, sampler._max, sampler._exp, sampler._lo, sampler._counts = (
-            state[n].clone() for n in _STATE[:5])
-        sampler._slots = _Entries(*(state[n].clone() for n in _STATE[5:]))
+        sampler._min, sampler._max, sampler._exp, sampler._lo, sampler._counts, sampler._inactive = (
+            state[n].clone() for n in _STATE[:_PER_UNIT])
+        sampler._slots = _Entries(*(state[n].clone() for n in _STATE[_PER_UNIT:]))
         return sampler
 
 

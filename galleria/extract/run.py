@@ -32,7 +32,7 @@ from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel
 from galleria.sources.text import TokenLoader
 
-FORMAT = 4  # bump when what is stored changes meaning
+FORMAT = 5  # bump when what is stored changes meaning
 HIST_BINS = 64
 TOP_PREDICTIONS = 5
 CANDIDATES = 3  # examples kept per example shown, so repeats of one spot can be skipped
@@ -77,7 +77,7 @@ class ModelActivations:
         if self.bands:
             sampler = BandSampler.from_state_dict(_narrowed(_read(self.folder / f"bands-{index}.pt"), span))
             cut = sampler.bands(self.bands, spatial)
-            summaries = [replace(s, bands=tuple(b)) for s, b in zip(summaries, cut)]
+            summaries = [replace(s, bands=tuple(b), inactive=z) for s, b, z in zip(summaries, cut, sampler.inactive())]
             if maps:
                 band_maps = tuple(sampler.unit_band_maps(unit, s.bands, spatial)
                                   for unit, s in enumerate(summaries))

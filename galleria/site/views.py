@@ -7,15 +7,15 @@ loops they would be most of a build's time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from markupsafe import Markup, escape
 
 from galleria import __version__
 from galleria.config import SiteConfig
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
-from galleria.records import (EffectsRecord, ExampleRecord, ImageShown, InputRecord, LayerRecord, ModelRecord, Response,
-                              TextShown, UnitEntry, UnitRecord)
+from galleria.records import (EffectsRecord, ExampleRecord, Histogram, ImageShown, InputRecord, LayerRecord, ModelRecord,
+                              Response, TextShown, UnitEntry, UnitRecord, UnitStats)
 from galleria.site import structure as S
 from galleria.site.content import Note
 from galleria.site.search_index import script_json
@@ -274,7 +274,7 @@ def layer_facts(layer: LayerRecord, folder: str, note: Note | None, tile_size: i
             "num_units": len(layer.units), "receptive": receptive_text(layer),
             "statistics_note": layer.layout.statistics_note(), "tiles_note": tiles_note(layer),
             "tile_size": tile_size, "note_html": note.html if note else "", "label": layer.label,
-            "flagged": layer.flagged, "url": S.href(folder, S.page_file(layer.url.rstrip("/"))),
+            "flagged": layer.flagged, "dead": layer.dead, "url": S.href(folder, S.page_file(layer.url.rstrip("/"))),
             "health_url": S.href(folder, S.page_file(S.health_dir(layer.model, layer.name))),
             "featureviz_url": S.href(folder, S.page_file(S.featureviz_dir(layer.model, layer.name)))
             if layer.featureviz else None}
@@ -321,6 +321,21 @@ def chip(model: ModelPages, folder: str, layer: str, unit: int, label: str, valu
             "url": S.href(folder, S.page_file(S.unit_dir(model.id, layer, unit)))}
 
 
+def drawn_histogram(stats: UnitStats) -> tuple[Histogram, float]:
+    """The histogram a unit's page draws, and the share of its values left out: a unit that is exactly
+    0 on some of its values and never below (a ReLU, an SAE latent) is drawn by its non-zero values, as
+    Neuronpedia draws latents, since its zeros would be the tallest bar by far. A unit that is 0
+    everywhere keeps its one bar."""
+    h = stats.histogram
+    zeros = stats.count - round(stats.frac_active * stats.count) if stats.min == 0 else 0
+    at = -h.lo  # the bin that holds 0
+    if not 0 < zeros < stats.count or not 0 <= at < len(h.counts) or h.counts[at] < zeros:
+        return h, 0.0
+    counts = list(h.counts)
+    counts[at] -= zeros
+    return replace(h, counts=tuple(counts)), zeros / stats.count
+
+
 def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | None,
               built_from_labels: dict[int, str], prev_unit: int | None, next_unit: int | None) -> Page:
     """A unit's page. ``layer`` is its layer's facts (layer_facts) as its unit pages link them;
@@ -340,6 +355,7 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
            for kind, image in (("channel", viz.channel), ("negative", viz.negative), ("neuron", viz.neuron))},
         "diverse": [{"src": image.file} for image in viz.diverse] or None}
     about = unit_about(record, model)
+    drawn, left_out = drawn_histogram(stats)
     description = (f"{record.label} · " if record.label else "") + \
         f"Unit {record.unit} of {record.layer} in {model.title}: max {stats.max:.3g}, active {stats.frac_active:.1%}" + \
         (f"; {'fires most on' if text else 'top examples look like'} {', '.join(about)}" if about else "")
@@ -365,7 +381,9 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
             "built_from": None if built_from is None else {
                 "layer": built_from.layer, "method": built_from.method,
                 "layer_url": S.href(folder, S.page_file(S.layer_dir(model.id, built_from.layer))), "chips": chips},
-            "histogram_svg": Markup(histogram_svg(stats.histogram, bands=[(b["lo"], b["hi"]) for b in bands])),
+            "histogram_svg": Markup(histogram_svg(drawn, bands=[(b["lo"], b["hi"]) for b in bands])),
+            "zeros_left_out": left_out,
+            "inactive": record.inactive, "inactive_fraction": record.inactive / max(1, model.record.inputs),
             "scale": record.scale, "bottom_scale": (0.0, stats.min) if bottom and stats.min < 0 and not text else None,
             "top": top, "bottom": bottom, "bands": bands, "featureviz": featureviz,
             "text": {"scale": record.scale[1], "shards": S.root(folder) + model.shards + "/",

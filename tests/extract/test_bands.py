@@ -103,8 +103,27 @@ def test_vector_layers_have_no_maps():
     assert all(e.position is None for e in band.examples)
 
 
-def test_a_unit_that_never_varies_gets_one_band():
+def test_a_unit_that_never_varies_gets_one_band_and_one_never_above_zero_none():
     x = torch.zeros(20, 2, 3, 3)
+    x[:, 1] = 1.5
     sampler = _feed(BandSampler(2, 2), x, 0, 8)
-    bands = sampler.bands(4, (3, 3))[0]
-    assert len(bands) == 1 and bands[0].count == 20 and len(bands[0].examples) == 2
+    dead, constant = sampler.bands(4, (3, 3))
+    assert dead == [] and sampler.inactive() == [20, 0]
+    assert len(constant) == 1 and constant[0].count == 20 and len(constant[0].examples) == 2
+
+
+def test_inputs_where_a_sparse_unit_is_zero_are_counted_apart_and_never_sampled():
+    """A latent that is 0 on most inputs: its bands cover the inputs where it fired, every band's
+    total counts all inputs, and batching and merging still give one answer."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(400, 3, 2, 2, generator=g) * 4
+    fired = torch.rand(400, generator=g) < 0.1
+    x[~fired, :2] = 0  # units 0 and 1 fire on a tenth of the inputs; unit 2 on all
+    x[:, 1] *= -1  # unit 1 only ever below zero where it fires
+    whole = _feed(BandSampler(3, 3), x, 0, 400)
+    _same(whole, _feed(BandSampler(3, 3), x[:150], 0, 16).merge(_feed(BandSampler(3, 3), x[150:], 150, 9)))
+    assert whole.inactive() == [int((~fired).sum())] * 2 + [0]
+    for unit, bands in enumerate(whole.bands(4, (2, 2))):
+        assert sum(b.count for b in bands) + whole.inactive()[unit] == 400 and all(b.total == 400 for b in bands)
+        examples = [e for b in bands for e in b.examples]
+        assert examples and all(e.value != 0 and fired[e.input_index] for e in examples if unit < 2)

@@ -4,6 +4,7 @@ overridden from a site's custom theme dir."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -53,10 +54,10 @@ def _example(value: float, input_id: str, position) -> ExampleRecord:
 def _layer(name: str, layout: Layout, units: tuple[int, ...], **kw) -> LayerRecord:
     return LayerRecord(**{"model": "lenet", "name": name, "url": f"lenet/{name}/", "module": "Conv2d",
                           "layout": layout, "units": units, "receptive": None, "text": False, "label": "",
-                          "flagged": 0, "featureviz": (), "thumb": None, **kw})
+                          "flagged": 0, "dead": 0, "featureviz": (), "thumb": None, **kw})
 
 
-CONV1 = _layer("conv1", CONV, (6, 7, 8), receptive=FIELD, label=EVIL, flagged=1, featureviz=((7, 9.5),),
+CONV1 = _layer("conv1", CONV, (6, 7, 8), receptive=FIELD, label=EVIL, flagged=1, dead=1, featureviz=((7, 9.5),),
                thumb=(0, ImageShown((0, 0, 8, 8), None)))
 FC = _layer("fc", Layout("vector", (10,)), tuple(range(10)), module="Linear")
 MODEL = ModelRecord("lenet", "LeNet " + EVIL, "A tiny convnet. " + EVIL, "lenet:build", "lenet/", 61_700,
@@ -70,7 +71,7 @@ UNIT = UnitRecord(
     receptive_field=((5, 5), (4, 4), (-2, -2)),
     top=(_example(7.91, "cat-s1-0-0", (1, 1)), _example(6.5, "dog", (0, 2)), _example(5.25, "cat-s1-0-0", (3, 0))),
     bottom=(_example(-2.0, "dog", (2, 2)),),
-    bands=(BandRecord(1.0, 2.0, 40, 0.25, (_example(1.5, "dog", (1, 0)),)),),
+    bands=(BandRecord(1.0, 2.0, 40, 0.25, (_example(1.5, "dog", (1, 0)),)),), inactive=1,
     featureviz=FeatureVizRecord(VizRecord("featureviz.png", 8.0, 9.5), None, None, (), False), top_tokens=None)
 
 
@@ -85,12 +86,12 @@ LINES = InputRecord(0, "code-0", "code.py · tokens 0–5", None, None, None, (0
 TAIL = InputRecord(1, "code-6", "code.py · tokens 6–11 " + EVIL, None, None, None, (6, 12), ())
 TEXT_MODEL = ModelRecord("lm", "LM", "", "transformers:lm", "lm/", 1000, None, 6, None, "", 2, 0,
                          (LayerRecord("lm", "h.0", "lm/h.0/", "Linear", Layout("tokens", (6, 4)), (0, 1, 2, 3), None,
-                                      True, "", 0, (), None),))
+                                      True, "", 0, 0, (), None),))
 TEXT_UNIT = UnitRecord(
     model="lm", layer="h.0", unit=2, url="lm/h.0/2/", label="", tags=(), note="", flags=(), saturation=None,
     duplicates=(), duplicate_count=0, stats=STATS, scale=(-7.91, 7.91), effects=None, built_from=None, receptive_field=None,
     top=(ExampleRecord(7.91, "code-6", (3,), " <", TextShown(6, 1, 5, "iiqm", 6, "i~1qmi")),),
-    bottom=(ExampleRecord(-2.0, "code-0", (1,), " f", TextShown(0, 0, 4, "ecii", 6, "ecii~1")),), bands=(),
+    bottom=(ExampleRecord(-2.0, "code-0", (1,), " f", TextShown(0, 0, 4, "ecii", 6, "ecii~1")),), bands=(), inactive=0,
     featureviz=None, top_tokens=((" <", 9, 3.5, 4),))
 
 
@@ -288,6 +289,8 @@ def test_unit_page_shows_its_record(rendered):
     assert "<strong>edges</strong>" in html  # the note's html
     assert "<svg" in html and "hist" in html  # the histogram, unescaped
     assert "1 – 2" in text and "holds 25.0% of inputs (40)" in text  # its band
+    assert "Inactive on 50.0% of inputs (1): its peak is 0 on them" in text  # in no band
+    assert "Activations (log count)" in text  # it goes below 0: every value drawn
     assert 'src="featureviz.png"' in html and "peak 9.5" in text
     assert "5 × 5 px" in text  # the layer's receptive field
     # the tiles: windows onto the stored source images, the map laid over them, the peak outlined
@@ -301,6 +304,22 @@ def test_unit_page_shows_its_record(rendered):
     assert '<meta property="og:image" content="https://example.org/gallery/lenet/conv1/7/card.jpg">' in html
     assert '<meta name="twitter:card" content="summary_large_image">' in html
     assert 'rel="bookmark"' in html
+
+
+def test_a_sparse_units_histogram_is_drawn_by_its_non_zero_values(theme):
+    """A unit exactly 0 on most values and never below (a ReLU, an SAE latent) is drawn without its zeros,
+    which the caption counts; the record keeps the full histogram."""
+    sparse = UnitStats(count=1000, mean=0.01, std=0.1, min=0.0, max=1.5, frac_active=0.02, nonfinite=0,
+                       histogram=Histogram(width=0.5, lo=0, counts=(990, 6, 4)))
+    drawn, left_out = V.drawn_histogram(sparse)
+    assert drawn.counts == (10, 6, 4) and left_out == pytest.approx(0.98)
+    facts = V.layer_facts(CONV1, "lenet/conv1/7", None, 112)
+    page = V.unit_page(replace(UNIT, stats=sparse), _model(), facts, None, {}, 6, 8)
+    text = _visible(render(theme, page))
+    assert "Non-zero activations (log count); 0 on 98.0% of values, not drawn" in text
+    assert replace(UNIT, stats=sparse).to_dict()["histogram"]["counts"] == [990, 6, 4]
+    dead = replace(sparse, max=0.0, frac_active=0.0, histogram=Histogram(width=0.5, lo=0, counts=(1000,)))
+    assert V.drawn_histogram(dead) == (dead.histogram, 0.0)  # 0 everywhere: its one bar stays
 
 
 def test_text_unit_page_shows_readable_text_that_its_script_colours(rendered):
@@ -324,6 +343,7 @@ def test_layer_page_lists_its_units(rendered):
     assert 'class="placeholder"' in html  # unit 8 has no thumbnail
     assert 'src="../../images/dog-4567abcd.jpg"' in html and "flag-dead" in html
     assert "5 × 5 px" in _visible(html) and "<strong>edges</strong>" in html  # its facts and note
+    assert "dead 1 (33.3%)" in _visible(html)
     assert '<a rel="next" href="../fc/index.html">' in html
     assert 'aria-label="Activation density of 3 units, from 1e-1 to 1 (log scale)"' in html  # each at 0.123
 
