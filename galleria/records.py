@@ -139,15 +139,15 @@ class BuildReport:
 @dataclass(frozen=True)
 class EffectsTable:
     """Per unit of a layer, the outputs it pushes up and down most: classes or next tokens (its
-    effects), or units of the layer before it (what it is built from). Arrays, not objects: a
-    layer may have tens of thousands of units."""
+    effects), units of the layer before it (what it is built from), or units related to it (see
+    extract/related.py). Arrays, not objects: a layer may have tens of thousands of units."""
 
     method: str  # one line, shown on pages, saying how the numbers were computed
     up: np.ndarray  # [units, k] indices, strongest first; -1 where a unit has fewer
     up_values: np.ndarray  # [units, k]
     down: np.ndarray  # [units, k'] indices, most negative first; -1 where fewer
     down_values: np.ndarray
-    layer: str | None = None  # built from: the layer whose units the indices are
+    layer: str | None = None  # built from, related: the layer whose units the indices are
 
     def row(self, position: int) -> tuple[tuple[tuple[int, float], ...], tuple[tuple[int, float], ...]]:
         """The (index, value) pairs of one unit, up and down."""
@@ -340,6 +340,7 @@ class UnitRecord:
     scale: tuple[float, float]  # the colour scale of its examples: heat 0..max, text -s..s
     effects: EffectsRecord | None  # the classes or next tokens it pushes up and down
     built_from: EffectsRecord | None  # the units of the layer before that add to and take from its peaks
+    related: tuple[EffectsRecord, ...]  # units that fire with it, or that its decoder row is near or loads on
     receptive_field: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None  # size, stride, offset
     top: tuple[ExampleRecord, ...]
     bottom: tuple[ExampleRecord, ...]
@@ -366,6 +367,7 @@ class UnitRecord:
             "scale": [_rounded(v) for v in self.scale],
             "effects": self.effects.to_dict() if self.effects else None,
             "built_from": self.built_from.to_dict() if self.built_from else None,
+            "related": [r.to_dict() for r in self.related],
             "receptive_field": None if self.receptive_field is None else dict(
                 zip(("size", "stride", "offset"), (list(v) for v in self.receptive_field))),
             "top": [e.to_dict() for e in self.top],
@@ -488,6 +490,7 @@ class ModelBuild:
     health: dict[str, "LayerHealth"]  # per layer name
     effects: dict[str, EffectsTable | None]  # per layer name: what its units push in the output
     built_from: dict[str, EffectsTable | None]  # per layer name: the units of the layer before behind them
+    related: dict[str, tuple[EffectsTable, ...]]  # per layer name: the units related to its units, by each kind
     featureviz: dict[str, dict[int, "UnitViz"]]  # per layer name and unit, where made
     thumbs: dict[str, tuple[tuple[int, ImageShown] | None, ...]]  # image models, per layer and unit: its top example
     maxima: dict[str, np.ndarray]  # per layer, each unit's highest value on any input

@@ -99,6 +99,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         from galleria.extract.effects import layer_built_from, layer_effects
         from galleria.extract.health import layer_health
         from galleria.extract.probe import probe_model
+        from galleria.extract.related import layer_related
         from galleria.extract.run import extract, pick_device
         from galleria.records import ModelBuild
         from galleria.site.content import load_notes
@@ -185,9 +186,11 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                 maxima[layer.name] = np.array([s.max for s in stats])
                 if inputs.text is None:
                     thumbs[layer.name] = tuple(shown)
-        effects, built_from = {}, {}
+        effects, built_from, related = {}, {}, {}
         by_name = {l.name: l for l in layout.layers}
-        for layer in layout.layers:
+        units_shown = {l.name: l.units for l in layout.layers}
+        for index, layer in enumerate(layout.layers):
+            related[layer.name] = layer_related(model.module, layer, acts.peaks(index)[rows], units_shown)
             found = attribution.layers[layer.name] if attribution else None
             effects[layer.name] = layer_effects(model.module, layout, layer, found.classes if found else None,
                                                 attribution.sample if attribution else 0)
@@ -197,8 +200,8 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                                                           min(attribution.examples, attribution.sample))
         context = (config.examples.context or CONTEXT[inputs.text.kind]) if inputs.text is not None else None
         model.module = None  # nothing after this runs the model: its weights need not outlive the stages that do
-        builds.append(ModelBuild(model, layout, acts, inputs, health, effects, built_from, featureviz, thumbs, maxima,
-                                 receptive, sources, context))
+        builds.append(ModelBuild(model, layout, acts, inputs, health, effects, built_from, related, featureviz, thumbs,
+                                 maxima, receptive, sources, context))
     report.inputs_used = sum(used.values())
     report.inputs_skipped = len(seen_skips)
     check_notes(notes, builds, report, show, skipped_models)

@@ -65,6 +65,7 @@ class LayerRecords:
             stats=summary.stats, scale=scale,
             effects=effects_record(build.effects.get(info.name), position, labels, build.text),
             built_from=effects_record(build.built_from.get(info.name), position, None, False),
+            related=tuple(effects_record(table, position, None, False) for table in build.related.get(info.name, ())),
             receptive_field=None if rf is None else (rf.size, rf.stride, rf.offset),
             top=top, bottom=bottom, bands=bands, inactive=summary.inactive,
             featureviz=featureviz_record(build.featureviz.get(info.name, {}).get(unit), summary),

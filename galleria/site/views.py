@@ -337,9 +337,9 @@ def drawn_histogram(stats: UnitStats) -> tuple[Histogram, float]:
 
 
 def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | None,
-              built_from_labels: dict[int, str], prev_unit: int | None, next_unit: int | None) -> Page:
+              labels: dict[tuple[str, int], str], prev_unit: int | None, next_unit: int | None) -> Page:
     """A unit's page. ``layer`` is its layer's facts (layer_facts) as its unit pages link them;
-    ``built_from_labels`` the labels of the units it is built from."""
+    ``labels`` those of the units it links (built from, related), by layer and unit."""
     folder = record.url.rstrip("/")
     text = model.corpus is not None
     stats = record.stats
@@ -361,9 +361,10 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
         (f"; {'fires most on' if text else 'top examples look like'} {', '.join(about)}" if about else "")
     layer_folder = S.layer_dir(model.id, record.layer)
     built_from = record.built_from
-    chips = [] if built_from is None else [
-        {**chip(model, folder, built_from.layer, e.index, built_from_labels.get(e.index, ""), e.value), "sign": sign}
-        for sign, effects in (("up", built_from.up), ("down", built_from.down)) for e in effects]
+
+    def chips(linked: EffectsRecord) -> list[dict]:
+        return [{**chip(model, folder, linked.layer, e.index, labels.get((linked.layer, e.index), ""), e.value),
+                 "sign": sign} for sign, effects in (("up", linked.up), ("down", linked.down)) for e in effects]
     context = {
         "about": about,
         "model": model.about(folder),
@@ -380,7 +381,11 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
             "effects": _effects(record.effects),
             "built_from": None if built_from is None else {
                 "layer": built_from.layer, "method": built_from.method,
-                "layer_url": S.href(folder, S.page_file(S.layer_dir(model.id, built_from.layer))), "chips": chips},
+                "layer_url": S.href(folder, S.page_file(S.layer_dir(model.id, built_from.layer))),
+                "chips": chips(built_from)},
+            "related": [{"layer": r.layer, "method": r.method, "chips": chips(r),
+                         "layer_url": S.href(folder, S.page_file(S.layer_dir(model.id, r.layer)))}
+                        for r in record.related if r.up or r.down],
             "histogram_svg": Markup(histogram_svg(drawn, bands=[(b["lo"], b["hi"]) for b in bands])),
             "zeros_left_out": left_out,
             "inactive": record.inactive, "inactive_fraction": record.inactive / max(1, model.record.inputs),

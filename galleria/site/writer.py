@@ -354,9 +354,8 @@ class SiteWriter:
                         self._place(getattr(made, kind).path, f"{folder}/{file}")
                 for i, image in enumerate(made.diverse or (), start=1):
                     self._place(image.path, f"{folder}/featureviz-diverse-{i}.png")
-            built_from = record.built_from
-            labels = {} if built_from is None else {e.index: self._label(build, built_from.layer, e.index)
-                                                     for e in built_from.up + built_from.down}
+            linked = [record.built_from, *record.related] if record.built_from else record.related
+            labels = {(r.layer, e.index): self._label(build, r.layer, e.index) for r in linked for e in r.up + r.down}
             page = V.unit_page(record, model, facts, note, labels,
                                layer.units[position - 1] if position > 0 else None,
                                layer.units[position + 1] if position + 1 < len(layer.units) else None)

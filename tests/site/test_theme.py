@@ -68,6 +68,7 @@ UNIT = UnitRecord(
     effects=EffectsRecord("activation × gradient, averaged", (EffectRecord(281, "tabby " + EVIL, 0.5),),
                           (EffectRecord(3, "lynx", -0.25),)),
     built_from=EffectsRecord("activation × gradient of its peak", (EffectRecord(4, "", 0.3),), (), "stem"),
+    related=(EffectsRecord("peaks correlate", (EffectRecord(8, "", 0.91),), (), "conv1"),),
     receptive_field=((5, 5), (4, 4), (-2, -2)),
     top=(_example(7.91, "cat-s1-0-0", (1, 1)), _example(6.5, "dog", (0, 2)), _example(5.25, "cat-s1-0-0", (3, 0))),
     bottom=(_example(-2.0, "dog", (2, 2)),),
@@ -89,7 +90,7 @@ TEXT_MODEL = ModelRecord("lm", "LM", "", "transformers:lm", "lm/", 1000, None, 6
                                       True, "", 0, 0, (), None),))
 TEXT_UNIT = UnitRecord(
     model="lm", layer="h.0", unit=2, url="lm/h.0/2/", label="", tags=(), note="", flags=(), saturation=None,
-    duplicates=(), duplicate_count=0, stats=STATS, scale=(-7.91, 7.91), effects=None, built_from=None, receptive_field=None,
+    duplicates=(), duplicate_count=0, stats=STATS, scale=(-7.91, 7.91), effects=None, built_from=None, related=(), receptive_field=None,
     top=(ExampleRecord(7.91, "code-6", (3,), " <", TextShown(6, 1, 5, "iiqm", 6, "i~1qmi")),),
     bottom=(ExampleRecord(-2.0, "code-0", (1,), " f", TextShown(0, 0, 4, "ecii", 6, "ecii~1")),), bands=(), inactive=0,
     featureviz=None, top_tokens=((" <", 9, 3.5, 4),))
@@ -109,7 +110,7 @@ def page_of(kind: str) -> V.Page:
         return V.layer_page(model, CONV1, NOTE, entries, 112)
     if kind == "unit":
         facts = V.layer_facts(CONV1, "lenet/conv1/0", None, 112)
-        return V.unit_page(UNIT, model, facts, NOTE, {4: "edges " + EVIL}, 6, 8)
+        return V.unit_page(UNIT, model, facts, NOTE, {("stem", 4): "edges " + EVIL, ("conv1", 8): "curves"}, 6, 8)
     if kind == "text-unit":
         text = V.ModelPages(TEXT_MODEL, {0: LINES, 1: TAIL}, corpus=CORPUS, shards="text/abc")
         facts = V.layer_facts(TEXT_MODEL.layers[0], "lm/h.0/0", None, 112)
@@ -286,6 +287,9 @@ def test_unit_page_shows_its_record(rendered):
     assert "non-finite" in text and "near-duplicate of unit 6 (0.97) and 2 more" in text  # the rest: health page
     assert "pushes up tabby" in text and "0.5" in text and "down lynx -0.25" in text  # effects
     assert "built from stem" in text and 'title="edges ' in html  # chips of the units it is built from
+    related = html.split('class="related"', 1)[1].split("</div>", 1)[0]
+    assert "related in conv1" in _visible(related) and "peaks correlate" in related
+    assert 'href="../8/index.html" title="curves"' in related and "0.91" in related and "+0.91" not in related
     assert "<strong>edges</strong>" in html  # the note's html
     assert "<svg" in html and "hist" in html  # the histogram, unescaped
     assert "1 – 2" in text and "holds 25.0% of inputs (40)" in text  # its band
