@@ -340,7 +340,6 @@ class UnitRecord:
     scale: tuple[float, float]  # the colour scale of its examples: heat 0..max, text -s..s
     effects: EffectsRecord | None  # the classes or next tokens it pushes up and down
     built_from: EffectsRecord | None  # the units of the layer before that add to and take from its peaks
-    related: tuple[EffectsRecord, ...]  # units that fire with it, or that its decoder row is near or loads on
     receptive_field: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None  # size, stride, offset
     top: tuple[ExampleRecord, ...]
     bottom: tuple[ExampleRecord, ...]
@@ -367,7 +366,6 @@ class UnitRecord:
             "scale": [_rounded(v) for v in self.scale],
             "effects": self.effects.to_dict() if self.effects else None,
             "built_from": self.built_from.to_dict() if self.built_from else None,
-            "related": [r.to_dict() for r in self.related],
             "receptive_field": None if self.receptive_field is None else dict(
                 zip(("size", "stride", "offset"), (list(v) for v in self.receptive_field))),
             "top": [e.to_dict() for e in self.top],
@@ -453,6 +451,7 @@ class LayerRecord:
     label: str
     flagged: int  # units with a health flag
     dead: int  # units never above zero (health's 'dead')
+    related: bool  # its units' related units are in its related.js (a layer-level table, like its thumbnails)
     featureviz: tuple[tuple[int, float], ...]  # units with an optimized image, and its peak
     thumb: tuple[int, ImageShown] | None  # images: its first unit's top example (the model page's preview)
 

@@ -188,12 +188,17 @@ def test_example_deep_link(visit, served):
 
 def test_script_draws_heat_tokens_windows_and_thumbnails(visit, default_site):
     """What the pages' script adds, from file://: each tile's map, each text example's coloured tokens
-    (the extreme outlined), a top example's whole window from the corpus shards, and unit thumbnails
-    on an input page from its layers' thumbs.js."""
+    (the extreme outlined), a top example's whole window from the corpus shards, a unit's related units
+    from its layer's related.js, and unit thumbnails on an input page from its layers' thumbs.js."""
     page = visit.page
     page.goto((default_site / "efficientnet-lite0" / "blocks.4" / "7" / "index.html").as_uri())
     page.wait_for_function("() => document.querySelectorAll('#example-1 canvas.heat').length === 1")
     visit.check("heat")
+    page.wait_for_function("() => document.querySelectorAll('.related a.u img').length >= 1")  # from related.js
+    related = page.locator(".related")
+    assert related.locator("p.k").first.inner_text() == "related in blocks.4"
+    assert related.locator("a.u").count() >= 1 and "correlate most" in related.locator("p.method").first.inner_text()
+    visit.check("related")
     page.goto((default_site / "char-lstm" / "lstm.cell.1" / "144" / "index.html").as_uri())
     page.wait_for_function("() => document.querySelectorAll('pre.tx-ctx span.t.x').length >= 8")
     first = page.locator("#example-1 pre.tx-ctx")

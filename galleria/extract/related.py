@@ -18,11 +18,9 @@ from galleria.sources.dictionaries import dictionary_at
 
 SHOWN = 4  # related units shown per kind
 ROWS = 1024  # units compared with all others at once: units x units would not fit a wide layer
-CORRELATED = ("the {layer} units whose peaks over the {inputs} inputs correlate most with this unit's "
-              "(they fire on the same inputs)")
-NEIGHBOURS = "the {layer} latents whose decoder rows point most nearly the same way (cosine of W_dec rows)"
-LOADINGS = ("the {host} units this latent's decoder row loads on most, and most negatively "
-            "(its W_dec row, entry by entry)")
+CORRELATED = "units whose peaks over the {inputs} inputs correlate most with its own"
+NEIGHBOURS = "latents whose decoder rows point most nearly its way (cosine)"
+LOADINGS = "units its decoder row loads on most, and most negatively"
 
 
 def layer_related(module: torch.nn.Module, layer: LayerInfo, peaks: np.ndarray,
@@ -32,13 +30,13 @@ def layer_related(module: torch.nn.Module, layer: LayerInfo, peaks: np.ndarray,
     units each chosen layer of the model shows, so that every unit named has a page."""
     dictionary = dictionary_at(module, layer.name)
     if dictionary is None or dictionary.W_dec is None:
-        return (_nearest(_centred(peaks), layer, CORRELATED.format(layer=layer.name, inputs=len(peaks))),)
+        return (_nearest(_centred(peaks), layer, CORRELATED.format(inputs=len(peaks))),)
     rows = dictionary.W_dec.detach().float().cpu()[list(layer.units)]  # [units, d_in]
-    found = [_nearest(rows, layer, NEIGHBOURS.format(layer=layer.name))]
+    found = [_nearest(rows, layer, NEIGHBOURS)]
     host = layer.name.rpartition(".")[0]
     if host in shown:
         units = shown[host]
-        loads = strongest(rows[:, list(units)].numpy(), LOADINGS.format(host=host), SHOWN, SHOWN // 2)
+        loads = strongest(rows[:, list(units)].numpy(), LOADINGS, SHOWN, SHOWN // 2)
         found.append(_numbered(loads, units, host))
     return tuple(found)
 

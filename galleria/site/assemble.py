@@ -65,7 +65,6 @@ class LayerRecords:
             stats=summary.stats, scale=scale,
             effects=effects_record(build.effects.get(info.name), position, labels, build.text),
             built_from=effects_record(build.built_from.get(info.name), position, None, False),
-            related=tuple(effects_record(table, position, None, False) for table in build.related.get(info.name, ())),
             receptive_field=None if rf is None else (rf.size, rf.stride, rf.offset),
             top=top, bottom=bottom, bands=bands, inactive=summary.inactive,
             featureviz=featureviz_record(build.featureviz.get(info.name, {}).get(unit), summary),
@@ -225,7 +224,7 @@ def layer_record(build: ModelBuild, index: int, notes) -> LayerRecord:
         model=cfg.id, name=info.name, url=folder + "/", module=info.module, layout=info.layout, units=info.units,
         receptive=build.receptive.get(info.name), text=build.text, label=note.label if note else "",
         flagged=len(build.health[info.name].by_unit),
-        dead=len(build.health[info.name].units["dead"]),
+        dead=len(build.health[info.name].units["dead"]), related=bool(build.related.get(info.name)),
         featureviz=tuple((unit, made[unit].channel.peak) for unit in info.units
                          if unit in made and made[unit].channel is not None),
         thumb=build.thumbs.get(info.name, (None,))[0] if info.units else None)

@@ -7,6 +7,7 @@ loops they would be most of a build's time.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from markupsafe import Markup, escape
@@ -14,7 +15,7 @@ from markupsafe import Markup, escape
 from galleria import __version__
 from galleria.config import SiteConfig
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
-from galleria.records import (EffectsRecord, ExampleRecord, Histogram, ImageShown, InputRecord, LayerRecord, ModelRecord,
+from galleria.records import (EffectsRecord, EffectsTable, ExampleRecord, Histogram, ImageShown, InputRecord, LayerRecord, ModelRecord,
                               Response, TextShown, UnitEntry, UnitRecord, UnitStats)
 from galleria.site import structure as S
 from galleria.site.content import Note
@@ -189,6 +190,31 @@ def thumbs_script(model: ModelPages, folder: str, units: tuple[int, ...],
     return f"galleriaThumbs({script_json(list(images))},{script_json(table)});\n"
 
 
+def related_script(model: ModelPages, folder: str, units: tuple[int, ...], tables: tuple[EffectsTable, ...],
+                   label: Callable[[str, int], str]) -> str:
+    """A layer's related units (extract/related.py) as one shared script (``<layer>/related.js``) that
+    its unit pages draw as chips, instead of each page carrying its own (in a wide gallery they would
+    be a twentieth of its size): per kind its layer, that layer's folder relative to the script and
+    the method; per unit, per kind, its [unit, value] pairs; ``label(layer, unit)`` of each unit named,
+    where it has one."""
+    kinds = [{"layer": t.layer, "href": S.href(folder, S.layer_dir(model.id, t.layer)) + "/", "method": t.method}
+             for t in tables]
+    table, named = {}, {}
+    for position, unit in enumerate(units):
+        rows = []
+        for t in tables:
+            up, down = t.row(position)
+            rows.append([[index, float(f"{value:.3g}")] for index, value in up + down])
+            for index, _ in up + down:
+                key = f"{t.layer}/{index}"
+                if key not in named:
+                    named[key] = label(t.layer, index)
+        if any(rows):
+            table[unit] = rows
+    named = {key: text for key, text in named.items() if text}
+    return f"galleriaRelated({script_json(kinds)},{script_json(table)},{script_json(named)});\n"
+
+
 _SHOWN: dict[int, tuple[list[str], list[str], list[int]]] = {}  # id(corpus) -> shown_pieces(corpus)
 
 
@@ -274,7 +300,7 @@ def layer_facts(layer: LayerRecord, folder: str, note: Note | None, tile_size: i
             "num_units": len(layer.units), "receptive": receptive_text(layer),
             "statistics_note": layer.layout.statistics_note(), "tiles_note": tiles_note(layer),
             "tile_size": tile_size, "note_html": note.html if note else "", "label": layer.label,
-            "flagged": layer.flagged, "dead": layer.dead, "url": S.href(folder, S.page_file(layer.url.rstrip("/"))),
+            "flagged": layer.flagged, "dead": layer.dead, "related": layer.related, "url": S.href(folder, S.page_file(layer.url.rstrip("/"))),
             "health_url": S.href(folder, S.page_file(S.health_dir(layer.model, layer.name))),
             "featureviz_url": S.href(folder, S.page_file(S.featureviz_dir(layer.model, layer.name)))
             if layer.featureviz else None}
@@ -339,7 +365,7 @@ def drawn_histogram(stats: UnitStats) -> tuple[Histogram, float]:
 def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | None,
               labels: dict[tuple[str, int], str], prev_unit: int | None, next_unit: int | None) -> Page:
     """A unit's page. ``layer`` is its layer's facts (layer_facts) as its unit pages link them;
-    ``labels`` those of the units it links (built from, related), by layer and unit."""
+    ``labels`` those of the units it is built from, by layer and unit."""
     folder = record.url.rstrip("/")
     text = model.corpus is not None
     stats = record.stats
@@ -383,9 +409,6 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
                 "layer": built_from.layer, "method": built_from.method,
                 "layer_url": S.href(folder, S.page_file(S.layer_dir(model.id, built_from.layer))),
                 "chips": chips(built_from)},
-            "related": [{"layer": r.layer, "method": r.method, "chips": chips(r),
-                         "layer_url": S.href(folder, S.page_file(S.layer_dir(model.id, r.layer)))}
-                        for r in record.related if r.up or r.down],
             "histogram_svg": Markup(histogram_svg(drawn, bands=[(b["lo"], b["hi"]) for b in bands])),
             "zeros_left_out": left_out,
             "inactive": record.inactive, "inactive_fraction": record.inactive / max(1, model.record.inputs),

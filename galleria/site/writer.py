@@ -280,13 +280,17 @@ class SiteWriter:
                                  *(S.unit_dir(cfg.id, layer.name, u) for u in layer.units)})
 
     def _write_layer(self, build: ModelBuild, model: V.ModelPages, index: int) -> tuple[dict, str | None]:
-        """A layer's feature visualization and health pages and its thumbnails' script; returns what
+        """A layer's feature visualization and health pages and its thumbnails' and related units' scripts; returns what
         each of its unit pages shows of it (_layer_shared)."""
         layer = model.record.layers[index]
         folder = layer.url.rstrip("/")
         if self.only is None and layer.name in build.thumbs:
             (self._folder(folder) / "thumbs.js").write_text(
                 V.thumbs_script(model, folder, layer.units, build.thumbs[layer.name]), encoding="utf-8")
+        if self.only is None and build.related.get(layer.name):
+            (self._folder(folder) / "related.js").write_text(V.related_script(
+                model, folder, layer.units, build.related[layer.name],
+                lambda name, unit: self._label(build, name, unit)), encoding="utf-8")
         self._write_featureviz(build, model, layer)
         self._write_health(build, model, layer)
         return self._layer_shared(build, model, index)
@@ -354,8 +358,9 @@ class SiteWriter:
                         self._place(getattr(made, kind).path, f"{folder}/{file}")
                 for i, image in enumerate(made.diverse or (), start=1):
                     self._place(image.path, f"{folder}/featureviz-diverse-{i}.png")
-            linked = [record.built_from, *record.related] if record.built_from else record.related
-            labels = {(r.layer, e.index): self._label(build, r.layer, e.index) for r in linked for e in r.up + r.down}
+            built_from = record.built_from
+            labels = {} if built_from is None else {(built_from.layer, e.index): self._label(build, built_from.layer, e.index)
+                                                     for e in built_from.up + built_from.down}
             page = V.unit_page(record, model, facts, note, labels,
                                layer.units[position - 1] if position > 0 else None,
                                layer.units[position + 1] if position + 1 < len(layer.units) else None)

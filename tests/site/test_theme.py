@@ -3,6 +3,7 @@ rendered, shows what the records say, escapes user text, links only relatively, 
 overridden from a site's custom theme dir."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from html.parser import HTMLParser
@@ -16,7 +17,7 @@ from galleria.config import SiteConfig
 from galleria.errors import BuildError
 from galleria.extract.health import Duplicate, LayerHealth
 from galleria.extract.layout import Layout
-from galleria.records import (BandRecord, EffectRecord, EffectsRecord, ExampleRecord, FeatureVizRecord, Heat,
+from galleria.records import (BandRecord, EffectRecord, EffectsRecord, EffectsTable, ExampleRecord, FeatureVizRecord, Heat,
                               Histogram, ImageShown, InputRecord, LayerRecord, ModelRecord, Response, TextShown,
                               UnitEntry, UnitRecord, UnitStats, VizRecord)
 from galleria.site import theme as theme_mod
@@ -54,10 +55,10 @@ def _example(value: float, input_id: str, position) -> ExampleRecord:
 def _layer(name: str, layout: Layout, units: tuple[int, ...], **kw) -> LayerRecord:
     return LayerRecord(**{"model": "lenet", "name": name, "url": f"lenet/{name}/", "module": "Conv2d",
                           "layout": layout, "units": units, "receptive": None, "text": False, "label": "",
-                          "flagged": 0, "dead": 0, "featureviz": (), "thumb": None, **kw})
+                          "flagged": 0, "dead": 0, "related": False, "featureviz": (), "thumb": None, **kw})
 
 
-CONV1 = _layer("conv1", CONV, (6, 7, 8), receptive=FIELD, label=EVIL, flagged=1, dead=1, featureviz=((7, 9.5),),
+CONV1 = _layer("conv1", CONV, (6, 7, 8), receptive=FIELD, label=EVIL, flagged=1, dead=1, related=True, featureviz=((7, 9.5),),
                thumb=(0, ImageShown((0, 0, 8, 8), None)))
 FC = _layer("fc", Layout("vector", (10,)), tuple(range(10)), module="Linear")
 MODEL = ModelRecord("lenet", "LeNet " + EVIL, "A tiny convnet. " + EVIL, "lenet:build", "lenet/", 61_700,
@@ -68,7 +69,6 @@ UNIT = UnitRecord(
     effects=EffectsRecord("activation × gradient, averaged", (EffectRecord(281, "tabby " + EVIL, 0.5),),
                           (EffectRecord(3, "lynx", -0.25),)),
     built_from=EffectsRecord("activation × gradient of its peak", (EffectRecord(4, "", 0.3),), (), "stem"),
-    related=(EffectsRecord("peaks correlate", (EffectRecord(8, "", 0.91),), (), "conv1"),),
     receptive_field=((5, 5), (4, 4), (-2, -2)),
     top=(_example(7.91, "cat-s1-0-0", (1, 1)), _example(6.5, "dog", (0, 2)), _example(5.25, "cat-s1-0-0", (3, 0))),
     bottom=(_example(-2.0, "dog", (2, 2)),),
@@ -87,10 +87,10 @@ LINES = InputRecord(0, "code-0", "code.py · tokens 0–5", None, None, None, (0
 TAIL = InputRecord(1, "code-6", "code.py · tokens 6–11 " + EVIL, None, None, None, (6, 12), ())
 TEXT_MODEL = ModelRecord("lm", "LM", "", "transformers:lm", "lm/", 1000, None, 6, None, "", 2, 0,
                          (LayerRecord("lm", "h.0", "lm/h.0/", "Linear", Layout("tokens", (6, 4)), (0, 1, 2, 3), None,
-                                      True, "", 0, 0, (), None),))
+                                      True, "", 0, 0, False, (), None),))
 TEXT_UNIT = UnitRecord(
     model="lm", layer="h.0", unit=2, url="lm/h.0/2/", label="", tags=(), note="", flags=(), saturation=None,
-    duplicates=(), duplicate_count=0, stats=STATS, scale=(-7.91, 7.91), effects=None, built_from=None, related=(), receptive_field=None,
+    duplicates=(), duplicate_count=0, stats=STATS, scale=(-7.91, 7.91), effects=None, built_from=None, receptive_field=None,
     top=(ExampleRecord(7.91, "code-6", (3,), " <", TextShown(6, 1, 5, "iiqm", 6, "i~1qmi")),),
     bottom=(ExampleRecord(-2.0, "code-0", (1,), " f", TextShown(0, 0, 4, "ecii", 6, "ecii~1")),), bands=(), inactive=0,
     featureviz=None, top_tokens=((" <", 9, 3.5, 4),))
@@ -287,9 +287,7 @@ def test_unit_page_shows_its_record(rendered):
     assert "non-finite" in text and "near-duplicate of unit 6 (0.97) and 2 more" in text  # the rest: health page
     assert "pushes up tabby" in text and "0.5" in text and "down lynx -0.25" in text  # effects
     assert "built from stem" in text and 'title="edges ' in html  # chips of the units it is built from
-    related = html.split('class="related"', 1)[1].split("</div>", 1)[0]
-    assert "related in conv1" in _visible(related) and "peaks correlate" in related
-    assert 'href="../8/index.html" title="curves"' in related and "0.91" in related and "+0.91" not in related
+    assert '<div class="related" data-unit="7" data-thumbs>' in html  # drawn from its layer's related.js
     assert "<strong>edges</strong>" in html  # the note's html
     assert "<svg" in html and "hist" in html  # the histogram, unescaped
     assert "1 – 2" in text and "holds 25.0% of inputs (40)" in text  # its band
@@ -308,6 +306,17 @@ def test_unit_page_shows_its_record(rendered):
     assert '<meta property="og:image" content="https://example.org/gallery/lenet/conv1/7/card.jpg">' in html
     assert '<meta name="twitter:card" content="summary_large_image">' in html
     assert 'rel="bookmark"' in html
+
+
+def test_a_layers_related_units_are_one_script_its_unit_pages_draw():
+    table = EffectsTable("peaks correlate", np.array([[7, -1], [6, 8], [-1, -1]]), np.array([[0.91234, 0], [0.5, 0.25], [0, 0]]),
+                         np.array([[2], [-1], [-1]]), np.array([[-0.4], [0], [0]]), "conv1")
+    labels = {6: "edges " + EVIL, 7: "", 8: ""}
+    script = V.related_script(_model(), "lenet/conv1", (6, 7, 8), (table,), lambda layer, unit: labels.get(unit, ""))
+    kinds, units, named = json.loads("[" + script.removeprefix("galleriaRelated(").removesuffix(");\n") + "]")
+    assert kinds == [{"layer": "conv1", "href": "../conv1/", "method": "peaks correlate"}]  # from the script's folder
+    assert units == {"6": [[[7, 0.912], [2, -0.4]]], "7": [[[6, 0.5], [8, 0.25]]]}  # unit 8 has none
+    assert named == {"conv1/6": "edges " + EVIL}  # text, set as text by the page's script
 
 
 def test_a_sparse_units_histogram_is_drawn_by_its_non_zero_values(theme):

@@ -314,12 +314,75 @@
     link.insertBefore(tile, link.firstChild);
   }
 
+  function thumbFor(link) {
+    var src = new URL("../thumbs.js", link.href).href;
+    if (thumbTables[src]) addThumb(link, thumbTables[src], src);
+    else whenLoaded(src, "thumbs " + src, addThumb.bind(null, link, null, src));
+  }
+
   function initThumbs() {
     var links = document.querySelectorAll("a.u");
-    for (var i = 0; i < links.length; i++) {
-      var src = new URL("../thumbs.js", links[i].href).href;
-      if (thumbTables[src]) addThumb(links[i], thumbTables[src], src);
-      else whenLoaded(src, "thumbs " + src, addThumb.bind(null, links[i], null, src));
+    for (var i = 0; i < links.length; i++) thumbFor(links[i]);
+  }
+
+  // ---------------------------------------------------------------- related units
+  // A unit page's <div class="related" data-unit="N"> is drawn from its layer's
+  // related.js, written once per layer: galleriaRelated(kinds [{layer, href, method}],
+  // {unit: per kind [[unit, value], ...]}, {"layer/unit": label}), hrefs relative to the script.
+  var relatedTables = {};
+  window.galleriaRelated = function (kinds, units, labels) {
+    var src = document.currentScript && document.currentScript.src;
+    if (!src) return;
+    relatedTables[src] = { kinds: kinds, units: units, labels: labels };
+    scriptLoaded("related " + src);
+  };
+
+  function element(tag, className, text) {
+    var made = document.createElement(tag);
+    if (className) made.className = className;
+    if (text !== undefined) made.textContent = text;
+    return made;
+  }
+
+  function drawRelated(box, src) {
+    var table = relatedTables[src], rows = table.units[box.getAttribute("data-unit")];
+    if (!rows) return;
+    var thumbs = box.hasAttribute("data-thumbs");
+    table.kinds.forEach(function (kind, k) {
+      if (!rows[k] || !rows[k].length) return;
+      var head = element("p", "k", "related in "), layer = element("a", "", kind.layer);
+      layer.href = new URL(kind.href + "index.html", src).href;
+      head.appendChild(layer);
+      var list = element("ul", "chips");
+      list.setAttribute("role", "list");
+      rows[k].forEach(function (pair) {
+        var item = element("li", "chip " + (pair[1] < 0 ? "down" : "up")), link = element("a", thumbs ? "u" : "");
+        var label = table.labels[kind.layer + "/" + pair[0]], name = element("span", "", String(pair[0]));
+        link.href = new URL(kind.href + pair[0] + "/index.html", src).href;
+        if (label) {
+          link.title = label;
+          name.appendChild(document.createTextNode(" "));
+          name.appendChild(element("span", "unit-label", label));
+        }
+        link.appendChild(name);
+        link.appendChild(document.createTextNode(" "));
+        link.appendChild(element("span", "v", String(pair[1])));
+        item.appendChild(link);
+        list.appendChild(item);
+        if (thumbs) thumbFor(link);
+      });
+      box.appendChild(head);
+      box.appendChild(list);
+      box.appendChild(element("p", "muted method", kind.method));
+    });
+  }
+
+  function initRelated() {
+    var boxes = document.querySelectorAll(".related[data-unit]");
+    for (var i = 0; i < boxes.length; i++) {
+      var src = new URL("../related.js", location.href).href;
+      if (relatedTables[src]) drawRelated(boxes[i], src);
+      else whenLoaded(src, "related " + src, drawRelated.bind(null, boxes[i], src));
     }
   }
 
@@ -754,6 +817,7 @@
     if (page) initSearchPage(page);
     initHeat();
     initThumbs();
+    initRelated();
     var texts = document.querySelectorAll("[data-shards]");
     for (var t = 0; t < texts.length; t++) initTextExamples(texts[t]);
     var toggles = document.querySelectorAll("[data-viz-toggle]");
