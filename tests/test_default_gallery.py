@@ -15,7 +15,7 @@ from linkcheck import check_site
 
 def test_default_gallery_builds(default_build, default_site):
     out, report = default_site, default_build
-    assert report.models == 3 and report.inputs_used > 3000 and report.inputs_skipped == 0 and not report.warnings
+    assert report.models == 4 and report.inputs_used > 3000 and report.inputs_skipped == 0 and not report.warnings
     chelsea = json.loads((out / "efficientnet-lite0" / "classifier" / "281" / "unit.json").read_text())
     assert chelsea["label"] == "tabby"  # output units are named after their ImageNet class
     # the tabby-cat logit's best example is a crop of the cat photo, and the model agrees
@@ -94,7 +94,8 @@ def test_link_checker_finds_what_it_should(tmp_path):
 
 
 def _text_checks(out: Path) -> None:
-    """The two text models: the character LSTM on the email package, MiniLM on the reference docs."""
+    """The three text models: the character LSTM on the email package, the character transformer and
+    its SAE on four of its modules, MiniLM on the reference docs."""
     lstm = out / "char-lstm"
     for layer in ("lstm.hidden.0", "lstm.cell.0", "lstm.hidden.1", "lstm.cell.1"):
         assert len([p for p in (lstm / layer).iterdir() if p.name.isdigit()]) == 256
@@ -107,6 +108,17 @@ def _text_checks(out: Path) -> None:
     assert unpacked(top["window_levels"])[top["position"][0]] > TEXT_LEVELS[8] and quote["bottom"][0]["value"] < 0
     indent = (lstm / "lstm.cell.0" / "index.html").read_text()
     assert "indentation level" in indent and "position in the line" in indent
+    gpt = out / "char-gpt"
+    assert len([p for p in (gpt / "blocks.2.mlp.act").iterdir() if p.name.isdigit()]) == 256
+    assert len([p for p in (gpt / "blocks.2.mlp.act.sae").iterdir() if p.name.isdigit()]) == 2048
+    neuron = json.loads((gpt / "blocks.2.mlp.act" / "0" / "unit.json").read_text())
+    assert neuron["effects"]["method"].startswith("direct: the unit's output vector (its row of blocks.2.mlp.proj)")
+    assign = json.loads((gpt / "blocks.2.mlp.act.sae" / "1503" / "unit.json").read_text())
+    assert assign["label"] == "= of an assignment"  # content/: found by chargpt/find_latents.py
+    assert assign["effects"]["method"].startswith("direct: the latent's decoder row (W_dec) through blocks.2.mlp.proj")
+    assert assign["inactive"] > 0 and assign["stats"]["frac_active"] < 0.05  # sparse: bands over where it fired
+    related = (gpt / "blocks.2.mlp.act.sae" / "related.js").read_text()
+    assert '"layer":"blocks.2.mlp.act.sae"' in related and '"layer":"blocks.2.mlp.act"' in related
     minilm = out / "minilm"
     neuron = json.loads((minilm / "encoder.layer.5.intermediate" / "0" / "unit.json").read_text())
     assert len(neuron["top_tokens"]) == 10 and neuron["top"][0]["input"].startswith("pydoc-topics")
