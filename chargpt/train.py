@@ -15,10 +15,7 @@ Choices, and why:
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,7 +25,8 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from charlstm.train import HELD_OUT, TOKENS, UNKNOWN, encode, stdlib_files  # noqa: E402
+from charlstm.train import (HELD_OUT, TOKENS, encode, log_progress, save_run, stdlib_files,  # noqa: E402
+                            warmup_cosine)
 from chargpt.model import CharGPT  # noqa: E402
 
 
@@ -75,8 +73,7 @@ def main() -> None:
     params = sum(t.numel() for t in model.parameters())
     print(f"model: {args.layers} blocks of width {args.width}, MLP {args.hidden}, {params:,} parameters")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / args.warmup)
-                                                 * 0.5 * (1 + math.cos(math.pi * s / args.steps)))
+    schedule = warmup_cosine(opt, args.warmup, args.steps)
     offsets = torch.Generator().manual_seed(args.seed)
     running = []
     for step in range(args.steps):
@@ -89,34 +86,16 @@ def main() -> None:
         opt.step()
         schedule.step()
         running.append(loss.item())
-        if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
-            recent = sum(running[-args.log_every:]) / len(running[-args.log_every:])
-            print(f"step {step + 1:5d}  loss {recent:.4f} nats ({recent / math.log(2):.3f} bpc)  "
-                  f"lr {schedule.get_last_lr()[0]:.2e}  {time.time() - started:6.0f}s", flush=True)
+        log_progress(step, args.steps, running, args.log_every, schedule, started)
 
     model.eval()
     held_bpc = bits_per_char(model, held_ids, args.context)
-    final_loss = sum(running[-args.log_every:]) / len(running[-args.log_every:])
-    elapsed = time.time() - started
-    print(f"held-out {HELD_OUT}/: {held_bpc:.3f} bits per char; total time {elapsed:.0f}s")
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out / "weights.pt")
-    (args.out / "vocab.json").write_text(json.dumps({"tokens": TOKENS, "unknown": UNKNOWN}) + "\n")
-    figures = {
+    print(f"held-out {HELD_OUT}/: {held_bpc:.3f} bits per char; total time {time.time() - started:.0f}s")
+    save_run(args.out, model, {
         "steps": args.steps, "batch": args.batch, "context": args.context, "width": args.width,
         "layers": args.layers, "heads": args.heads, "hidden": args.hidden, "params": params,
         "lr": args.lr, "warmup": args.warmup, "clip": args.clip, "seed": args.seed,
-        "train_chars": len(train_ids), "train_files": len(train_files),
-        "chars_seen": args.steps * args.batch * args.context,
-        "train_time_s": round(elapsed, 1),
-        "final_train_loss_nats": round(final_loss, 4),
-        "final_train_bpc": round(final_loss / math.log(2), 4),
-        f"heldout_{HELD_OUT}_bpc": round(held_bpc, 4), "heldout_chars": len(held_ids),
-        "stdlib_python": platform.python_version(), "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(),
-    }
-    (args.out / "training.json").write_text(json.dumps(figures, indent=2) + "\n")
+    }, running, args.log_every, held_bpc, (len(train_ids), len(train_files), len(held_ids)), args.context, started)
 
 
 if __name__ == "__main__":

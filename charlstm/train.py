@@ -58,6 +58,43 @@ def encode(paths: list[Path]) -> torch.Tensor:
     return torch.tensor([index.get(ch, unknown) for ch in text], dtype=torch.long)
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate: a linear warm-up over ``warmup`` steps, then a cosine decay to 0 at ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
+                                             * 0.5 * (1 + math.cos(math.pi * s / steps)))
+
+
+def log_progress(step: int, steps: int, running: list[float], every: int,
+                 schedule: torch.optim.lr_scheduler.LambdaLR, started: float) -> None:
+    """Every ``every`` steps and at the last, the mean loss of the last ``every`` steps."""
+    if (step + 1) % every == 0 or step + 1 == steps:
+        recent = sum(running[-every:]) / len(running[-every:])
+        print(f"step {step + 1:5d}  loss {recent:.4f} nats ({recent / math.log(2):.3f} bpc)  "
+              f"lr {schedule.get_last_lr()[0]:.2e}  {time.time() - started:6.0f}s", flush=True)
+
+
+def save_run(out: Path, model: torch.nn.Module, settings: dict, running: list[float], every: int,
+             held_bpc: float, sizes: tuple[int, int, int], window: int, started: float) -> None:
+    """weights.pt, vocab.json and training.json (``settings``, then the run's figures) in ``out``;
+    ``sizes`` are the training split's characters and files and the held-out characters, ``window``
+    the characters each batch row reads a step."""
+    final_loss = sum(running[-every:]) / len(running[-every:])
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "weights.pt")
+    (out / "vocab.json").write_text(json.dumps({"tokens": TOKENS, "unknown": UNKNOWN}) + "\n")
+    figures = {
+        **settings, "train_chars": sizes[0], "train_files": sizes[1],
+        "chars_seen": settings["steps"] * settings["batch"] * window,
+        "train_time_s": round(time.time() - started, 1),
+        "final_train_loss_nats": round(final_loss, 4),
+        "final_train_bpc": round(final_loss / math.log(2), 4),
+        f"heldout_{HELD_OUT}_bpc": round(held_bpc, 4), "heldout_chars": sizes[2],
+        "stdlib_python": platform.python_version(), "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
+    (out / "training.json").write_text(json.dumps(figures, indent=2) + "\n")
+
+
 def streams(ids: torch.Tensor, batch: int) -> torch.Tensor:
     """Cut ids into ``batch`` equal contiguous rows [batch, length]."""
     length = len(ids) // batch
@@ -111,8 +148,7 @@ def main() -> None:
     params = sum(t.numel() for t in model.parameters())
     print(f"model: {args.layers}x{args.hidden} LSTM, {params:,} parameters")
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / args.warmup)
-                                                 * 0.5 * (1 + math.cos(math.pi * s / args.steps)))
+    schedule = warmup_cosine(opt, args.warmup, args.steps)
 
     windows = (data.shape[1] - 1) // args.seq
     state, running = None, []
@@ -130,35 +166,16 @@ def main() -> None:
         opt.step()
         schedule.step()
         running.append(loss.item())
-        if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
-            recent = sum(running[-args.log_every:]) / len(running[-args.log_every:])
-            print(f"step {step + 1:5d}  loss {recent:.4f} nats ({recent / math.log(2):.3f} bpc)  "
-                  f"lr {schedule.get_last_lr()[0]:.2e}  {time.time() - started:6.0f}s", flush=True)
+        log_progress(step, args.steps, running, args.log_every, schedule, started)
 
     model.eval()
     held_bpc = bits_per_char(model, held_ids)
-    final_loss = sum(running[-args.log_every:]) / len(running[-args.log_every:])
-    elapsed = time.time() - started
-    print(f"held-out {HELD_OUT}/: {held_bpc:.3f} bits per char; total time {elapsed:.0f}s")
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out / "weights.pt")
-    (args.out / "vocab.json").write_text(json.dumps({"tokens": TOKENS, "unknown": UNKNOWN}) + "\n")
-    figures = {
+    print(f"held-out {HELD_OUT}/: {held_bpc:.3f} bits per char; total time {time.time() - started:.0f}s")
+    save_run(args.out, model, {
         "steps": args.steps, "batch": args.batch, "seq_len": args.seq,
         "embedding": args.embedding, "hidden": args.hidden, "layers": args.layers,
-        "params": params, "lr": args.lr, "warmup": args.warmup, "clip": args.clip,
-        "seed": args.seed,
-        "train_chars": len(train_ids), "train_files": len(train_files),
-        "chars_seen": args.steps * args.batch * args.seq,
-        "train_time_s": round(elapsed, 1),
-        "final_train_loss_nats": round(final_loss, 4),
-        "final_train_bpc": round(final_loss / math.log(2), 4),
-        f"heldout_{HELD_OUT}_bpc": round(held_bpc, 4), "heldout_chars": len(held_ids),
-        "stdlib_python": platform.python_version(), "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(),
-    }
-    (args.out / "training.json").write_text(json.dumps(figures, indent=2) + "\n")
+        "params": params, "lr": args.lr, "warmup": args.warmup, "clip": args.clip, "seed": args.seed,
+    }, running, args.log_every, held_bpc, (len(train_ids), len(train_files), len(held_ids)), args.seq, started)
 
 
 if __name__ == "__main__":
