@@ -25,8 +25,7 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from charlstm.train import (HELD_OUT, TOKENS, encode, log_progress, save_run, stdlib_files,  # noqa: E402
-                            warmup_cosine)
+from charlstm.train import HELD_OUT, TOKENS, load_split, log_progress, save_run, warmup_cosine  # noqa: E402
 from chargpt.model import CharGPT  # noqa: E402
 
 
@@ -64,10 +63,7 @@ def main() -> None:
     started = time.time()
     torch.set_num_threads(2)
     torch.manual_seed(args.seed)
-    train_files, held_files = stdlib_files()
-    train_ids, held_ids = encode(train_files), encode(held_files)
-    print(f"train: {len(train_files)} files, {len(train_ids):,} chars; "
-          f"held out {HELD_OUT}/: {len(held_files)} files, {len(held_ids):,} chars")
+    train_ids, held_ids, train_files = load_split()
 
     model = CharGPT(len(TOKENS), args.width, args.layers, args.heads, args.hidden, args.context)
     params = sum(t.numel() for t in model.parameters())
@@ -95,7 +91,7 @@ def main() -> None:
         "steps": args.steps, "batch": args.batch, "context": args.context, "width": args.width,
         "layers": args.layers, "heads": args.heads, "hidden": args.hidden, "params": params,
         "lr": args.lr, "warmup": args.warmup, "clip": args.clip, "seed": args.seed,
-    }, running, args.log_every, held_bpc, (len(train_ids), len(train_files), len(held_ids)), args.context, started)
+    }, running, args.log_every, held_bpc, (len(train_ids), train_files, len(held_ids)), args.context, started)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,15 @@ def encode(paths: list[Path]) -> torch.Tensor:
     return torch.tensor([index.get(ch, unknown) for ch in text], dtype=torch.long)
 
 
+def load_split() -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The training and held-out characters as ids (sizes printed), and the number of training files."""
+    train_files, held_files = stdlib_files()
+    train_ids, held_ids = encode(train_files), encode(held_files)
+    print(f"train: {len(train_files)} files, {len(train_ids):,} chars; "
+          f"held out {HELD_OUT}/: {len(held_files)} files, {len(held_ids):,} chars")
+    return train_ids, held_ids, len(train_files)
+
+
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """The learning rate: a linear warm-up over ``warmup`` steps, then a cosine decay to 0 at ``steps``."""
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)
@@ -138,11 +147,8 @@ def main() -> None:
     started = time.time()
     torch.set_num_threads(2)
     torch.manual_seed(args.seed)
-    train_files, held_files = stdlib_files()
-    train_ids, held_ids = encode(train_files), encode(held_files)
+    train_ids, held_ids, train_files = load_split()
     data = streams(train_ids, args.batch)
-    print(f"train: {len(train_files)} files, {len(train_ids):,} chars; "
-          f"held out {HELD_OUT}/: {len(held_files)} files, {len(held_ids):,} chars")
 
     model = CharLSTM(len(TOKENS), args.embedding, args.hidden, args.layers)
     params = sum(t.numel() for t in model.parameters())
@@ -175,7 +181,7 @@ def main() -> None:
         "steps": args.steps, "batch": args.batch, "seq_len": args.seq,
         "embedding": args.embedding, "hidden": args.hidden, "layers": args.layers,
         "params": params, "lr": args.lr, "warmup": args.warmup, "clip": args.clip, "seed": args.seed,
-    }, running, args.log_every, held_bpc, (len(train_ids), len(train_files), len(held_ids)), args.seq, started)
+    }, running, args.log_every, held_bpc, (len(train_ids), train_files, len(held_ids)), args.seq, started)
 
 
 if __name__ == "__main__":
