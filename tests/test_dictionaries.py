@@ -153,8 +153,13 @@ def test_topk_latents_fire_k_at_a_time(project):
     ("- {name: 'conv*', sae: saes/relu}", "not a pattern"),
     ("- {name: '0', sae: saes/relu}", "reads 16 features (d_in), but the layer's output is"),
     ("- {name: '9', sae: saes/relu}", "has no module '9'"),
+    ("- {name: '2', sae: saes/no-bias.safetensors}", "no tensor 'b_enc'"),
+    ("- {name: '2', sae: saes/bad-decoder.safetensors}", "W_dec is (3, 3); expected [d_sae=4, d_in=16]"),
 ])
 def test_bad_dictionaries_are_one_line_errors(project, tmp_path, capsys, layers, message):
+    save_file({"W_enc": torch.randn(16, 4)}, str(project / "saes" / "no-bias.safetensors"))
+    save_file({"W_enc": torch.randn(16, 4), "b_enc": torch.zeros(4), "W_dec": torch.randn(3, 3)},
+              str(project / "saes" / "bad-decoder.safetensors"))
     config = _site(project, layers, "bad.yaml")
     assert main(["build", "-q", "-f", str(config), "-d", str(tmp_path / "out")]) != 0
     err = capsys.readouterr().err
