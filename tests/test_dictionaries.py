@@ -155,11 +155,17 @@ def test_topk_latents_fire_k_at_a_time(project):
     ("- {name: '9', sae: saes/relu}", "has no module '9'"),
     ("- {name: '2', sae: saes/no-bias.safetensors}", "no tensor 'b_enc'"),
     ("- {name: '2', sae: saes/bad-decoder.safetensors}", "W_dec is (3, 3); expected [d_sae=4, d_in=16]"),
+    ("- {name: '2', sae: saes/estimated}", "fold_activation_norm_scaling_factor"),
 ])
 def test_bad_dictionaries_are_one_line_errors(project, tmp_path, capsys, layers, message):
     save_file({"W_enc": torch.randn(16, 4)}, str(project / "saes" / "no-bias.safetensors"))
     save_file({"W_enc": torch.randn(16, 4), "b_enc": torch.zeros(4), "W_dec": torch.randn(3, 3)},
               str(project / "saes" / "bad-decoder.safetensors"))
+    estimated = project / "saes" / "estimated"
+    estimated.mkdir(exist_ok=True)
+    (estimated / "cfg.json").write_text(json.dumps({"d_in": 16, "d_sae": 4, "normalize_activations":
+                                                   "expected_average_only_in"}))
+    save_file({"W_enc": torch.randn(16, 4), "b_enc": torch.zeros(4)}, str(estimated / "sae_weights.safetensors"))
     config = _site(project, layers, "bad.yaml")
     assert main(["build", "-q", "-f", str(config), "-d", str(tmp_path / "out")]) != 0
     err = capsys.readouterr().err
@@ -183,6 +189,30 @@ def test_the_features_are_the_dimension_with_d_in_and_the_entry_says_which_when_
     assert encoder("channels-last")(torch.randn(2, 6, 5, 6)).shape == (2, 6, 5, 4)
     with pytest.raises(BuildError, match=r"output is \(2, 5, 5\): no dimension has 6"):
         encoder()(torch.randn(2, 5, 5))
+
+
+def test_saelens_input_normalisations_are_applied_before_b_dec(tmp_path):
+    """An SAE saved with normalize_activations constant_norm_rescale or layer_norm reads each feature
+    vector as SAELens does: rescaled to a norm of sqrt(d_in), or centred and divided by its standard
+    deviation, before b_dec is taken off."""
+    from galleria.config import DictionaryConfig
+    from galleria.sources.dictionaries import load_dictionary
+
+    torch.manual_seed(7)
+    tensors = {"W_enc": torch.randn(6, 5), "b_enc": torch.randn(5) * 0.1, "W_dec": torch.randn(5, 6),
+               "b_dec": torch.randn(6) * 0.1}
+    x = torch.randn(3, 4, 6) * 5 + 2
+    expected = {"constant_norm_rescale": x * (6 ** 0.5 / x.norm(dim=-1, keepdim=True)),
+                "layer_norm": (x - x.mean(-1, keepdim=True)) / ((x - x.mean(-1, keepdim=True)).std(-1, keepdim=True) + 1e-5)}
+    for norm, scaled in expected.items():
+        folder = tmp_path / norm
+        folder.mkdir()
+        (folder / "cfg.json").write_text(json.dumps({"d_in": 6, "d_sae": 5, "architecture": "standard",
+                                                     "apply_b_dec_to_input": True, "normalize_activations": norm}))
+        save_file(tensors, str(folder / "sae_weights.safetensors"))
+        sae = load_dictionary(DictionaryConfig("sae", folder, "h"), "layer 'h'")
+        want = torch.relu((scaled - tensors["b_dec"]) @ tensors["W_enc"] + tensors["b_enc"])
+        assert torch.allclose(sae(x), want, atol=1e-5), norm
 
 
 def test_planted_latents_show_their_density_the_dead_share_and_the_inputs_they_never_fire_on(project, tmp_path):

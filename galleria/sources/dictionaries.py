@@ -16,6 +16,7 @@ from galleria.config import DictionaryConfig, LayerSpec
 from galleria.errors import BuildError
 
 ACTIVATIONS = ("relu", "jumprelu", "topk")
+NORMS = ("none", "constant_norm_rescale", "layer_norm")  # SAELens' run-time input normalisations we apply
 
 
 class Dictionary(torch.nn.Module):
@@ -26,13 +27,16 @@ class Dictionary(torch.nn.Module):
 
     ``W_dec`` [units, d_in] is what each unit writes back into the layer's space: an SAE's decoder
     rows, a direction itself; None for an SAE file without one. Output effects and related units
-    are read off it."""
+    are read off it. ``norm`` is SAELens' ``normalize_activations``, applied to each feature vector
+    before b_dec as SAELens does: ``constant_norm_rescale`` scales it to a norm of sqrt(d_in),
+    ``layer_norm`` removes its mean and divides by its standard deviation (+1e-5)."""
 
     def __init__(self, w_enc: torch.Tensor, b_enc: torch.Tensor | None, b_dec: torch.Tensor | None,
                  activation: str | None, threshold: torch.Tensor | None, k: int | None, where: str,
-                 layout: str | None = None, w_dec: torch.Tensor | None = None, kind: str = "sae"):
+                 layout: str | None = None, w_dec: torch.Tensor | None = None, kind: str = "sae",
+                 norm: str = "none"):
         super().__init__()
-        self.layout, self.kind = layout, kind
+        self.layout, self.kind, self.norm = layout, kind, norm
         self.W_enc = torch.nn.Parameter(w_enc.float(), requires_grad=False)
         self.W_dec = None if w_dec is None else torch.nn.Parameter(w_dec.float(), requires_grad=False)
         self.b_enc = None if b_enc is None else torch.nn.Parameter(b_enc.float(), requires_grad=False)
@@ -60,6 +64,11 @@ class Dictionary(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dim = self._features(x)
         h = x.movedim(dim, -1).to(self.W_enc.dtype)
+        if self.norm == "constant_norm_rescale":
+            h = h * (self.W_enc.shape[0] ** 0.5 / h.norm(dim=-1, keepdim=True))
+        elif self.norm == "layer_norm":
+            h = h - h.mean(-1, keepdim=True)
+            h = h / (h.std(-1, keepdim=True) + 1e-5)
         if self.b_dec is not None:
             h = h - self.b_dec
         pre = h @ self.W_enc
@@ -138,8 +147,12 @@ def load_dictionary(found: DictionaryConfig, where: str, layout: str | None = No
     w_enc, b_enc = tensors["W_enc"], tensors["b_enc"]
     activation = _activation(settings, tensors, where)
     norm = settings.get("normalize_activations") or "none"
-    if norm != "none":
-        raise BuildError(f"{where}: normalize_activations '{norm}' is not supported yet (only 'none')")
+    if norm == "expected_average_only_in":
+        raise BuildError(f"{where}: normalize_activations 'expected_average_only_in' scales by a factor estimated "
+                         "in training and not saved with the weights: fold it in with SAELens' "
+                         "sae.fold_activation_norm_scaling_factor(factor) and save again (it then says 'none')")
+    if norm not in NORMS:
+        raise BuildError(f"{where}: normalize_activations '{norm}' is not supported ({', '.join(NORMS)})")
     d_in = settings.get("d_in", w_enc.shape[0])
     if w_enc.dim() != 2 or w_enc.shape[0] != d_in or b_enc.shape != (w_enc.shape[1],):
         raise BuildError(f"{where}: W_enc is {tuple(w_enc.shape)} and b_enc {tuple(b_enc.shape)}; "
@@ -149,7 +162,7 @@ def load_dictionary(found: DictionaryConfig, where: str, layout: str | None = No
         raise BuildError(f"{where}: W_dec is {tuple(w_dec.shape)}; expected [d_sae={w_enc.shape[1]}, d_in={d_in}]")
     b_dec = tensors.get("b_dec") if settings.get("apply_b_dec_to_input", False) else None
     k = _k(settings, where) if activation == "topk" else None
-    return Dictionary(w_enc, b_enc, b_dec, activation, tensors.get("threshold"), k, where, layout, w_dec)
+    return Dictionary(w_enc, b_enc, b_dec, activation, tensors.get("threshold"), k, where, layout, w_dec, norm=norm)
 
 
 def _activation(settings: dict, tensors: dict, where: str) -> str:
