@@ -109,6 +109,25 @@ def built(project):
     return project / "out"
 
 
+def test_an_sae_on_a_vits_tokens_is_laid_out_as_its_host(project):
+    """64 latents on a ViT block's 197 tokens: 64 alone would fit an 8×8 grid of the 224-pixel input,
+    so the latents take their host's layout (CLS + 14×14 patches), and their examples name patches."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    save_file({"W_enc": torch.randn(192, 64) * 0.1, "b_enc": torch.zeros(64)}, str(project / "vit-sae.safetensors"))
+    config = project / "vit-sae.yaml"
+    config.write_text(_site("- id: vit\n  source: archmodels:vit\n  preprocessing: {size: 224}\n"
+                            "  layers: [{name: blocks.0, sae: vit-sae.safetensors}]\n")
+                      .replace("output_dir: out", "output_dir: out-vit-sae"))
+    assert main(["build", "-q", "-f", str(config)]) == 0
+    layer = project / "out-vit-sae" / "vit" / "blocks.0.sae"
+    assert "197 tokens (1 CLS + 14×14) × 64" in (layer / "index.html").read_text()
+    tops = [json.loads((layer / str(unit) / "unit.json").read_text())["top"][0] for unit in range(64)]
+    assert all(0 <= t["position"][0] < 197 and len(t["position"]) == 1 for t in tops)
+    assert any(t["at"].startswith("patch ") for t in tops)
+
+
 def _native_value(output: torch.Tensor, layout: str, unit: int, position: list[int]) -> float:
     """The unit's value at a position, read from the layer's output as the model lays it out."""
     if layout.endswith("(a vector)"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -113,13 +113,24 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torc
 
 
 def _layout(model: LoadedModel, name: str, raw: tuple[int, ...], probe: "_Probe") -> Layout:
-    """An image model's layer layout: the config's, else decided from the model (see layout.py).
+    """An image model's layer layout: the config's, else decided from the model (see layout.py). A
+    dictionary's units sit where its host's features are, so it is laid out as its host is: its own
+    shape alone could be read either way (64 latents on a ViT's 197 tokens would fit an 8×8 grid).
 
     Raises Ambiguous or ValueError (a layout the config gives does not fit)."""
     cfg = model.config
     spec = cfg.spec_for(name)
     given = spec.layout if spec is not None else None
-    image = cfg.preprocessing.size
+    host = _host(model.module, name)
+    if host != name:
+        return replace(_inferred(model, host, probe.shapes[host][1:], probe, given), raw=raw)
+    return _inferred(model, name, raw, probe, given)
+
+
+def _inferred(model: LoadedModel, name: str, raw: tuple[int, ...], probe: "_Probe", given: str | None) -> Layout:
+    """The layout of ``name``'s output ``raw``: ``given``, or decided from the shape, or else from how it
+    changes with a larger input."""
+    image = model.config.preprocessing.size
     try:
         return infer_layout(raw, image, probe.grids, probe.prefix, given)
     except Ambiguous:
