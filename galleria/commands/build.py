@@ -189,8 +189,8 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         effects, built_from, related = {}, {}, {}
         by_name = {l.name: l for l in layout.layers}
         units_shown = {l.name: l.units for l in layout.layers}
-        for index, layer in enumerate(layout.layers):
-            related[layer.name] = layer_related(model.module, layer, acts.peaks(index)[rows], units_shown)
+        for layer in layout.layers:
+            related[layer.name] = layer_related(model.module, layer, health[layer.name].correlated, units_shown)
             found = attribution.layers[layer.name] if attribution else None
             effects[layer.name] = layer_effects(model.module, layout, layer, found.classes if found else None,
                                                 attribution.sample if attribution else 0)

@@ -6,15 +6,17 @@ every input), so checking health costs no extra pass over the inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from galleria.extract.similarity import nearest
 from galleria.records import UnitStats
 
 ALWAYS_ON = 0.99  # share of values above zero from which a unit counts as never off
 SATURATED = 0.5  # share of inputs on which a unit's peak sits at its overall maximum
 SAME_PEAK = 1e-6  # relative tolerance for "at its maximum" (clipped units hit it exactly)
-SIMILARITY_ROWS = 1024  # units compared with all others at once when looking for duplicates
+CORRELATED_KEPT = 4  # per unit, the units whose peaks correlate most with its own, kept as its related units
 DUPLICATE = 0.98  # correlation of two units' peaks over all inputs from which they are copies
 DEFINITIONS = {  # each flag, and how it is decided, as pages explain it
     "dead": "never above zero, on any input at any position",
@@ -34,6 +36,15 @@ class Duplicate:
     similarity: float
 
 
+class Correlated(NamedTuple):
+    """Per unit (by position), the positions of the units whose peaks correlate most with its own and
+    the correlations, over ``inputs`` inputs: a by-product of the search for near-duplicates."""
+
+    index: np.ndarray  # [units, CORRELATED_KEPT], -1 where fewer correlate above 0
+    value: np.ndarray
+    inputs: int
+
+
 @dataclass
 class LayerHealth:
     """Per flag, the units that carry it, and the near-duplicate pairs."""
@@ -42,6 +53,7 @@ class LayerHealth:
     duplicates: list[Duplicate] = field(default_factory=list)
     saturation: dict[int, float] = field(default_factory=dict)  # unit -> share of inputs at its max
     by_unit: dict[int, list[str]] = field(default_factory=dict)  # unit -> its flags, in FLAGS order
+    correlated: Correlated | None = None
     pairs: dict[int, list[Duplicate]] = field(default_factory=dict)  # unit -> the duplicate pairs it is in
 
     def flags(self, unit: int) -> list[str]:
@@ -71,7 +83,7 @@ def layer_health(units: tuple[int, ...], unit_stats: list[UnitStats], peaks: np.
             if share >= SATURATED:
                 health.units["saturated"].append(unit)
                 health.saturation[unit] = share
-    health.duplicates = _duplicates(units, peaks, set(health.units["dead"]))
+    health.duplicates, health.correlated = _correlations(units, peaks, set(health.units["dead"]))
     for pair in health.duplicates:
         for unit in (pair.unit, pair.other):
             health.pairs.setdefault(unit, []).append(pair)
@@ -82,24 +94,23 @@ def layer_health(units: tuple[int, ...], unit_stats: list[UnitStats], peaks: np.
     return health
 
 
-def _duplicates(units: tuple[int, ...], peaks: np.ndarray, dead: set[int]) -> list[Duplicate]:
-    """Pairs whose peaks over the inputs correlate above DUPLICATE (cosine of centred patterns).
+def _correlations(units: tuple[int, ...], peaks: np.ndarray, dead: set[int]) -> tuple[list[Duplicate], Correlated]:
+    """Pairs whose peaks over the inputs correlate above DUPLICATE (cosine of centred patterns), and
+    each unit's most correlated others, from one pass over the correlations.
 
-    Dead and constant units are left out: any two of them would look identical.
+    Dead and constant units are never duplicates: any two of them would look identical. Constant
+    units correlate with nothing; pairs are only looked for over 3 inputs or more.
     """
-    if peaks.shape[0] < 3:
-        return []
-    values = np.nan_to_num(peaks, nan=0.0, posinf=0.0, neginf=0.0)
-    centred = values - values.mean(0)
-    norms = np.linalg.norm(centred, axis=0)
-    keep = [i for i, unit in enumerate(units) if norms[i] > 1e-12 and unit not in dead]
-    if len(keep) < 2:
-        return []
-    unit_vectors = centred[:, keep] / norms[keep]
-    found = []
-    for start in range(0, len(keep), SIMILARITY_ROWS):  # a block of rows at a time: units x units would not fit
-        block = unit_vectors[:, start:start + SIMILARITY_ROWS].T @ unit_vectors[:, start:]
-        rows, cols = np.nonzero(np.triu(block, k=1) >= DUPLICATE)
-        found += [Duplicate(units[keep[start + r]], units[keep[start + c]], float(block[r, c]))
-                  for r, c in zip(rows, cols)]
-    return found
+    values = np.nan_to_num(np.asarray(peaks, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    centred = (values - values.mean(0)).T  # [units, inputs]
+    candidate = np.array([unit not in dead for unit in units]) & (np.linalg.norm(centred, axis=1) > 1e-12)
+    found: list[Duplicate] = []
+
+    def duplicates(start: int, block: np.ndarray) -> None:
+        rows, cols = np.nonzero(np.triu(block, k=start + 1) >= DUPLICATE)  # each pair once
+        for r, c in zip(rows, cols):
+            if candidate[start + r] and candidate[c]:
+                found.append(Duplicate(units[start + r], units[c], float(block[r, c])))
+
+    index, value = nearest(centred, CORRELATED_KEPT, duplicates if peaks.shape[0] >= 3 else None)
+    return found, Correlated(index, value, peaks.shape[0])

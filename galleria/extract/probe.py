@@ -12,7 +12,7 @@ from galleria.config import ModelConfig, layer_matches
 from galleria.errors import BuildError, ConfigError, in_user_model
 from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.layout import Ambiguous, Layout, infer_layout, is_grid, prefix_names
-from galleria.sources.dictionaries import dictionary_at
+from galleria.sources.dictionaries import host_of
 from galleria.sources.models import LoadedModel, hookable_names, module_kind
 
 
@@ -100,7 +100,7 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torc
         feeds = name in probe.feeding and count == probe.head_width and (text or math.prod(layout.positions) == 1)
         layers.append(LayerInfo(name, module_kind(model.module.get_submodule(name)), shape,
                                 tuple(range(count)) if units is None else units, name in probe.outputs, feeds,
-                                layout, probe.writers.get(_host(model.module, name))))
+                                layout, probe.writers.get(host_of(model.module, name))))
     labels, output_shape, head = model.labels, probe.output_shape, probe.head
     if text:
         lm_head = head is not None and labels is not None and output_shape[-1] == len(labels)
@@ -121,7 +121,7 @@ def _layout(model: LoadedModel, name: str, raw: tuple[int, ...], probe: "_Probe"
     cfg = model.config
     spec = cfg.spec_for(name)
     given = spec.layout if spec is not None else None
-    host = _host(model.module, name)
+    host = host_of(model.module, name)
     if host != name:
         return replace(_inferred(model, host, probe.shapes[host][1:], probe, given), raw=raw)
     return _inferred(model, name, raw, probe, given)
@@ -212,7 +212,7 @@ def _probe(model: LoadedModel, names: list[str], sample: torch.Tensor | None) ->
                 for n in hookable]
     hint = ("does it take token ids [batch, tokens], and does its vocabulary match the tokenizer?" if sample is not None
             else f"it was given {pre.channels}×{pre.size[0]}×{pre.size[1]} inputs: check preprocessing.size and channels")
-    watched = list(dict.fromkeys(names + [_host(module, n) for n in names]))  # a dictionary's writer is its host's
+    watched = list(dict.fromkeys(names + [host_of(module, n) for n in names]))  # a dictionary's writer is its host's
     try:
         with in_user_model(cfg.id, module, "probing its layers", hint), capture(module, watched) as seen, \
                 torch.inference_mode():
@@ -280,11 +280,6 @@ def _residual_to_head(module: torch.nn.Module, calls: list[_Call], features: tor
     if norms:
         return (calls[norms[-1]].name,) if block(producer(calls[norms[-1]].given, norms[-1])) else None
     return () if block(producer(target, len(calls))) else None
-
-
-def _host(module: torch.nn.Module, name: str) -> str:
-    """The layer whose output a layer's units are read from: a dictionary's host, else the layer itself."""
-    return name.rpartition(".")[0] if dictionary_at(module, name) is not None else name
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -114,6 +114,11 @@ def dictionary_at(module: torch.nn.Module, name: str) -> Dictionary | None:
     return found if isinstance(found, Dictionary) else None
 
 
+def host_of(module: torch.nn.Module, name: str) -> str:
+    """The layer whose output a layer's units are read from: a dictionary's host, else the layer itself."""
+    return name.rpartition(".")[0] if dictionary_at(module, name) is not None else name
+
+
 def _read_by(kind: str):
     def read(host: torch.nn.Module, args, output) -> None:
         if isinstance(output, (tuple, list)):
