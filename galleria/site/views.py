@@ -363,9 +363,9 @@ def drawn_histogram(stats: UnitStats) -> tuple[Histogram, float]:
 
 
 def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | None,
-              labels: dict[tuple[str, int], str], prev_unit: int | None, next_unit: int | None) -> Page:
+              built_from_labels: dict[int, str], prev_unit: int | None, next_unit: int | None) -> Page:
     """A unit's page. ``layer`` is its layer's facts (layer_facts) as its unit pages link them;
-    ``labels`` those of the units it is built from, by layer and unit."""
+    ``built_from_labels`` the labels of the units it is built from."""
     folder = record.url.rstrip("/")
     text = model.corpus is not None
     stats = record.stats
@@ -387,10 +387,9 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
         (f"; {'fires most on' if text else 'top examples look like'} {', '.join(about)}" if about else "")
     layer_folder = S.layer_dir(model.id, record.layer)
     built_from = record.built_from
-
-    def chips(linked: EffectsRecord) -> list[dict]:
-        return [{**chip(model, folder, linked.layer, e.index, labels.get((linked.layer, e.index), ""), e.value),
-                 "sign": sign} for sign, effects in (("up", linked.up), ("down", linked.down)) for e in effects]
+    chips = [] if built_from is None else [
+        {**chip(model, folder, built_from.layer, e.index, built_from_labels.get(e.index, ""), e.value), "sign": sign}
+        for sign, effects in (("up", built_from.up), ("down", built_from.down)) for e in effects]
     context = {
         "about": about,
         "model": model.about(folder),
@@ -407,8 +406,7 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
             "effects": _effects(record.effects),
             "built_from": None if built_from is None else {
                 "layer": built_from.layer, "method": built_from.method,
-                "layer_url": S.href(folder, S.page_file(S.layer_dir(model.id, built_from.layer))),
-                "chips": chips(built_from)},
+                "layer_url": S.href(folder, S.page_file(S.layer_dir(model.id, built_from.layer))), "chips": chips},
             "histogram_svg": Markup(histogram_svg(drawn, bands=[(b["lo"], b["hi"]) for b in bands])),
             "zeros_left_out": left_out,
             "inactive": record.inactive, "inactive_fraction": record.inactive / max(1, model.record.inputs),

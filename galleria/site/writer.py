@@ -359,7 +359,7 @@ class SiteWriter:
                 for i, image in enumerate(made.diverse or (), start=1):
                     self._place(image.path, f"{folder}/featureviz-diverse-{i}.png")
             built_from = record.built_from
-            labels = {} if built_from is None else {(built_from.layer, e.index): self._label(build, built_from.layer, e.index)
+            labels = {} if built_from is None else {e.index: self._label(build, built_from.layer, e.index)
                                                      for e in built_from.up + built_from.down}
             page = V.unit_page(record, model, facts, note, labels,
                                layer.units[position - 1] if position > 0 else None,

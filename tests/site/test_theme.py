@@ -110,7 +110,7 @@ def page_of(kind: str) -> V.Page:
         return V.layer_page(model, CONV1, NOTE, entries, 112)
     if kind == "unit":
         facts = V.layer_facts(CONV1, "lenet/conv1/0", None, 112)
-        return V.unit_page(UNIT, model, facts, NOTE, {("stem", 4): "edges " + EVIL, ("conv1", 8): "curves"}, 6, 8)
+        return V.unit_page(UNIT, model, facts, NOTE, {4: "edges " + EVIL}, 6, 8)
     if kind == "text-unit":
         text = V.ModelPages(TEXT_MODEL, {0: LINES, 1: TAIL}, corpus=CORPUS, shards="text/abc")
         facts = V.layer_facts(TEXT_MODEL.layers[0], "lm/h.0/0", None, 112)
