@@ -5,6 +5,7 @@ errors naming the layer, the file and the sizes."""
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -213,6 +214,51 @@ def test_saelens_input_normalisations_are_applied_before_b_dec(tmp_path):
         sae = load_dictionary(DictionaryConfig("sae", folder, "h"), "layer 'h'")
         want = torch.relu((scaled - tensors["b_dec"]) @ tensors["W_enc"] + tensors["b_enc"])
         assert torch.allclose(sae(x), want, atol=1e-5), norm
+
+
+def test_an_sae_on_a_sequential_block_reads_it_without_joining_it(project, tmp_path):
+    """A Sequential runs every child it holds: the SAE hung on one (a ResNet stage, a timm stage) must
+    read its output, not become its last step. The block's own units and the model's output stay
+    what a plain forward pass gives, and the latents are the encoder on the block's output."""
+    (tmp_path / "nestedmodel.py").write_text(textwrap.dedent('''
+        import torch
+        from torch import nn
+
+
+        def nested():
+            torch.manual_seed(0)
+            return nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 5, stride=2), nn.ReLU()), nn.Conv2d(8, 4, 3),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        '''))
+    for name in ("labels.txt", "photos"):
+        (tmp_path / name).symlink_to(project / name)
+    torch.manual_seed(4)
+    w_enc, b_enc = torch.randn(8, 6), torch.randn(6) * 0.1
+    save_file({"W_enc": w_enc, "b_enc": b_enc}, str(tmp_path / "block.safetensors"))
+    config = _site(tmp_path, "- '0'\n- '3'\n- {name: '0', sae: block.safetensors}").read_text()
+    (tmp_path / "site.yaml").write_text(config.replace("dictmodel:tiny", "nestedmodel:nested").replace(
+        "    labels: labels.txt\n", ""))
+    assert main(["build", "-q", "-f", str(tmp_path / "site.yaml")]) == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from nestedmodel import nested
+    finally:
+        sys.path.remove(str(tmp_path))
+    model = nested().eval()
+    x = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float() / 255
+                     for p in sorted((tmp_path / "photos").glob("*.png"))])
+    with torch.no_grad():
+        block = model[0](x)
+        logits = model(x)
+    out = tmp_path / "out" / "tiny"
+    assert _stat(out, "0", 2)["max"] == pytest.approx(float(block[:, 2].max()), rel=1e-5)
+    assert _stat(out, "3", 1)["max"] == pytest.approx(float(logits[:, 1].max()), rel=1e-5)
+    latents = torch.relu(block.movedim(1, -1) @ w_enc + b_enc)
+    assert _stat(out, "0.sae", 4)["max"] == pytest.approx(float(latents[..., 4].max()), rel=1e-5, abs=1e-6)
+
+
+def _stat(out: Path, layer: str, unit: int) -> dict:
+    return json.loads((out / layer / str(unit) / "unit.json").read_text())["stats"]
 
 
 def test_planted_latents_show_their_density_the_dead_share_and_the_inputs_they_never_fire_on(project, tmp_path):

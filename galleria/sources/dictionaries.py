@@ -102,6 +102,8 @@ def attach_dictionaries(module: torch.nn.Module, model_id: str, specs: tuple[Lay
         except AttributeError:
             raise BuildError(f"{where}: the model has no module '{found.host}' (run 'galleria layers')") from None
         host.add_module(found.kind, load_dictionary(found, where, spec.layout))
+        if type(host).forward is torch.nn.Sequential.forward:  # it runs every child: the dictionary too
+            host.__class__ = _reading_only(type(host))
         host.register_forward_hook(_read_by(found.kind))
 
 
@@ -117,6 +119,17 @@ def dictionary_at(module: torch.nn.Module, name: str) -> Dictionary | None:
 def host_of(module: torch.nn.Module, name: str) -> str:
     """The layer whose output a layer's units are read from: a dictionary's host, else the layer itself."""
     return name.rpartition(".")[0] if dictionary_at(module, name) is not None else name
+
+
+def _reading_only(cls: type) -> type:
+    """A Sequential's class (same name) whose forward runs its own modules and not the dictionaries
+    hung on it, which read its output from a hook instead."""
+    def forward(self, input):
+        for module in self:
+            if not isinstance(module, Dictionary):
+                input = module(input)
+        return input
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
 
 
 def _read_by(kind: str):
