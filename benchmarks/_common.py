@@ -5,7 +5,7 @@ import dataclasses
 from pathlib import Path
 
 from galleria.config import load_config
-from galleria.extract.probe import probe_model
+from galleria.extract.architecture import inspect_model
 from galleria.sources.images import InputSet, discover
 from galleria.sources.models import load_model
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def default_model_and_inputs():
     config = load_config(REPO / "site.yaml")
     model = load_model(config.models[0], config.root)
-    layout = probe_model(model, str(config.file))
+    layout = inspect_model(model, str(config.file))
     return config, model, layout, discover(config.inputs)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     from galleria.extract.health import LayerHealth
     from galleria.extract.layout import Layout
-    from galleria.extract.probe import LayerInfo, ModelLayout
+    from galleria.extract.architecture import LayerInfo, ModelLayout
     from galleria.extract.run import ModelActivations
     from galleria.sources.images import InputSet
     from galleria.sources.models import LoadedModel

@@ -116,7 +116,7 @@ def test_wrong_input_size_is_explained(project, capsys):
                                       "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))\n")
     assert build(project, "fixed:build", "['1']", size=32) == 1
     err = capsys.readouterr().err
-    assert "layer '1' during probing its layers" in err and "3×32×32 inputs" in err and "preprocessing.size" in err
+    assert "layer '1' during a dry run reading its layers' shapes" in err and "3×32×32 inputs" in err and "preprocessing.size" in err
 
 
 FRAGILE = '''

@@ -98,7 +98,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         from galleria.extract.attribution import attribute
         from galleria.extract.effects import layer_built_from, layer_effects
         from galleria.extract.health import layer_health
-        from galleria.extract.probe import probe_model
+        from galleria.extract.architecture import inspect_model
         from galleria.extract.related import layer_related
         from galleria.extract.run import extract, pick_device
         from galleria.records import ModelBuild
@@ -134,11 +134,11 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
             if model.tokenizer is None:
                 key = tuple(s.id for s in sets)
                 inputs = image_inputs[key] = image_inputs.get(key) or discover(sets)
-                layout = probe_model(model, str(config.file))
+                layout = inspect_model(model, str(config.file))
             else:
                 inputs = discover_text(sets, model.tokenizer)
                 sample = TokenLoader(inputs.text).batch([inputs.items[0]])[0]
-                layout = probe_model(model, str(config.file), sample, inputs.text.window)
+                layout = inspect_model(model, str(config.file), sample, inputs.text.window)
             prepared.append((model, layout, inputs))
     report.warnings.extend(config.warnings)
     seen_skips: set[tuple[str, str]] = set()

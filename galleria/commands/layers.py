@@ -6,7 +6,7 @@ import torch
 
 from galleria.config import layer_matches, load_config
 from galleria.errors import ConfigError
-from galleria.extract.probe import module_tree
+from galleria.extract.architecture import module_tree
 from galleria.sources.models import load_model
 
 

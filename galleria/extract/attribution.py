@@ -28,7 +28,7 @@ from galleria.config import Config
 from galleria.distributed import ranks
 from galleria.errors import in_user_model
 from galleria.extract.hooks import first_tensor, perturbable
-from galleria.extract.probe import ModelLayout
+from galleria.extract.architecture import ModelLayout
 from galleria.extract.run import ModelActivations, pick_device
 from galleria.sources.images import ImageLoader, InputSet
 from galleria.sources.models import LoadedModel

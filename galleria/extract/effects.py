@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from galleria.extract.probe import LayerInfo, ModelLayout
+from galleria.extract.architecture import LayerInfo, ModelLayout
 from galleria.records import EffectsTable
 from galleria.sources.dictionaries import dictionary_at
 

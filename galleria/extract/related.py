@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from galleria.extract.effects import strongest
-from galleria.extract.probe import LayerInfo
+from galleria.extract.architecture import LayerInfo
 from galleria.records import EffectsTable
 from galleria.extract.similarity import nearest
 from galleria.sources.dictionaries import dictionary_at, host_of

@@ -24,7 +24,7 @@ from galleria.distributed import Ranks, ranks
 from galleria.errors import BuildError, in_user_model
 from galleria.extract.hooks import capture, first_tensor
 from galleria.extract.bands import BandSampler
-from galleria.extract.probe import LayerInfo, ModelLayout
+from galleria.extract.architecture import LayerInfo, ModelLayout
 from galleria.extract.reducers import LayerReducer, release_threads
 from galleria.extract.token_means import TokenMeans
 from galleria.records import InputItem, LayerData

@@ -2,7 +2,7 @@
 
 A dictionary becomes a submodule of the layer it reads (``<layer>.sae`` or ``<layer>.directions``),
 called from a forward hook on that layer with its output; the hook leaves the model's own output as
-it was. Every stage that finds layers by module name (probing, extraction, receptive fields, feature
+it was. Every stage that finds layers by module name (the dry run, extraction, receptive fields, feature
 visualization, attribution) then sees the latents as it sees any layer, with no path of its own.
 Weights are read with safetensors: no code runs from the file.
 """

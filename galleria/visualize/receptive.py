@@ -17,7 +17,7 @@ from galleria.cache import Cache, content_key
 from galleria.errors import in_user_model
 
 if TYPE_CHECKING:
-    from galleria.extract.probe import LayerInfo
+    from galleria.extract.architecture import LayerInfo
     from galleria.sources.models import LoadedModel
 
 _SAMPLES = 2  # random inputs; a pixel counts if it passes gradient to the unit in any of them

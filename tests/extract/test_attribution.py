@@ -9,7 +9,7 @@ from PIL import Image
 from galleria.cache import Cache
 from galleria.config import load_config
 from galleria.extract.attribution import attribute, sample_inputs
-from galleria.extract.probe import probe_model
+from galleria.extract.architecture import inspect_model
 from galleria.extract.run import extract
 from galleria.sources.images import ImageLoader, discover
 from galleria.sources.models import load_model
@@ -61,7 +61,7 @@ def pipeline(tmp_path_factory):
         Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / "photos" / f"p{i}.png")
     config = load_config(root / "site.yaml")
     model = load_model(config.models[0], config.root)
-    layout = probe_model(model)
+    layout = inspect_model(model)
     inputs = discover(config.inputs)
     cache = Cache(root / ".cache")
     acts = extract(model, layout, inputs, config, cache)

@@ -1,4 +1,4 @@
-"""What the chosen layers really are: names resolved from patterns, output shapes from a probe."""
+"""What the chosen layers really are: names resolved from patterns, output shapes from one dry-run forward pass."""
 from __future__ import annotations
 
 import difflib
@@ -49,26 +49,26 @@ class ModelLayout:
 PROBE_BATCH = 2  # more than one input, so that a layer that folds the batch into another dimension shows
 
 
-def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torch.Tensor | None = None,
+def inspect_model(model: LoadedModel, config_file: str = "site.yaml", sample: torch.Tensor | None = None,
                 content: int | None = None) -> ModelLayout:
     """Resolve layer patterns, learn shapes and layouts before any heavy work, so errors come early.
 
-    Text models are probed with ``sample`` (one window of token ids, special tokens included)
+    Text models are run with ``sample`` (one window of token ids, special tokens included)
     whose ``content`` tokens are the ones shown; their layers must give [batch, tokens, units].
     """
     cfg = model.config
     text = sample is not None
     names = hookable_names(model.module)
     chosen = resolve_layers(cfg, names, config_file)
-    probe = _probe(model, [name for name, _ in chosen], sample)
-    missing = [name for name, _ in chosen if name not in probe.shapes]
+    seen = _dry_run(model, [name for name, _ in chosen], sample)
+    missing = [name for name, _ in chosen if name not in seen.shapes]
     if missing:
         raise BuildError(f"model '{cfg.id}': layer '{missing[0]}' produced no output "
                          "(it is never called in forward, or returns no tensor)")
     lines = dict(zip((name for name, _ in chosen), _lines(cfg, chosen)))
     layouts = {}
     for name, _ in chosen:
-        raw = probe.shapes[name]
+        raw = seen.shapes[name]
         where = (config_file, lines[name], f"models.{cfg.id}.layers")
         if raw[0] != PROBE_BATCH:
             raise ConfigError(f"layer '{name}' gives {raw[0]} rows for a batch of {PROBE_BATCH} inputs: it folds "
@@ -82,7 +82,7 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torc
             layouts[name] = Layout("tokens", (content, raw[1]))  # the tokens shown: special tokens are cut
         else:
             try:
-                layouts[name] = _layout(model, name, raw, probe)
+                layouts[name] = _layout(model, name, raw, seen)
             except Ambiguous as exc:
                 raise ConfigError(f"layer '{name}': cannot tell its units from its positions: {exc}", *where,
                                   f"give the layer entry a layout: {{name: {name}, layout: channels-last}} "
@@ -97,22 +97,22 @@ def probe_model(model: LoadedModel, config_file: str = "site.yaml", sample: torc
         if units and max(units) >= count:
             raise ConfigError(f"layer '{name}' has {count} units (0-{count - 1}), asked for unit {max(units)}",
                               config_file, lines[name], f"models.{cfg.id}.layers")
-        feeds = name in probe.feeding and count == probe.head_width and (text or math.prod(layout.positions) == 1)
+        feeds = name in seen.feeding and count == seen.head_width and (text or math.prod(layout.positions) == 1)
         layers.append(LayerInfo(name, module_kind(model.module.get_submodule(name)), shape,
-                                tuple(range(count)) if units is None else units, name in probe.outputs, feeds,
-                                layout, probe.writers.get(host_of(model.module, name))))
-    labels, output_shape, head = model.labels, probe.output_shape, probe.head
+                                tuple(range(count)) if units is None else units, name in seen.outputs, feeds,
+                                layout, seen.writers.get(host_of(model.module, name))))
+    labels, output_shape, head = model.labels, seen.output_shape, seen.head
     if text:
         lm_head = head is not None and labels is not None and output_shape[-1] == len(labels)
-        return ModelLayout(tuple(layers), output_shape, False, head, lm_head, probe.residual_to_head)
+        return ModelLayout(tuple(layers), output_shape, False, head, lm_head, seen.residual_to_head)
     if labels is not None and len(output_shape) == 1 and len(labels) != output_shape[0]:
         raise BuildError(f"model '{cfg.id}': {len(labels)} labels for {output_shape[0]} outputs; "
                          "check the model's labels")
     return ModelLayout(tuple(layers), output_shape, labels is not None and len(output_shape) == 1, head,
-                       residual_to_head=probe.residual_to_head)
+                       residual_to_head=seen.residual_to_head)
 
 
-def _layout(model: LoadedModel, name: str, raw: tuple[int, ...], probe: "_Probe") -> Layout:
+def _layout(model: LoadedModel, name: str, raw: tuple[int, ...], seen: "_DryRun") -> Layout:
     """An image model's layer layout: the config's, else decided from the model (see layout.py). A
     dictionary's units sit where its host's features are, so it is laid out as its host is: its own
     shape alone could be read either way (64 latents on a ViT's 197 tokens would fit an 8×8 grid).
@@ -123,22 +123,22 @@ def _layout(model: LoadedModel, name: str, raw: tuple[int, ...], probe: "_Probe"
     given = spec.layout if spec is not None else None
     host = host_of(model.module, name)
     if host != name:
-        return replace(_inferred(model, host, probe.shapes[host][1:], probe, given), raw=raw)
-    return _inferred(model, name, raw, probe, given)
+        return replace(_inferred(model, host, seen.shapes[host][1:], seen, given), raw=raw)
+    return _inferred(model, name, raw, seen, given)
 
 
-def _inferred(model: LoadedModel, name: str, raw: tuple[int, ...], probe: "_Probe", given: str | None) -> Layout:
+def _inferred(model: LoadedModel, name: str, raw: tuple[int, ...], seen: "_DryRun", given: str | None) -> Layout:
     """The layout of ``name``'s output ``raw``: ``given``, or decided from the shape, or else from how it
     changes with a larger input."""
     image = model.config.preprocessing.size
     try:
-        return infer_layout(raw, image, probe.grids, probe.prefix, given)
+        return infer_layout(raw, image, seen.grids, seen.prefix, given)
     except Ambiguous:
         larger = _larger_shapes(model, name)
         if larger is None:
             raise
         changed = {i for i, (a, b) in enumerate(zip(raw, larger)) if a != b}
-        return infer_layout(raw, image, probe.grids, probe.prefix, given, changed)
+        return infer_layout(raw, image, seen.grids, seen.prefix, given, changed)
 
 
 def _larger_shapes(model: LoadedModel, name: str) -> tuple[int, ...] | None:
@@ -178,7 +178,7 @@ def resolve_layers(cfg: ModelConfig, names: list[str], config_file: str):
 
 
 @dataclass
-class _Probe:
+class _DryRun:
     shapes: dict[str, tuple[int, ...]]  # chosen layers' output shapes, batch included
     output_shape: tuple[int, ...]  # the model's output, without the batch
     outputs: set[str]  # chosen layers whose output is the model's output
@@ -196,12 +196,12 @@ def _projection(module: torch.nn.Module) -> bool:
     return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
 
 
-def _probe(model: LoadedModel, names: list[str], sample: torch.Tensor | None) -> _Probe:
+def _dry_run(model: LoadedModel, names: list[str], sample: torch.Tensor | None) -> _DryRun:
     """One forward pass with every module watched: shapes, the head and what feeds it, the grids, and
     which projection reads each chosen layer."""
     module, cfg = model.module, model.config
     pre = cfg.preprocessing
-    x = _probe_input(cfg, sample)
+    x = _dry_run_input(cfg, sample)
     hookable = hookable_names(module)
     projections = [n for n in hookable if _projection(module.get_submodule(n))]
     inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # projection -> (its input, its output)
@@ -214,7 +214,7 @@ def _probe(model: LoadedModel, names: list[str], sample: torch.Tensor | None) ->
             else f"it was given {pre.channels}×{pre.size[0]}×{pre.size[1]} inputs: check preprocessing.size and channels")
     watched = list(dict.fromkeys(names + [host_of(module, n) for n in names]))  # a dictionary's writer is its host's
     try:
-        with in_user_model(cfg.id, module, "probing its layers", hint), capture(module, watched) as seen, \
+        with in_user_model(cfg.id, module, "a dry run reading its layers' shapes", hint), capture(module, watched) as seen, \
                 torch.inference_mode():
             output = module(x)
     finally:
@@ -238,12 +238,12 @@ def _probe(model: LoadedModel, names: list[str], sample: torch.Tensor | None) ->
         to_head = _residual_to_head(module, calls, features)
     grids = {dims for call in calls if len(call.shape) == 4 for dims in (call.shape[2:], call.shape[1:3])
              if is_grid(dims, pre.size)} if sample is None else set()
-    return _Probe({n: tuple(t.shape) for n, t in seen.items()}, tuple(output.shape[1:]), outputs, head, width,
+    return _DryRun({n: tuple(t.shape) for n, t in seen.items()}, tuple(output.shape[1:]), outputs, head, width,
                   feeding, grids, prefix_names(module) if sample is None else (), writers, to_head)
 
 
 class _Call(NamedTuple):
-    """One module call seen by the probe: where its output and its first input live."""
+    """One module call seen by the dry run: where its output and its first input live."""
 
     name: str
     output: tuple[int, int]  # (address, size) of its output
@@ -287,8 +287,8 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.data_ptr() == b.data_ptr() and a.numel() == b.numel()
 
 
-def _probe_input(cfg: ModelConfig, sample: torch.Tensor | None) -> torch.Tensor:
-    """What a probe feeds the model: the text window given, or a blank image of the model's size."""
+def _dry_run_input(cfg: ModelConfig, sample: torch.Tensor | None) -> torch.Tensor:
+    """What the dry run feeds the model: the text window given, or a blank image of the model's size."""
     pre = cfg.preprocessing
     return torch.zeros(PROBE_BATCH, pre.channels, *pre.size) if sample is None else sample.expand(PROBE_BATCH, -1)
 
@@ -307,14 +307,14 @@ class TreeRow:
 def module_tree(model: LoadedModel, sample: torch.Tensor | None = None) -> list[TreeRow]:
     """Every named module with its output shape and, where it can be a layer, its units and layout."""
     names = hookable_names(model.module)
-    probe = _probe(model, names, sample)
+    seen = _dry_run(model, names, sample)
     rows = []
     for name in names:
         kind = module_kind(model.module.get_submodule(name))
-        if name not in probe.shapes:
+        if name not in seen.shapes:
             rows.append(TreeRow(name, kind, None, None, "not called, or returns no tensor"))
             continue
-        raw = probe.shapes[name]
+        raw = seen.shapes[name]
         if raw[0] != PROBE_BATCH:
             rows.append(TreeRow(name, kind, raw[1:], None, f"folds the batch into its {raw[0]} rows"))
             continue
@@ -325,7 +325,7 @@ def module_tree(model: LoadedModel, sample: torch.Tensor | None = None) -> list[
                     raise ValueError("not one vector per token")
                 layout = Layout("tokens", raw)
             else:
-                layout = _layout(model, name, raw, probe)
+                layout = _layout(model, name, raw, seen)
         except Ambiguous as exc:
             rows.append(TreeRow(name, kind, raw, None, f"{str(exc).split('?')[0]}? set layout: to choose"))
         except ValueError as exc:
