@@ -90,6 +90,14 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """The live probe ("try your own" on unit and layer pages): on, and how its weights are stored."""
+
+    enabled: bool = True
+    precision: str = "float16"  # float32, float16 or int8 (see galleria/probe/precision.py)
+
+
+@dataclass(frozen=True)
 class FeatureVizConfig:
     """Feature visualization settings; a layer's override the model's, which override the site's."""
 
@@ -125,6 +133,7 @@ class ModelConfig:
     tokenizer: str | None = None  # "chars:PATH", a tokenizer.json path, or "model" (a transformers folder's own)
     inputs: tuple[str, ...] | None = None  # ids of the input sets it reads; None: every set of its kind
     pretrained: Path | None = None  # a transformers model's folder (config.json and weights)
+    probe: ProbeConfig = ProbeConfig()
 
     @property
     def kind(self) -> str:
@@ -351,13 +360,13 @@ def _load(path: Path) -> Config:
     except ConfigError as exc:  # raised by the loader, which does not know the file name
         raise ConfigError("duplicate key", file, exc.line, exc.key, "each key may appear once") from None
     top = _Section(data, file, "", 1, ("site", "models", "inputs", "examples", "extract", "attribution",
-                                                "featureviz", "seed"))
+                                                "featureviz", "probe", "seed"))
     root = path.resolve().parent
     warnings: list[str] = []
     site = _site(top.section("site", ("title", "description", "url", "output_dir", "theme_dir",
                                       "content_dir", "cache_dir", "cards")), root)
     featureviz = _featureviz(top, "featureviz", FeatureVizConfig())
-    models = _models(top, root, warnings, featureviz)
+    models = _models(top, root, warnings, featureviz, _probe(top, ProbeConfig()))
     inputs = _inputs(top, root)
     _match_inputs(top, models, inputs)
     examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap", "bands",
@@ -457,13 +466,27 @@ def _featureviz(parent: _Section, key: str, inherited: FeatureVizConfig) -> Feat
                             seed=s.get("seed", int, inherited.seed))
 
 
-def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureVizConfig) -> tuple[ModelConfig, ...]:
+def _probe(parent: _Section, inherited: ProbeConfig) -> ProbeConfig:
+    """A probe entry: false (off), true, or {precision: ...} overriding the inherited settings."""
+    raw = parent.data.get("probe") if parent.data else None
+    if raw is None or raw is True:
+        return inherited
+    if raw is False:
+        return replace(inherited, enabled=False)
+    from galleria.probe.precision import PRECISIONS
+
+    s = parent.section("probe", ("precision",))
+    return ProbeConfig(True, _choice(s, "precision", PRECISIONS, inherited.precision))
+
+
+def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureVizConfig,
+            probe: ProbeConfig) -> tuple[ModelConfig, ...]:
     models = []
     seen: set[str] = set()
     for i, (data, line) in enumerate(_items(top, "models")):
         s = _Section(data, top.file, f"models[{i}]", line,
                      ("id", "title", "description", "source", "kwargs", "weights", "preprocessing",
-                      "labels", "layers", "units", "featureviz", "tokenizer", "inputs"))
+                      "labels", "layers", "units", "featureviz", "tokenizer", "inputs", "probe"))
         model_id = _slug(s, "id")
         if model_id in SITE_FOLDERS:
             raise s.error("id", f"'{model_id}' is a folder of the site itself", "choose another model id")
@@ -509,6 +532,7 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
             tokenizer=tokenizer,
             inputs=tuple(map(str, model_inputs)) if model_inputs is not None else None,
             pretrained=pretrained,
+            probe=_probe(s, probe),
         ))
     return tuple(models)
 

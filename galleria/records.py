@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from galleria.extract.health import LayerHealth
     from galleria.extract.layout import Layout
     from galleria.extract.architecture import LayerInfo, ModelLayout
@@ -473,6 +475,41 @@ class ModelRecord:
     inputs: int  # usable inputs
     flagged: int  # units with a health flag, all layers
     layers: tuple[LayerRecord, ...]
+    probe: "ProbeSummary | None" = None  # the live probe, unless turned off
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    """What a model's pages say of its live probe."""
+
+    kind: str  # "image" or "text": what a visitor gives it
+    in_browser: bool  # its graph is in the site; else only galleria serve answers it
+    bytes: int  # the graph's size (0 when not in the site)
+    precision: str
+    fidelity: float  # the graph's largest difference from PyTorch, as a share of a layer's largest value
+    left_out: str  # why it is not in the site
+
+
+class ProbeLayer(NamedTuple):
+    """One output of a probe's graph: [1, len(units), prod(positions)] values of a chosen layer."""
+
+    name: str
+    units: tuple[int, ...]
+    positions: tuple[int, ...]  # one unit's map: (H, W), (tokens,), or () for a vector
+    grid: tuple[int, int] | None  # the map laid over the image: (rows, columns) after ``prefix`` positions
+    prefix: int  # positions before the grid (a ViT's CLS token)
+
+
+@dataclass(frozen=True)
+class ProbeModel:
+    """A model's live probe: its ONNX graph, what the page feeds it, and how it compares."""
+
+    onnx: "Path"  # the graph in the cache, weights stored in ``precision``
+    precision: str  # "float32", "float16" or "int8"
+    fidelity: float  # largest difference from PyTorch on real inputs, as a share of a layer's largest value
+    float32_bytes: int  # the graph's size with float32 weights
+    feed: dict  # {"kind": "image", size, channels, mean, std} or {"kind": "text", tokenizer, lead, trail, length, window}
+    layers: tuple[ProbeLayer, ...]
 
 
 @dataclass
@@ -496,6 +533,8 @@ class ModelBuild:
     receptive: dict[str, "ReceptiveField | None"] = field(default_factory=dict)  # image models, per layer
     sources: dict[str, "SourceImage"] = field(default_factory=dict)  # image models: source file -> stored image
     context: int | None = None  # text models: tokens shown each side of an example's extreme token
+    probe: ProbeModel | None = None  # the live probe in the page, if the model has one
+    probe_left_out: str = ""  # why it has none, when it was not turned off
 
     @property
     def text(self) -> bool:

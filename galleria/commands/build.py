@@ -100,6 +100,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         from galleria.extract.health import layer_health
         from galleria.extract.architecture import inspect_model
         from galleria.extract.related import layer_related
+        from galleria.probe.export import ProbeLeftOut, model_probe
         from galleria.extract.run import extract, pick_device
         from galleria.records import ModelBuild
         from galleria.site.content import load_notes
@@ -199,9 +200,17 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                 built_from[layer.name] = layer_built_from(found.sources, by_name[found.source],
                                                           min(attribution.examples, attribution.sample))
         context = (config.examples.context or CONTEXT[inputs.text.kind]) if inputs.text is not None else None
+        probe, left_out = None, ""
+        if model.config.probe.enabled:
+            with stage(report, "probe"):
+                try:
+                    probe = model_probe(model, layout, inputs, model.config.probe, cache)
+                except ProbeLeftOut as exc:
+                    left_out = f"model '{model.config.id}' has no live probe in the page: {exc}"
+                    report.notices.append(left_out)
         model.module = None  # nothing after this runs the model: its weights need not outlive the stages that do
         builds.append(ModelBuild(model, layout, acts, inputs, health, effects, built_from, related, featureviz, thumbs,
-                                 maxima, receptive, sources, context))
+                                 maxima, receptive, sources, context, probe, left_out))
     report.inputs_used = sum(used.values())
     report.inputs_skipped = len(seen_skips)
     check_notes(notes, builds, report, show, skipped_models)

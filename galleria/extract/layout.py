@@ -42,7 +42,8 @@ class Layout:
     def units_first(self, x):
         """[..., *raw] -> [..., units, *positions] (a view; any leading dimensions, batch among them)."""
         if self.kind in ("channels-last", "tokens"):
-            return x.movedim(-1, -1 - len(self.positions))
+            last = x.dim() - 1  # counted from the front: ONNX export rejects a negative permutation
+            return x.movedim(last, last - len(self.positions))
         return x
 
     def grid_view(self, x):

@@ -281,10 +281,7 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
         """
         if name in seen:
             return None
-        if corpus:  # the special tokens a transformer adds ([CLS], [SEP]) are not shown
-            tensor = tensor[:, lead:tensor.shape[1] - trail]
-        tensor = layouts[name].units_first(tensor)  # [B, units, *positions]
-        acts = (tensor if all_units[name] else tensor.index_select(1, index[name])).float()
+        acts = layer_units(tensor, layouts[name], None if all_units[name] else index[name], lead, trail).float()
         if acts.data_ptr() == tensor.data_ptr():
             acts = acts.clone(memory_format=torch.contiguous_format)
         batch["futures"].append(worker.submit(reduce, name, acts, batch["index"], batch["tokens"]))
@@ -340,6 +337,16 @@ def _run(model: LoadedModel, layout: ModelLayout, inputs: InputSet, config: Conf
     if corpus:
         np.save(folder / "counted.npy", corpus.counted)
     (folder / "unreadable.json").write_text(json.dumps({str(k): v for k, v in sorted(unreadable.items())}))
+
+
+def layer_units(tensor: torch.Tensor, layout, index: torch.Tensor | None, lead: int = 0, trail: int = 0) -> torch.Tensor:
+    """A layer's output as its reducers read it: [B, units shown, *positions], without the special
+    tokens a transformer adds around a text ([CLS], [SEP]: ``lead`` and ``trail`` of them). The live
+    probe's ONNX graph returns the same, so the page's values are the gallery's."""
+    if lead or trail:
+        tensor = tensor[:, lead:tensor.shape[1] - trail]
+    tensor = layout.units_first(tensor)
+    return tensor if index is None else tensor.index_select(1, index)
 
 
 def _prefetch(items: tuple[InputItem, ...], batch_size: int, loader: ImageLoader):

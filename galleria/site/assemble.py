@@ -13,7 +13,7 @@ import numpy as np
 
 from galleria.extract.health import LayerHealth
 from galleria.records import (BandRecord, EffectRecord, EffectsRecord, EffectsTable, ExampleRecord, FeatureVizRecord,
-                              InputRecord, LayerData, LayerRecord, ModelBuild, ModelRecord, Response, UnitEntry,
+                              InputRecord, LayerData, LayerRecord, ModelBuild, ModelRecord, ProbeSummary, Response, UnitEntry,
                               UnitRecord, UnitSummary, VizRecord, packed, unpacked)
 from galleria.site import structure as S
 from galleria.site.content import Note
@@ -242,7 +242,17 @@ def model_record(build: ModelBuild, notes) -> ModelRecord:
         window=build.inputs.text.window if build.text else None,
         classes=layout.output_shape[0] if layout.classifier else None, label=note.label if note else "",
         inputs=len(build.inputs.usable), flagged=sum(len(h.by_unit) for h in build.health.values()),
-        layers=tuple(layer_record(build, i, notes) for i in range(len(layout.layers))))
+        layers=tuple(layer_record(build, i, notes) for i in range(len(layout.layers))), probe=_probe(build))
+
+
+def _probe(build: ModelBuild) -> ProbeSummary | None:
+    cfg = build.model.config
+    if not cfg.probe.enabled:
+        return None
+    found = build.probe
+    if found is None:
+        return ProbeSummary(cfg.kind, False, 0, cfg.probe.precision, 0.0, build.probe_left_out)
+    return ProbeSummary(cfg.kind, True, found.onnx.stat().st_size, found.precision, found.fidelity, "")
 
 
 def responses(build: ModelBuild, peaks: list[np.ndarray], input_index: int, count: int) -> list[tuple[str, list[Response]]]:

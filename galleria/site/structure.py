@@ -9,7 +9,8 @@ import functools
 import re
 from pathlib import PurePath
 
-RESERVED = {"inputs", "assets", "health"}  # folders a model page already uses
+RESERVED = {"inputs", "assets", "health", "probe", "probe.js"}  # what a model's folder already holds
+PROBE_RUNTIME = "assets/onnxruntime-web/runtime.js"  # the live probe's WebAssembly runtime, once per site
 
 
 @functools.lru_cache(maxsize=4096)
@@ -44,6 +45,16 @@ def featureviz_dir(model: str, layer: str) -> str:
 def health_dir(model: str, layer: str | None = None) -> str:
     """The health page of a whole model, or of one layer."""
     return f"{layer_dir(model, layer) if layer else model}/health"
+
+
+def probe_dir(model: str) -> str:
+    """A model's probe page: the units of every layer that respond most to a visitor's input."""
+    return f"{model}/probe"
+
+
+def probe_script(model: str) -> str:
+    """A model's live probe: its ONNX graph and what the page needs to feed it."""
+    return f"{model}/probe.js"
 
 
 def source_file(source: str, stored: PurePath) -> str:

@@ -191,6 +191,11 @@ class Theme:
                     found[rel.as_posix()] = path
         return found
 
+    def vendored(self, name: str) -> pathlib.Path:
+        """A vendored package's folder (``vendor/<name>``), the custom theme's first."""
+        return next((d / "vendor" / name for d in self.dirs if (d / "vendor" / name).is_dir()),
+                    self.builtin_dir / "vendor" / name)
+
     def copy_assets(self, dest: pathlib.Path) -> list[pathlib.Path]:
         """Copy the built-in ``assets/*`` to ``dest/assets/``, then the custom dir's over them.
 

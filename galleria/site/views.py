@@ -86,6 +86,18 @@ class ModelPages:
     def crumbs(self) -> list[tuple[str, str]]:
         return [(self.title, S.model_dir(self.id))]
 
+    def probe(self, folder: str, layer: str | None = None) -> dict | None:
+        """The live probe as a page in ``folder`` runs it (probe.js), on one layer or on all of them."""
+        found = self.record.probe
+        if found is None:
+            return None
+        names = [l.name for l in self.record.layers]
+        return {"src": S.href(folder, S.probe_script(self.id)), "runtime": S.href(folder, S.PROBE_RUNTIME),
+                "root": S.root(folder) or "./", "layer": names.index(layer) if layer is not None else None,
+                "kind": found.kind, "in_browser": found.in_browser, "megabytes": found.bytes / 1e6,
+                "precision": found.precision, "fidelity": found.fidelity, "left_out": found.left_out,
+                "page_url": S.href(folder, S.page_file(S.probe_dir(self.id)))}
+
 
 def common(site: SiteConfig, page: Page, card: str | None = None) -> dict:
     """What every page's base template needs; ``card`` is the site path of its preview image."""
@@ -363,12 +375,15 @@ def drawn_histogram(stats: UnitStats) -> tuple[Histogram, float]:
 
 
 def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | None,
-              built_from_labels: dict[int, str], prev_unit: int | None, next_unit: int | None) -> Page:
+              built_from_labels: dict[int, str], prev_unit: int | None, next_unit: int | None,
+              column: int = 0) -> Page:
     """A unit's page. ``layer`` is its layer's facts (layer_facts) as its unit pages link them;
-    ``built_from_labels`` the labels of the units it is built from."""
+    ``built_from_labels`` the labels of the units it is built from; ``column`` the unit's place
+    among its layer's units (in the live probe's output)."""
     folder = record.url.rstrip("/")
     text = model.corpus is not None
     stats = record.stats
+    probe = model.probe(folder, record.layer)
     top = _examples(model, folder, "top", record.top, text)
     bottom = _examples(model, folder, "bottom", record.bottom, text)
     bands = [{"lo": b.lo, "hi": b.hi, "count": b.count, "fraction": b.fraction,
@@ -410,6 +425,8 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
             "histogram_svg": Markup(histogram_svg(drawn, bands=[(b["lo"], b["hi"]) for b in bands])),
             "zeros_left_out": left_out,
             "inactive": record.inactive, "inactive_fraction": record.inactive / max(1, model.record.inputs),
+            "probe": None if probe is None else {**probe, "column": column, "max": stats.max,
+                                                  "hist": (drawn.edges[0], drawn.edges[-1]) if drawn.counts else None},
             "scale": record.scale, "bottom_scale": (0.0, stats.min) if bottom and stats.min < 0 and not text else None,
             "top": top, "bottom": bottom, "bands": bands, "featureviz": featureviz,
             "text": {"scale": record.scale[1], "shards": S.root(folder) + model.shards + "/",
@@ -463,6 +480,7 @@ def layer_page(model: ModelPages, layer: LayerRecord, note: Note | None, entries
                  "next": S.layer_dir(model.id, names[index + 1]) if index + 1 < len(names) else None,
                  "up": S.model_dir(model.id)},
                 {"model": model.about(folder), "layer": layer_facts(layer, folder, note, tile_size),
+                 "probe": model.probe(folder, layer.name),
                  "density_svg": Markup(density_svg(entry.frac_active for entry in entries)) if entries else None,
                  "units": [grid_unit(model, folder, layer.name, entry) for entry in entries]})
 
@@ -487,7 +505,18 @@ def model_page(model: ModelPages, note: Note | None) -> Page:
                            "label": record.label, "inputs_url": S.href(folder, S.page_file(S.inputs_dir(record.id))),
                            "num_inputs": record.inputs, "text": model.corpus is not None, "layers": layers,
                            "health_url": S.href(folder, S.page_file(S.health_dir(record.id))),
-                           "flagged": record.flagged}})
+                           "flagged": record.flagged}, "probe": model.probe(folder)})
+
+
+def probe_page(model: ModelPages) -> Page:
+    """A model's probe page: a visitor's own input, and the units of every layer that respond most
+    to it relative to their own maximum (as an input page lists them for the gallery's inputs)."""
+    folder = S.probe_dir(model.id)
+    return Page(folder, "probe.html", "probe", f"Try your own input · {model.title}",
+                f"Run your own {'text' if model.corpus is not None else 'image'} through {model.title} and see "
+                "which units respond most", model.crumbs() + [("try your own", folder)],
+                {"prev": None, "next": None, "up": S.model_dir(model.id)},
+                {"model": model.about(folder), "probe": model.probe(folder)})
 
 
 def featureviz_page(model: ModelPages, layer: LayerRecord, labels: dict[int, str], file: str) -> Page:

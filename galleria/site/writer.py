@@ -20,6 +20,7 @@ from galleria.cache import Cache
 from galleria.config import Config
 from galleria.distributed import ranks
 from galleria.forking import fork_map
+from galleria.probe.script import probe_script
 from galleria.records import LayerRecord, ModelBuild, UnitEntry, UnitRecord
 from galleria.site import structure as S
 from galleria.site import views as V
@@ -143,7 +144,8 @@ class SiteWriter:
     def page_count(self, builds: list[ModelBuild]) -> int:
         """Pages write() will produce: the index and search, then per model its page, layers, units and inputs."""
         return 2 + sum(3 + 2 * len(b.layout.layers) + sum(len(l.units) for l in b.layout.layers)
-                       + len(b.inputs.usable) + sum(1 for v in b.featureviz.values() if v) for b in builds)
+                       + len(b.inputs.usable) + sum(1 for v in b.featureviz.values() if v)
+                       + (b.model.config.probe.enabled) for b in builds)
 
     # -- the site ------------------------------------------------------------------------
 
@@ -152,6 +154,12 @@ class SiteWriter:
         and input pages (write_share) into the same folder."""
         if self.only is None:
             self.theme.copy_assets(self.out)
+            if any(build.probe is not None for build in builds):
+                runtime = self.theme.vendored("onnxruntime-web")
+                target = self.out / S.PROBE_RUNTIME
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(runtime / "runtime.js", target)
+                shutil.copyfile(runtime / "LICENSE", target.with_name("LICENSE"))
         models = [self._model_pages(build) for build in builds]
         self._reading.clear()  # the records' notes are marked on the pages that show them
         for build, model in zip(builds, models):
@@ -184,10 +192,23 @@ class SiteWriter:
                 self._place(stored.path, S.source_file(source, stored.path))
             if build.text:
                 write_text_shards(self.out, build.inputs.text, build.inputs.key)
+            if build.probe is not None:
+                self._write_probe_script(build)
         if build.text:
             V.shown_pieces(build.inputs.text)  # drawn once here (if the shards did not), before page writers fork
         return V.ModelPages(model_record(build, self.notes), input_records(build), build.inputs.text,
                             self.config.examples.tile_size, shard_folder(build.inputs.key) if build.text else None)
+
+    def _write_probe_script(self, build: ModelBuild) -> None:
+        """The model's live probe (<model>/probe.js): its graph, and per layer what ranks its units."""
+        cfg = build.model.config
+        layers = [{"url": S.layer_dir(cfg.id, layer.name) + "/",
+                   "max": [round(float(m), 6) for m in build.maxima[layer.name]],
+                   "labels": {u: label for u in layer.units if (label := self._label(build, layer.name, u))}}
+                  for layer in build.layout.layers]
+        path = self.out / S.probe_script(cfg.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(probe_script(cfg.id, build.probe, layers), encoding="utf-8")
 
     def _write_model(self, build: ModelBuild, model: V.ModelPages) -> None:
         """Every page of one model: each layer's own pages, then its unit and input pages together on
@@ -208,6 +229,8 @@ class SiteWriter:
             search.layers.append(found)
         if not self._skip(S.inputs_dir(model.id)):
             self._write(V.inputs_page(model))
+        if record.probe is not None and not self._skip(S.probe_dir(model.id)):
+            self._write(V.probe_page(model))
         self._write_health(build, model, None)
         folder = S.model_dir(record.id)
         note = self.notes.get(folder)
@@ -363,7 +386,7 @@ class SiteWriter:
                                                      for e in built_from.up + built_from.down}
             page = V.unit_page(record, model, facts, note, labels,
                                layer.units[position - 1] if position > 0 else None,
-                               layer.units[position + 1] if position + 1 < len(layer.units) else None)
+                               layer.units[position + 1] if position + 1 < len(layer.units) else None, position)
             card = None
             if wants_card(self.config.site.cards, record, note):
                 card = self._card(folder, unit_card(self.config.site.title, build, model, record,

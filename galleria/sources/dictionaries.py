@@ -62,8 +62,8 @@ class Dictionary(torch.nn.Module):
                          f"is {tuple(x.shape)}: no dimension has {d_in}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dim = self._features(x)
-        h = x.movedim(dim, -1).to(self.W_enc.dtype)
+        dim, last = self._features(x), x.dim() - 1  # dimensions counted from the front: ONNX export
+        h = x.movedim(dim, last).to(self.W_enc.dtype)   # rejects a negative permutation
         if self.norm == "constant_norm_rescale":
             h = h * (self.W_enc.shape[0] ** 0.5 / h.norm(dim=-1, keepdim=True))
         elif self.norm == "layer_norm":
@@ -81,7 +81,7 @@ class Dictionary(torch.nn.Module):
         elif self.activation == "topk":
             kept = pre.topk(min(self.k, pre.shape[-1]), dim=-1)
             pre = torch.zeros_like(pre).scatter(-1, kept.indices, torch.relu(kept.values))
-        return pre.movedim(-1, dim)
+        return pre.movedim(last, dim)
 
 
 def attach_dictionaries(module: torch.nn.Module, model_id: str, specs: tuple[LayerSpec, ...]) -> None:

@@ -45,11 +45,11 @@ class CharTokenizer:
             raise BuildError(f"{path}: every token must be one character, and 'unknown' one of them")
         self.labels = tuple(tokens)
         self._index = {t: i for i, t in enumerate(tokens)}
-        self._unknown = self._index[unknown]
+        self.unknown = self._index[unknown]
         self.key = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
     def encode(self, text: str) -> tuple[np.ndarray, list[str]]:
-        ids = np.fromiter((self._index.get(ch, self._unknown) for ch in text), dtype=np.int64, count=len(text))
+        ids = np.fromiter((self._index.get(ch, self.unknown) for ch in text), dtype=np.int64, count=len(text))
         return ids, list(text)
 
 
@@ -79,6 +79,10 @@ class SubwordTokenizer:
             labels = [_byte_text(label) for label in labels]
         self.labels = tuple(labels)
         self.key = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+    def spec(self) -> str:
+        """The tokenizer.json it was read from, as text (the live probe reads its kind and vocabulary)."""
+        return self._tok.to_str()
 
     def encode(self, text: str) -> tuple[np.ndarray, list[str]]:
         encoding = self._tok.encode(text, add_special_tokens=False)

@@ -807,6 +807,10 @@
     row.appendChild(toggle);
   }
 
+  // What the live probe (probe.js) draws with: the same loaders, thumbnails, colours and tokens.
+  window.galleria = { whenLoaded: whenLoaded, scriptLoaded: scriptLoaded, thumbFor: thumbFor, tokenSpan: tokenSpan,
+                      element: element, lut: LUT };
+
   function init() {
     initHeader();
     initThemeToggle();

@@ -1,0 +1,542 @@
+/* galleria's live probe: the visitor's own image or text through the model, in the page.
+ *
+ * A model's <model>/probe.js calls galleriaProbeModel(meta, onnx): the graph (gzip, base64) whose
+ * outputs are each chosen layer's units as the build read them, [1, units, positions]. It runs in
+ * onnxruntime-web's WebAssembly backend (assets/onnxruntime-web/runtime.js: its module and binary,
+ * gzip, base64), single-threaded, so no cross-origin isolation is needed. Both are loaded as scripts
+ * on first use, never fetched: fetch() is refused from file://. Under `galleria serve` the server
+ * answers with PyTorch instead (window.galleriaServer, set by the page's reload script).
+ *
+ * Images are prepared exactly as the build prepares them (Pillow's centre square, reduce and
+ * bilinear resize, mean/std); text is tokenized with the model's own vocabulary.
+ */
+(function () {
+  "use strict";
+  var G = window.galleria;
+  var runtime = null, runtimeParts = null, models = {};
+
+  // ------------------------------------------------------------------ loading
+  function gunzip(b64) {
+    var raw = atob(b64), bytes = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).arrayBuffer().then(function (buffer) { return new Uint8Array(buffer); });
+  }
+
+  function loaded(src, key) {
+    return new Promise(function (resolve) { G.whenLoaded(src, key, resolve); });
+  }
+
+  window.galleriaProbeRuntime = function (module, wasm) {
+    runtimeParts = { module: module, wasm: wasm };
+    G.scriptLoaded("probe runtime");
+  };
+
+  window.galleriaProbeModel = function (meta, onnx) {
+    var src = document.currentScript && document.currentScript.src;
+    models[src] = { meta: meta, onnx: onnx, session: null };
+    G.scriptLoaded("probe " + src);
+  };
+
+  function ortRuntime(src) {
+    if (!runtime) {
+      runtime = loaded(src, "probe runtime").then(function () {
+        return Promise.all([gunzip(runtimeParts.module), gunzip(runtimeParts.wasm)]);
+      }).then(function (parts) {
+        runtimeParts = null;
+        var url = URL.createObjectURL(new Blob([parts[0]], { type: "text/javascript" }));
+        return import(url).then(function (ort) {
+          ort.env.wasm.numThreads = 1;  // threads need cross-origin isolation, which file:// and Pages lack
+          ort.env.wasm.proxy = false;
+          ort.env.wasm.wasmBinary = parts[1];
+          return ort;
+        });
+      });
+    }
+    return runtime;
+  }
+
+  function modelMeta(box) {
+    var src = new URL(box.getAttribute("data-probe"), location.href).href;
+    if (models[src]) return Promise.resolve(models[src]);
+    return loaded(src, "probe " + src).then(function () { return models[src]; });
+  }
+
+  function session(box, model) {
+    if (!model.session) {
+      var runtimeSrc = new URL(box.getAttribute("data-runtime"), location.href).href;
+      model.session = Promise.all([ortRuntime(runtimeSrc), gunzip(model.onnx)]).then(function (parts) {
+        model.onnx = null;
+        return parts[0].InferenceSession.create(parts[1], { executionProviders: ["wasm"] }).then(function (s) {
+          return { ort: parts[0], session: s };
+        });
+      });
+    }
+    return model.session;
+  }
+
+  // ------------------------------------------------------------------ images, as the build prepares them
+  // Pillow's Image.resize(size, BILINEAR, reducing_gap=2.0) on the centre square (sources/images.py).
+  function decode(file, channels) {
+    return createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none",
+                                     imageOrientation: "none" }).then(function (bitmap) {
+      var canvas = document.createElement("canvas");
+      canvas.width = bitmap.width;
+      canvas.height = bitmap.height;
+      var ctx = canvas.getContext("2d");
+      ctx.drawImage(bitmap, 0, 0);
+      var rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+      var n = bitmap.width * bitmap.height, out = new Uint8Array(n * channels);
+      for (var i = 0; i < n; i++) {
+        var a = rgba[4 * i + 3], c = [];
+        for (var k = 0; k < 3; k++) c.push(a === 255 ? rgba[4 * i + k] : Math.round((rgba[4 * i + k] * a + 255 * (255 - a)) / 255));
+        if (channels === 1) out[i] = (c[0] * 19595 + c[1] * 38470 + c[2] * 7471 + 0x8000) >> 16;  // Pillow's "L"
+        else for (var j = 0; j < 3; j++) out[3 * i + j] = c[j];
+      }
+      return { width: bitmap.width, height: bitmap.height, channels: channels, data: out };
+    });
+  }
+
+  function crop(img, left, top, size) {
+    var c = img.channels, out = new Uint8Array(size * size * c);
+    for (var y = 0; y < size; y++) {
+      var from = ((top + y) * img.width + left) * c;
+      out.set(img.data.subarray(from, from + size * c), y * size * c);
+    }
+    return { width: size, height: size, channels: c, data: out };
+  }
+
+  function divider(n) {  // Reduce.c's division_UINT32(n, 8), in single precision as there
+    return Math.floor(Math.fround(Math.fround(4294967296) / Math.fround(256 * n)));
+  }
+
+  function reduce(img, fx, fy) {  // Pillow's Image.reduce: box means, partial blocks at the edges
+    var c = img.channels, w = Math.ceil(img.width / fx), h = Math.ceil(img.height / fy);
+    var out = new Uint8Array(w * h * c);
+    for (var y = 0; y < h; y++) {
+      var y0 = y * fy, y1 = Math.min(y0 + fy, img.height);
+      for (var x = 0; x < w; x++) {
+        var x0 = x * fx, x1 = Math.min(x0 + fx, img.width), n = (x1 - x0) * (y1 - y0);
+        var mult = divider(n), amend = Math.floor(n / 2);
+        for (var k = 0; k < c; k++) {
+          var ss = 0;
+          for (var yy = y0; yy < y1; yy++) for (var xx = x0; xx < x1; xx++) ss += img.data[(yy * img.width + xx) * c + k];
+          out[(y * w + x) * c + k] = Math.floor((ss + amend) * mult / 16777216);
+        }
+      }
+    }
+    return { width: w, height: h, channels: c, data: out };
+  }
+
+  var PRECISION = 1 << 22;  // Resample.c: 32 - 8 - 2 bits of fixed point
+
+  function coefficients(inSize, in0, in1, outSize) {  // Resample.c's precompute_coeffs, bilinear
+    var scale = Math.fround(Math.fround(in1 - in0) / outSize), filterScale = Math.max(scale, 1);
+    var support = filterScale, bounds = [], weights = [];
+    for (var xx = 0; xx < outSize; xx++) {
+      var center = in0 + (xx + 0.5) * scale, ww = 0, k = [];
+      var xmin = Math.max(Math.trunc(center - support + 0.5), 0);
+      var xmax = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
+      for (var x = 0; x < xmax; x++) {
+        var t = Math.abs((x + xmin - center + 0.5) / filterScale), w = t < 1 ? 1 - t : 0;
+        k.push(w);
+        ww += w;
+      }
+      bounds.push(xmin);
+      weights.push(k.map(function (v) {
+        v = ww !== 0 ? v / ww : v;
+        return v < 0 ? Math.trunc(v * PRECISION - 0.5) : Math.trunc(v * PRECISION + 0.5);
+      }));
+    }
+    return { bounds: bounds, weights: weights };
+  }
+
+  function clip8(ss) { return ss <= 0 ? 0 : ss >= PRECISION * 256 ? 255 : Math.floor(ss / PRECISION); }
+
+  function resample(img, outW, outH, box) {  // horizontal pass, then vertical, as Pillow does
+    var c = img.channels, data = img.data, width = img.width, height = img.height;
+    if (outW !== width || box[0] !== 0 || box[2] !== width) {
+      var hc = coefficients(width, box[0], box[2], outW), next = new Uint8Array(outW * height * c);
+      for (var y = 0; y < height; y++) for (var x = 0; x < outW; x++) {
+        var k = hc.weights[x], x0 = hc.bounds[x];
+        for (var ch = 0; ch < c; ch++) {
+          var ss = PRECISION / 2;
+          for (var i = 0; i < k.length; i++) ss += data[(y * width + x0 + i) * c + ch] * k[i];
+          next[(y * outW + x) * c + ch] = clip8(ss);
+        }
+      }
+      data = next;
+      width = outW;
+    }
+    if (outH !== height || box[1] !== 0 || box[3] !== height) {
+      var vc = coefficients(height, box[1], box[3], outH), down = new Uint8Array(width * outH * c);
+      for (var yy = 0; yy < outH; yy++) for (var xx = 0; xx < width; xx++) {
+        var kv = vc.weights[yy], y0 = vc.bounds[yy];
+        for (var cc = 0; cc < c; cc++) {
+          var sv = PRECISION / 2;
+          for (var j = 0; j < kv.length; j++) sv += data[((y0 + j) * width + xx) * c + cc] * kv[j];
+          down[(yy * width + xx) * c + cc] = clip8(sv);
+        }
+      }
+      data = down;
+      height = outH;
+    }
+    return { width: width, height: height, channels: c, data: data };
+  }
+
+  function prepareImage(file, feed) {
+    var outH = feed.size[0], outW = feed.size[1];
+    return decode(file, feed.channels).then(function (img) {
+      var side = Math.min(img.width, img.height);
+      img = crop(img, Math.floor((img.width - side) / 2), Math.floor((img.height - side) / 2), side);
+      var fx = Math.floor(side / outW / 2) || 1, fy = Math.floor(side / outH / 2) || 1;
+      var box = [0, 0, side, side];
+      if (fx > 1 || fy > 1) {
+        img = reduce(img, fx, fy);
+        box = [0, 0, Math.fround(side / fx), Math.fround(side / fy)];
+      }
+      img = resample(img, outW, outH, box);
+      var c = img.channels, plane = outW * outH, x = new Float32Array(c * plane);
+      for (var p = 0; p < plane; p++) for (var k = 0; k < c; k++) {
+        x[k * plane + p] = (img.data[p * c + k] / 255 - feed.mean[k]) / feed.std[k];
+      }
+      return { pixels: img, tensor: x, dims: [1, c, outH, outW] };
+    });
+  }
+
+  // ------------------------------------------------------------------ text, as the model's tokenizer cuts it
+  function charTokens(text, tok) {
+    if (!tok.index) {
+      tok.index = {};
+      tok.tokens.forEach(function (t, i) { tok.index[t] = i; });
+    }
+    var chars = Array.from(text);
+    return { ids: chars.map(function (ch) { return ch in tok.index ? tok.index[ch] : tok.unknown; }), pieces: chars };
+  }
+
+  var PUNCTUATION = /[\u0021-\u002f\u003a-\u0040\u005b-\u0060\u007b-\u007e]|\p{P}/u;
+  var CHINESE = /[\u4e00-\u9fff\u3400-\u4dbf\u{20000}-\u{2a6df}\u{2a700}-\u{2b73f}\u{2b740}-\u{2b81f}\u{2b820}-\u{2ceaf}\uf900-\ufaff\u{2f800}-\u{2fa1f}]/u;
+
+  // BERT's normalizer and pre-tokenizer, then greedy longest-match WordPiece (tokenizers' rules).
+  function wordPieces(text, tok) {
+    if (!tok.index) {
+      tok.index = new Map();
+      tok.tokens.forEach(function (t, i) { tok.index.set(t, i); });
+    }
+    var ids = [], pieces = [], words = [], start = -1, chars = Array.from(text), offset = 0, at = [];
+    chars.forEach(function (ch) { at.push(offset); offset += ch.length; });
+    function flush(end) {
+      if (start >= 0) words.push([start, end]);
+      start = -1;
+    }
+    chars.forEach(function (ch, i) {
+      var code = ch.codePointAt(0);
+      if (tok.clean_text && (code === 0 || code === 0xfffd || (/\p{C}/u.test(ch) && !/[\t\n\r]/.test(ch)))) {
+        flush(i);
+        return;
+      }
+      if (/\s/.test(ch)) { flush(i); return; }
+      if (PUNCTUATION.test(ch) || (tok.chinese_chars && CHINESE.test(ch))) {
+        flush(i);
+        words.push([i, i + 1]);
+        return;
+      }
+      if (start < 0) start = i;
+    });
+    flush(chars.length);
+    var end = 0;  // each piece is the text a token covers and the space before it, as the build's pieces
+    words.forEach(function (w) {
+      var word = chars.slice(w[0], w[1]).join("");
+      if (tok.lowercase) word = word.toLowerCase();
+      if (tok.strip_accents) word = word.normalize("NFD").replace(/\p{Mn}/gu, "");
+      var sub = Array.from(word), found = [], pos = 0, bad = sub.length > tok.max_chars;
+      while (!bad && pos < sub.length) {
+        var stop = sub.length, id = -1;
+        for (; stop > pos; stop--) {
+          var piece = (pos > 0 ? tok.prefix : "") + sub.slice(pos, stop).join("");
+          if (tok.index.has(piece)) { id = tok.index.get(piece); break; }
+        }
+        if (id < 0) bad = true;
+        else { found.push([id, stop]); pos = stop; }
+      }
+      if (bad || !found.length) found = [[tok.unknown, sub.length]];
+      found.forEach(function (f, k) {
+        var stopAt = k === found.length - 1 ? w[1] : Math.min(w[0] + f[1], w[1]);
+        ids.push(f[0]);
+        pieces.push(text.slice(at[end], stopAt < chars.length ? at[stopAt] : offset));
+        end = stopAt;
+      });
+    });
+    return { ids: ids, pieces: pieces };
+  }
+
+  function prepareText(text, feed) {
+    var cut = feed.tokenizer.kind === "chars" ? charTokens(text, feed.tokenizer) : wordPieces(text, feed.tokenizer);
+    var room = feed.length ? feed.length - feed.lead.length - feed.trail.length : feed.window;
+    var truncated = cut.ids.length > room;
+    var ids = feed.lead.concat(cut.ids.slice(0, room), feed.trail);
+    var shown = Math.min(cut.ids.length, room);
+    if (feed.length) while (ids.length < feed.length) ids.push(0);  // after the text: a model that only looks back ignores it
+    return { ids: ids, pieces: cut.pieces.slice(0, shown), count: shown, truncated: truncated,
+             dims: [1, ids.length] };
+  }
+
+  // ------------------------------------------------------------------ running
+  // Resolves to {meta, values: per layer Float32Array [units * positions], pieces?, pixels?, ms, by}.
+  function probe(box, input) {
+    var started = performance.now();
+    return modelMeta(box).then(function (model) {
+      var meta = model.meta, feed = meta.feed;
+      var prepared = feed.kind === "image" ? prepareImage(input, feed) : Promise.resolve(prepareText(input, feed));
+      return prepared.then(function (ready) {
+        var answer = window.galleriaServer && box.hasAttribute("data-serve") ? fromServer(box, meta, input, ready)
+          : fromBrowser(box, model, ready);
+        return answer.then(function (values) {
+          ready.values = values.values;
+          ready.by = values.by;
+          ready.meta = meta;
+          ready.ms = performance.now() - started;
+          return ready;
+        });
+      });
+    });
+  }
+
+  function fromBrowser(box, model, ready) {
+    return session(box, model).then(function (s) {
+      var feed = model.meta.feed, tensor = feed.kind === "image" ? new s.ort.Tensor("float32", ready.tensor, ready.dims)
+        : new s.ort.Tensor("int64", BigInt64Array.from(ready.ids.map(BigInt)), ready.dims);
+      return s.session.run({ input: tensor }).then(function (out) {
+        var values = model.meta.layers.map(function (layer, i) {
+          var t = out["layer" + i], positions = t.dims[2];
+          if (ready.count === undefined || positions === ready.count) return { data: t.data, positions: positions };
+          return { data: firstPositions(t.data, t.dims[1], positions, ready.count), positions: ready.count };
+        });
+        return { values: values, by: "onnxruntime-web in this page" };
+      });
+    });
+  }
+
+  function firstPositions(data, units, positions, keep) {  // a padded text's values, without the padding
+    var out = new Float32Array(units * keep);
+    for (var u = 0; u < units; u++) out.set(data.subarray(u * positions, u * positions + keep), u * keep);
+    return out;
+  }
+
+  function fromServer(box, meta, input, ready) {
+    return fetch(window.galleriaServer + "probe/" + encodeURIComponent(meta.model), { method: "POST", body: input })
+      .then(function (r) {
+        if (!r.ok) return r.text().then(function (t) { throw new Error(t || r.statusText); });
+        return r.json();
+      }).then(function (answer) {
+        if (answer.count !== undefined) ready.count = answer.count;
+        return { values: answer.layers.map(function (l) { return { data: Float32Array.from(l.values), positions: l.positions }; }),
+                 by: "PyTorch in galleria serve" };
+      });
+  }
+
+  function peak(values, column) {
+    var best = -Infinity, at = 0;
+    for (var p = 0; p < values.positions; p++) {
+      var v = values.data[column * values.positions + p];
+      if (v > best) { best = v; at = p; }
+    }
+    return { value: best, at: at };
+  }
+
+  // ------------------------------------------------------------------ drawing
+  function el(tag, className, text) { return G.element(tag, className, text); }
+
+  function fmt(v) { return Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.01) ? v.toExponential(2) : v.toFixed(3).replace(/\.?0+$/, ""); }
+
+  function drawImage(canvas, pixels, map, grid, lo, hi) {
+    var w = pixels.width, h = pixels.height, c = pixels.channels, ctx = canvas.getContext("2d");
+    canvas.width = w;
+    canvas.height = h;
+    var image = ctx.createImageData(w, h);
+    for (var i = 0; i < w * h; i++) {
+      for (var k = 0; k < 3; k++) image.data[4 * i + k] = pixels.data[i * c + (c === 1 ? 0 : k)];
+      image.data[4 * i + 3] = 255;
+    }
+    ctx.putImageData(image, 0, 0);
+    if (!map) return;
+    var heat = document.createElement("canvas"), hctx = heat.getContext("2d");
+    heat.width = grid[1];
+    heat.height = grid[0];
+    var cells = hctx.createImageData(grid[1], grid[0]);
+    for (var j = 0; j < grid[0] * grid[1]; j++) {  // tiles.py's colours: inferno, 0.65 opacity at the top of the scale
+      var strength = Math.max(0, Math.min(1, (map[j] - lo) / ((hi - lo) || 1))), colour = G.lut[Math.round(strength * 255)];
+      cells.data[4 * j] = colour[0];
+      cells.data[4 * j + 1] = colour[1];
+      cells.data[4 * j + 2] = colour[2];
+      cells.data[4 * j + 3] = Math.round(strength * 0.65 * 255);
+    }
+    hctx.putImageData(cells, 0, 0);
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(heat, 0, 0, w, h);
+  }
+
+  function drawText(pre, pieces, values, column, scale, at) {
+    pre.textContent = "";
+    for (var p = 0; p < pieces.length; p++) {
+      var v = values.data[column * values.positions + p];
+      var step = Math.max(-8, Math.min(8, Math.round(v / (scale || 1) * 8)));
+      var piece = pieces[p].replace(/\n/g, "\u21b5\n");
+      var span = G.tokenSpan(piece, String.fromCharCode(105 + step), p === at, scale);
+      span.title = fmt(v);
+      pre.appendChild(span);
+    }
+  }
+
+  function markHistogram(svg, value, lo, hi) {
+    var old = svg.querySelector(".probe-mark");
+    if (old) old.parentNode.removeChild(old);
+    var width = svg.viewBox.baseVal.width, height = svg.viewBox.baseVal.height, plot = width - 4;
+    var x = 2 + Math.max(0, Math.min(1, (value - lo) / ((hi - lo) || 1))) * plot;
+    var line = document.createElementNS("http://www.w3.org/2000/svg", "path");
+    line.setAttribute("class", "probe-mark");
+    line.setAttribute("d", "M" + x.toFixed(1) + " 0V" + (height - 12));
+    var title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    title.textContent = "your input: " + fmt(value) + (value > hi || value < lo ? " (beyond the histogram)" : "");
+    line.appendChild(title);
+    svg.appendChild(line);
+  }
+
+  // ------------------------------------------------------------------ the three views
+  function inputControls(box, onInput) {
+    var form = box.querySelector("form");
+    var file = form.querySelector("input[type=file]"), area = form.querySelector("textarea");
+    if (file) {
+      file.addEventListener("change", function () { if (file.files[0]) onInput(file.files[0]); });
+      box.addEventListener("dragover", function (e) { e.preventDefault(); box.classList.add("drop"); });
+      box.addEventListener("dragleave", function () { box.classList.remove("drop"); });
+      box.addEventListener("drop", function (e) {
+        e.preventDefault();
+        box.classList.remove("drop");
+        if (e.dataTransfer.files[0]) onInput(e.dataTransfer.files[0]);
+      });
+    }
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      if (area && area.value) onInput(area.value);
+      else if (file && file.files[0]) onInput(file.files[0]);
+    });
+  }
+
+  function status(box, text, error) {
+    var line = box.querySelector(".probe-status");
+    line.textContent = text;
+    line.classList.toggle("warn", !!error);
+  }
+
+  function timing(result) {
+    return "computed by " + result.by + " in " + Math.round(result.ms) + " ms" +
+      (result.truncated ? "; only the first " + result.count + " tokens were read" : "");
+  }
+
+  function initUnit(box) {  // a unit page: the unit's map or coloured text, its peak, its place on the histogram
+    var layerIndex = +box.getAttribute("data-layer"), column = +box.getAttribute("data-column");
+    var lo = +box.getAttribute("data-lo"), hi = +box.getAttribute("data-hi");
+    var result = box.querySelector(".probe-result");
+    inputControls(box, function (input) {
+      status(box, "running the model\u2026");
+      probe(box, input).then(function (r) {
+        var values = r.values[layerIndex], layer = r.meta.layers[layerIndex], top = peak(values, column);
+        var canvas = result.querySelector("canvas"), pre = result.querySelector("pre");
+        if (r.pixels) {
+          var map = values.positions > 1 ? values.data.subarray(column * values.positions + layer.prefix,
+                                                               (column + 1) * values.positions) : null;
+          drawImage(canvas, r.pixels, map && layer.grid ? map : null, layer.grid, lo, hi);
+          canvas.hidden = false;
+        } else {
+          drawText(pre, r.pieces, values, column, hi, top.at);
+          pre.hidden = false;
+        }
+        result.setAttribute("data-probe-value", String(top.value));
+        result.querySelector(".probe-peak").textContent = fmt(top.value);
+        var max = +box.getAttribute("data-max");
+        result.querySelector(".probe-relative").textContent = max > 0 ? Math.round(100 * top.value / max) + "% of its highest on the inputs (" + fmt(max) + ")" : "";
+        var svg = document.querySelector(".unit-hist svg.hist");
+        if (svg) markHistogram(svg, top.value, +box.getAttribute("data-hist-lo"), +box.getAttribute("data-hist-hi"));
+        result.hidden = false;
+        status(box, timing(r));
+      }).catch(function (e) { status(box, "the probe failed: " + e.message, true); });
+    });
+  }
+
+  function ranked(r, layers, count) {  // per layer, the units that respond most relative to their own maximum
+    return layers.map(function (i) {
+      var layer = r.meta.layers[i], values = r.values[i], rows = [];
+      layer.units.forEach(function (unit, column) {
+        var top = peak(values, column), max = layer.max[column];
+        if (max > 0 && top.value > 0) rows.push({ unit: unit, value: top.value, relative: top.value / max });
+      });
+      rows.sort(function (a, b) { return b.relative - a.relative; });
+      return { layer: layer, rows: rows.slice(0, count) };
+    });
+  }
+
+  function initRanking(box) {  // a layer page (data-layer) or a model's probe page (every layer)
+    var count = +box.getAttribute("data-count") || 12, result = box.querySelector(".probe-result");
+    var root = new URL(box.getAttribute("data-root"), location.href).href;
+    inputControls(box, function (input) {
+      status(box, "running the model\u2026");
+      probe(box, input).then(function (r) {
+        var only = box.getAttribute("data-layer"), layers = only !== null ? [+only] : r.meta.layers.map(function (_, i) { return i; });
+        var list = result.querySelector(".probe-units");
+        list.textContent = "";
+        var best = null;
+        ranked(r, layers, count).forEach(function (found) {
+          if (!found.rows.length) return;
+          if (layers.length > 1) {
+            var head = el("h3", "probe-layer"), link = el("a", "", found.layer.name);
+            link.href = new URL(found.layer.url + "index.html", root).href;
+            head.appendChild(link);
+            list.appendChild(head);
+          }
+          var ul = el("ul", "chips probe-chips");
+          found.rows.forEach(function (row) {
+            var item = el("li", "chip up"), a = el("a", r.pixels ? "u" : "");
+            a.href = new URL(found.layer.url + row.unit + "/index.html", root).href;
+            var label = found.layer.labels[row.unit], name = el("span", "", String(row.unit));
+            if (label) {
+              name.appendChild(document.createTextNode(" "));
+              name.appendChild(el("span", "unit-label", label));
+            }
+            a.appendChild(name);
+            a.appendChild(document.createTextNode(" "));
+            a.appendChild(el("span", "v", Math.round(100 * row.relative) + "%"));
+            a.title = "peak " + fmt(row.value) + ", " + Math.round(100 * row.relative) + "% of its highest on the inputs";
+            a.setAttribute("data-probe-value", String(row.value));
+            item.appendChild(a);
+            ul.appendChild(item);
+            if (r.pixels) G.thumbFor(a);
+            if (!best) best = row;
+          });
+          list.appendChild(ul);
+        });
+        if (!list.childNodes.length) list.appendChild(el("p", "empty", "No unit rose above zero on this input."));
+        var canvas = result.querySelector("canvas"), pre = result.querySelector("pre");
+        if (r.pixels) { drawImage(canvas, r.pixels, null); canvas.hidden = false; }
+        else { pre.textContent = r.pieces.join(""); pre.hidden = false; }
+        result.hidden = false;
+        status(box, timing(r));
+      }).catch(function (e) { status(box, "the probe failed: " + e.message, true); });
+    });
+  }
+
+  function init() {
+    var boxes = document.querySelectorAll(".probe[data-probe]");
+    for (var i = 0; i < boxes.length; i++) {
+      if (!window.galleriaServer && !boxes[i].hasAttribute("data-browser")) continue;  // served only
+      boxes[i].hidden = false;
+      if (boxes[i].hasAttribute("data-column")) initUnit(boxes[i]);
+      else initRanking(boxes[i]);
+    }
+  }
+
+  window.galleriaProbe = { prepareImage: prepareImage, prepareText: prepareText, probe: probe };
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
