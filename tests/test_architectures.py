@@ -169,6 +169,32 @@ def test_units_are_features_and_page_values_match_a_forward_pass(project, built,
         assert record["stats"]["max"] == pytest.approx(top["value"])
 
 
+@pytest.mark.parametrize("model_id", list(IMAGE_MODELS))
+def test_the_live_probe_gives_the_pages_values(project, built, model_id):
+    """Each architecture's probe graph (what the page runs, float16 weights) on a unit's top input
+    gives its top value."""
+    import onnxruntime
+
+    from galleria.config import CropScheme, Preprocessing
+    from galleria.records import InputItem
+    from galleria.sources.images import ImageLoader, plan_crops
+    from conftest import probe_graph
+
+    function, size, chosen = IMAGE_MODELS[model_id]
+    session = onnxruntime.InferenceSession(probe_graph(built / model_id / "probe.js"))
+    loader = ImageLoader(Preprocessing((size, size), 3, (0.0,) * 3, (1.0,) * 3))
+    for index, layer in enumerate(chosen):
+        record = json.loads((built / model_id / layer / "3" / "unit.json").read_text())
+        top = record["top"][0]
+        photo = project / "photos" / f"{top['input']}.png"
+        with Image.open(photo) as img:
+            box = next(plan_crops(img.size, CropScheme((1,), 0.0)))[0]
+        x = loader.batch([InputItem(0, top["input"], str(photo), photo.name, box)])[0]
+        values = session.run(None, {"input": x.numpy()})[index][0, 3]  # [positions] of unit 3
+        scale = max(abs(record["stats"]["max"]), abs(record["stats"]["min"]))  # float16 weights: 1% of it
+        assert float(values.max()) == pytest.approx(top["value"], abs=0.01 * scale), (layer, top)
+
+
 def test_token_layers_name_their_positions_and_show_the_patch_grid(built):
     page = (built / "vit" / "blocks.0.mlp.act" / "index.html").read_text()
     assert "197 tokens (1 CLS + 14×14) × 768" in page
@@ -319,6 +345,28 @@ def language_models(tmp_path_factory):
         "examples: {top: 3, bottom: 1}\n")
     assert main(["build", "-q", "-f", str(root / "site.yaml")]) == 0
     return root
+
+
+@pytest.mark.parametrize("model_id, layer", [("gpt2", "transformer.h.1.mlp.act"),
+                                             ("llama", "model.layers.1.mlp.down_proj.input")])
+def test_decoder_lms_have_a_live_probe_matching_a_forward_pass(language_models, model_id, layer):
+    """Byte-level BPE runs in the page, so GPT-2 and Llama get a probe; its graph reads any length."""
+    import onnxruntime
+
+    from conftest import probe_graph
+    from galleria.config import load_config
+    from galleria.extract.hooks import capture
+    from galleria.sources.models import load_model
+
+    config = load_config(language_models / "site.yaml")
+    module = load_model(next(m for m in config.models if m.id == model_id), config.root).module
+    session = onnxruntime.InferenceSession(probe_graph(language_models / "out" / model_id / "probe.js"))
+    ids = torch.tensor([[5, 17, 40, 3, 99, 12, 7]])
+    with capture(module, [layer]) as seen, torch.no_grad():
+        module(ids)
+    want = seen[layer][0].T.numpy()  # [units, tokens], as the graph gives a layer
+    outputs = session.run(None, {"input": ids.numpy()})
+    assert any(o.shape[1:] == want.shape and np.allclose(o[0], want, rtol=1e-3, atol=1e-4) for o in outputs)
 
 
 @pytest.mark.parametrize("model_id, layer, units", [("gpt2", "transformer.h.1.mlp.act", 128),

@@ -4,63 +4,16 @@ errors or failed requests and with every image decoded; each step leaves a full-
 $GALLERIA_SCREENSHOTS (or a temporary folder)."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.error import HTTPError
-from urllib.parse import urlsplit
 from urllib.request import urlopen
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-PREFIX = "/galleria/"  # served like a GitHub Pages project site
+from conftest import PREFIX
 UNIT_URL = re.compile(r"/[^/]+/[^/]+/\d+/index\.html$")
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """One Chromium for the whole session: the system's, since browser downloads are not possible."""
-    chromium = shutil.which("chromium")
-    if not chromium:
-        pytest.fail("no chromium on PATH: install Debian's (apt-get install -y chromium), as .ci/run does", pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="session")
-def served(default_site):
-    """The default build over HTTP at http://127.0.0.1:PORT/galleria/; any other path is a 404."""
-
-    class Handler(SimpleHTTPRequestHandler):
-        def translate_path(self, path):
-            if not urlsplit(path).path.startswith(PREFIX):
-                return str(default_site / "no such file")
-            return super().translate_path(path[len(PREFIX) - 1:])
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(default_site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}{PREFIX}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="session")
-def shots(tmp_path_factory) -> Path:
-    """Where the screenshots go."""
-    folder = Path(os.environ.get("GALLERIA_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"screenshots: {folder}")
-    return folder
 
 
 class Visit:

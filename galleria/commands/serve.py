@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import shutil
 import sys
 import tempfile
@@ -31,7 +32,10 @@ from galleria.records import BuildReport
 POLL_SECONDS = 0.5  # how often watched files are checked: cheap, a few hundred stat calls
 WAIT_SECONDS = 25  # a reload long-poll answers at least this often, before proxies give up on it
 RELOAD_PATH = "/_galleria/"
-RELOAD_SCRIPT = b"""(function () {
+PROBE_PATH = RELOAD_PATH + "probe/"  # GET: a model's probe meta; POST an image or text: its layers' values
+MAX_PROBE_BYTES = 32 * 2**20
+RELOAD_SCRIPT = b"""window.galleriaServer = "/_galleria/";  // probe.js asks this server to run the model
+(function () {
   var epoch = document.currentScript.getAttribute("data-epoch");
   function poll() {
     fetch("/_galleria/wait?epoch=" + epoch, { cache: "no-store" })
@@ -61,6 +65,7 @@ class LiveSite:
         self.epoch = 0
         self.changed = threading.Condition()
         self.gathered: Gathered | None = None
+        self.probes = None  # ProbeAnswers for the gathered builds, made on the first probe
         self.reads: dict[str, frozenset[str]] = {}  # page folder -> note keys it shows
         self.last: BuildReport | None = None
         self._all_stale = False  # a failed render left pages behind: the next edit renders all
@@ -80,8 +85,21 @@ class LiveSite:
         gathered = gather(config, report, self.quiet)
         self.reads = write_site(config, gathered, self.out, site_fingerprint(config), report, quiet=True,
                                 track_reads=True)
-        self.config, self.gathered = config, gathered
+        self.config, self.gathered, self.probes = config, gathered, None
         return self._done(report, started)
+
+    def probe(self, model_id: str, body: bytes | None) -> dict:
+        """A probe answered with PyTorch: ``body`` (an image's bytes or text) through the model, or
+        with None what the page draws the answers with."""
+        from galleria.probe.answer import ProbeAnswers
+        from galleria.site import structure as S
+        from galleria.site.assemble import unit_label
+
+        gathered = self.gathered
+        if self.probes is None:
+            self.probes = ProbeAnswers(self.config.root, gathered.builds, lambda build, layer, unit: unit_label(
+                build, layer, unit, gathered.notes.get(S.unit_dir(build.model.config.id, layer, unit))))
+        return self.probes.meta(model_id) if body is None else self.probes.answer(model_id, body)
 
     def rerender(self) -> BuildReport:
         """Every page again from the records in memory, with the notes and theme as they are now."""
@@ -217,8 +235,31 @@ class _Handler(SimpleHTTPRequestHandler):
         if not self._to_base():
             super().do_HEAD()
 
+    def do_POST(self):
+        path = urlparse(self.path)
+        if not path.path.startswith(PROBE_PATH):
+            return self._send(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", b"only the probe takes POST")
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_PROBE_BYTES:
+            return self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "text/plain",
+                              f"inputs of up to {MAX_PROBE_BYTES // 2**20} MB".encode())
+        self._probe(path, self.rfile.read(length))
+
+    def _probe(self, path, body: bytes | None) -> None:
+        from galleria.probe.answer import ProbeError
+
+        try:
+            answer = self.live.probe(unquote(path.path[len(PROBE_PATH):]), body)
+        except ProbeError as exc:
+            return self._send(HTTPStatus.BAD_REQUEST, "text/plain; charset=utf-8", str(exc).encode())
+        except GalleriaError as exc:
+            return self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", str(exc).encode())
+        self._send(HTTPStatus.OK, "application/json", json.dumps(answer).encode())
+
     def do_GET(self):
         path = urlparse(self.path)
+        if path.path.startswith(PROBE_PATH):
+            return self._probe(path, None)
         if path.path.startswith(RELOAD_PATH):
             return self._reload(path)
         if self._to_base():

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -25,8 +27,9 @@ from galleria.extract.architecture import ModelLayout
 from galleria.extract.hooks import capture
 from galleria.extract.run import layer_units
 from galleria.probe.precision import store_weights
+from galleria.probe.script import probe_layer
 from galleria.probe.tokenizer import page_tokenizer
-from galleria.records import ProbeLayer, ProbeModel
+from galleria.records import ProbeModel
 
 EXPORT_VERSION = 1  # bump when the graph's outputs change meaning
 MATCH = 1e-3  # a float32 export agrees with PyTorch to this share of each layer's largest value
@@ -37,7 +40,7 @@ class ProbeLeftOut(Exception):
     """Why a model has no probe in the page, in one line."""
 
 
-class _LayerOutputs(torch.nn.Module):
+class LayerOutputs(torch.nn.Module):
     """The model, returning each chosen layer's units as extraction reads them."""
 
     def __init__(self, module: torch.nn.Module, layout: ModelLayout, lead: int, trail: int):
@@ -72,16 +75,16 @@ def model_probe(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache
     lead, trail = (len(text.lead), len(text.trail)) if text else (0, 0)
     tokenizer = page_tokenizer(model.tokenizer) if text else None
     if text and tokenizer is None:
-        raise ProbeLeftOut("the page cannot run its tokenizer (it runs character vocabularies and BERT's "
-                           "WordPiece); galleria serve answers its probe with PyTorch")
+        raise ProbeLeftOut("the page cannot run its tokenizer (it runs character vocabularies, BERT's WordPiece and "
+                           "GPT-2's byte-level BPE); galleria serve answers its probe with PyTorch")
     samples = _samples(model, inputs)
-    layers = tuple(_probe_layer(l) for l in layout.layers)
+    layers = tuple(probe_layer(l) for l in layout.layers)
     key = content_key("probe", EXPORT_VERSION, model.key, layers, settings.precision, lead, trail,
                       torch.__version__, [tuple(s.shape) for s in samples])
     folder = cache.entry("probe", key)
     if folder is None:
         with cache.writing("probe", key) as tmp:
-            wrapper = _LayerOutputs(model.module, layout, lead, trail).eval()
+            wrapper = LayerOutputs(model.module, layout, lead, trail).eval()
             exported = _export(wrapper, samples, text is not None)
             stored = store_weights(exported.onnx, settings.precision)
             fidelity = _difference(stored, wrapper, samples, exported.length)
@@ -90,21 +93,19 @@ def model_probe(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache
                                                        "float32_bytes": len(exported.onnx)}))
         folder = cache.entry("probe", key)
     meta = json.loads((folder / "meta.json").read_text())
-    pre = model.config.preprocessing
-    feed = ({"kind": "text", "tokenizer": tokenizer, "lead": list(text.lead), "trail": list(text.trail),
-             "length": meta["length"], "window": text.window} if text else
-            {"kind": "image", "size": list(pre.size), "channels": pre.channels, "mean": list(pre.mean),
-             "std": list(pre.std)})
     return ProbeModel(folder / "model.onnx", settings.precision, meta["fidelity"], meta["float32_bytes"],
-                      feed, layers)
+                      model_feed(model, inputs, tokenizer, meta["length"]), layers)
 
 
-def _probe_layer(layer) -> ProbeLayer:
-    lay = layer.layout
-    if lay.kind == "tokens":
-        return ProbeLayer(layer.name, layer.units, lay.positions, lay.grid, len(lay.prefix) if lay.grid else 0)
-    grid = lay.positions if len(lay.positions) == 2 else None
-    return ProbeLayer(layer.name, layer.units, lay.positions, grid, 0)
+def model_feed(model, inputs, tokenizer: dict | None = None, length: int | None = None) -> dict:
+    """How the page turns a visitor's input into the model's: an image's size and normalization, or
+    text's tokenizer (None: only galleria serve tokenizes it), special tokens and length."""
+    text, pre = inputs.text, model.config.preprocessing
+    if text:
+        return {"kind": "text", "tokenizer": tokenizer, "lead": list(text.lead), "trail": list(text.trail),
+                "length": length, "window": text.window}
+    return {"kind": "image", "size": list(pre.size), "channels": pre.channels, "mean": list(pre.mean),
+            "std": list(pre.std)}
 
 
 def _samples(model, inputs, count: int = 2) -> list[torch.Tensor]:
@@ -116,14 +117,14 @@ def _samples(model, inputs, count: int = 2) -> list[torch.Tensor]:
     return [loader.batch([item])[0] for item in inputs.usable[:count]]
 
 
-def _export(wrapper: _LayerOutputs, samples: list, text: bool) -> _Exported:
+def _export(wrapper: LayerOutputs, samples: list, text: bool) -> _Exported:
     names = [f"layer{i}" for i in range(len(wrapper.layers))]
     first = samples[0]
 
     def export(dynamic: bool) -> bytes:
         buffer = io.BytesIO()
         axes = {INPUT: {1: "tokens"}, **{n: {2: "positions"} for n in names}} if dynamic else None
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _exporting():
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(wrapper, (first,), buffer, dynamo=False, input_names=[INPUT], output_names=names,
@@ -154,6 +155,26 @@ def _export(wrapper: _LayerOutputs, samples: list, text: bool) -> _Exported:
                            "fixed length, so a visitor's text cannot be padded; galleria serve answers "
                            "its probe with PyTorch") from None
     return _Exported(onnx, length)
+
+
+@contextlib.contextmanager
+def _exporting():
+    """nn.MultiheadAttention's fused inference kernel (torchvision's ViT uses it) has no ONNX
+    translation: its plain path computes the same with operators that have one. And the exporter's
+    log, which writes a whole graph to the process's stdout when an operator fails, goes nowhere:
+    the reason is one line."""
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as nowhere:
+        os.dup2(nowhere.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        torch.backends.mha.set_fastpath_enabled(fast)
 
 
 def _shortened(x: torch.Tensor, lead: int, trail: int) -> torch.Tensor:

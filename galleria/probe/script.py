@@ -6,7 +6,7 @@ import base64
 import gzip
 import json
 
-from galleria.records import ProbeModel
+from galleria.records import ProbeLayer, ProbeModel
 
 
 def packed(data: bytes) -> str:
@@ -15,11 +15,31 @@ def packed(data: bytes) -> str:
     return base64.b64encode(gzip.compress(data, compresslevel=6, mtime=0)).decode("ascii")
 
 
-def probe_script(model_id: str, probe: ProbeModel, layers: list[dict]) -> str:
-    """``layers``: per output of the graph, its site folder ("url"), its units' highest peaks on the
-    inputs ("max", for ranking units by their response relative to it) and its units' labels."""
-    meta = {"model": model_id, "feed": probe.feed, "precision": probe.precision,
-            "layers": [{**extra, "name": layer.name, "units": list(layer.units), "grid": layer.grid,
-                        "prefix": layer.prefix} for layer, extra in zip(probe.layers, layers)]}
+def probe_meta(model_id: str, layout, feed: dict, maxima: dict, label_of) -> dict:
+    """What the page needs besides the graph: how to feed the model, and per layer (an output of
+    the graph) its site folder, units, map layout, the units' highest peaks on the inputs (to rank
+    units by their response relative to them) and their labels (``label_of(layer, unit)``)."""
+    from galleria.site import structure as S
+
+    layers = []
+    for layer in layout.layers:
+        found = probe_layer(layer)
+        layers.append({"name": layer.name, "url": S.layer_dir(model_id, layer.name) + "/", "units": list(layer.units),
+                       "grid": found.grid, "prefix": found.prefix,
+                       "max": [round(float(m), 6) for m in maxima[layer.name]],
+                       "labels": {u: label for u in layer.units if (label := label_of(layer.name, u))}})
+    return {"model": model_id, "feed": feed, "layers": layers}
+
+
+def probe_layer(layer) -> ProbeLayer:
+    """A chosen layer as an output of the probe: its map's shape, and where it lies on the image."""
+    lay = layer.layout
+    if lay.kind == "tokens":
+        return ProbeLayer(layer.name, layer.units, lay.positions, lay.grid, len(lay.prefix) if lay.grid else 0)
+    return ProbeLayer(layer.name, layer.units, lay.positions, lay.positions if len(lay.positions) == 2 else None, 0)
+
+
+def probe_script(meta: dict, probe: ProbeModel) -> str:
+    """<model>/probe.js: ``meta`` and the graph, handed to the page's probe.js."""
     return (f"galleriaProbeModel({json.dumps(meta, separators=(',', ':'), ensure_ascii=False)}, "
             f'"{packed(probe.onnx.read_bytes())}");\n')

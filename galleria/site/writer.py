@@ -20,7 +20,7 @@ from galleria.cache import Cache
 from galleria.config import Config
 from galleria.distributed import ranks
 from galleria.forking import fork_map
-from galleria.probe.script import probe_script
+from galleria.probe.script import probe_meta, probe_script
 from galleria.records import LayerRecord, ModelBuild, UnitEntry, UnitRecord
 from galleria.site import structure as S
 from galleria.site import views as V
@@ -200,15 +200,13 @@ class SiteWriter:
                             self.config.examples.tile_size, shard_folder(build.inputs.key) if build.text else None)
 
     def _write_probe_script(self, build: ModelBuild) -> None:
-        """The model's live probe (<model>/probe.js): its graph, and per layer what ranks its units."""
+        """The model's live probe (<model>/probe.js): its graph, and what feeding it and ranking its units take."""
         cfg = build.model.config
-        layers = [{"url": S.layer_dir(cfg.id, layer.name) + "/",
-                   "max": [round(float(m), 6) for m in build.maxima[layer.name]],
-                   "labels": {u: label for u in layer.units if (label := self._label(build, layer.name, u))}}
-                  for layer in build.layout.layers]
+        meta = probe_meta(cfg.id, build.layout, build.probe.feed, build.maxima,
+                          lambda layer, unit: self._label(build, layer, unit))
         path = self.out / S.probe_script(cfg.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(probe_script(cfg.id, build.probe, layers), encoding="utf-8")
+        path.write_text(probe_script(meta, build.probe), encoding="utf-8")
 
     def _write_model(self, build: ModelBuild, model: V.ModelPages) -> None:
         """Every page of one model: each layer's own pages, then its unit and input pages together on

@@ -119,8 +119,7 @@ def plan_crops(size: tuple[int, int], scheme: CropScheme):
     short = min(width, height)
     for n in scheme.scales:
         if n == 1:
-            left, top = (width - short) // 2, (height - short) // 2
-            yield (left, top, left + short, top + short), "", ""
+            yield centre_square(size), "", ""
             continue
         side = short / (n - (n - 1) * scheme.overlap)
         if side < MIN_CROP:
@@ -130,6 +129,15 @@ def plan_crops(size: tuple[int, int], scheme: CropScheme):
             for c, left in enumerate(_positions(width, side_px, scheme.overlap)):
                 yield (left, top, left + side_px, top + side_px), f"-s{n}-{r}-{c}", \
                     f" · scale {n} · row {r + 1}, col {c + 1}"
+
+
+def centre_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred square of an image of ``size`` (width, height): scale 1's crop, and what
+    the live probe shows the model of a visitor's image."""
+    width, height = size
+    short = min(width, height)
+    left, top = (width - short) // 2, (height - short) // 2
+    return left, top, left + short, top + short
 
 
 def _positions(length: int, side: int, overlap: float) -> list[int]:

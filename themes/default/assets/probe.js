@@ -270,8 +270,80 @@
     return { ids: ids, pieces: pieces };
   }
 
+  // GPT-2's byte-level BPE: its pre-tokenizer's regex, each UTF-8 byte as a printable character, then
+  // the merges in rank order (tokenizers' ByteLevel and BPE models).
+  var GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
+  var BYTE_CHARS = (function () {
+    var out = [], extra = 0;
+    for (var b = 0; b < 256; b++) {
+      var printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      out.push(String.fromCharCode(printable ? b : 256 + extra++));
+    }
+    return out;
+  })();
+
+  function bytePairs(text, tok) {
+    if (!tok.index) {
+      tok.index = new Map();
+      tok.tokens.forEach(function (t, i) { tok.index.set(t, i); });
+      tok.ranks = new Map();
+      tok.merges.forEach(function (m, i) { tok.ranks.set(m[0] + " " + m[1], i); });
+    }
+    var ids = [], pieces = [], encoder = new TextEncoder(), end = 0, match;
+    GPT2_SPLIT.lastIndex = 0;
+    while ((match = GPT2_SPLIT.exec(text)) !== null) {
+      var word = match[0], bytes = encoder.encode(word), starts = [];  // starts: UTF-16 offset of each byte's character
+      for (var i = 0, pos = 0; i < word.length; i++) {
+        var code = word.codePointAt(i), size = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+        for (var k = 0; k < size; k++) starts.push(k === 0 ? pos : -1);
+        pos += code >= 0x10000 ? 2 : 1;
+        if (code >= 0x10000) i++;
+      }
+      starts.push(word.length);
+      var symbols = Array.from(bytes, function (b) { return BYTE_CHARS[b]; }), lengths = symbols.map(function () { return 1; });
+      if (!(tok.ignore_merges && tok.index.has(symbols.join("")))) {
+        while (symbols.length > 1) {
+          var best = -1, bestRank = Infinity;
+          for (var j = 0; j + 1 < symbols.length; j++) {
+            var rank = tok.ranks.get(symbols[j] + " " + symbols[j + 1]);
+            if (rank !== undefined && rank < bestRank) { bestRank = rank; best = j; }
+          }
+          if (best < 0) break;
+          var a = symbols[best], b2 = symbols[best + 1], merged = [], mergedLengths = [];
+          for (var n = 0; n < symbols.length; n++) {
+            if (n + 1 < symbols.length && symbols[n] === a && symbols[n + 1] === b2) {
+              merged.push(a + b2);
+              mergedLengths.push(lengths[n] + lengths[n + 1]);
+              n++;
+            } else {
+              merged.push(symbols[n]);
+              mergedLengths.push(lengths[n]);
+            }
+          }
+          symbols = merged;
+          lengths = mergedLengths;
+        }
+      } else {
+        symbols = [symbols.join("")];
+        lengths = [bytes.length];
+      }
+      var byte = 0;
+      symbols.forEach(function (symbol, s2) {
+        byte += lengths[s2];
+        var stopByte = byte;
+        while (starts[stopByte] === -1) stopByte++;  // a token ending inside a character covers all of it
+        var stop = match.index + starts[stopByte];
+        ids.push(tok.index.has(symbol) ? tok.index.get(symbol) : tok.unknown);
+        pieces.push(text.slice(end, Math.max(stop, end)));
+        end = Math.max(stop, end);
+      });
+    }
+    return { ids: ids, pieces: pieces };
+  }
+
   function prepareText(text, feed) {
-    var cut = feed.tokenizer.kind === "chars" ? charTokens(text, feed.tokenizer) : wordPieces(text, feed.tokenizer);
+    var tok = feed.tokenizer;
+    var cut = tok.kind === "chars" ? charTokens(text, tok) : tok.kind === "bpe" ? bytePairs(text, tok) : wordPieces(text, tok);
     var room = feed.length ? feed.length - feed.lead.length - feed.trail.length : feed.window;
     var truncated = cut.ids.length > room;
     var ids = feed.lead.concat(cut.ids.slice(0, room), feed.trail);
@@ -282,19 +354,34 @@
   }
 
   // ------------------------------------------------------------------ running
-  // Resolves to {meta, values: per layer Float32Array [units * positions], pieces?, pixels?, ms, by}.
+  // Resolves to {meta, values: per layer {data: Float32Array [units * positions], positions}, pieces
+  // (text), pixels (an image as the model saw it), ms, by}. Served by galleria serve, the server's
+  // PyTorch answers; otherwise onnxruntime-web in the page.
+  function serverMeta(box) {
+    var key = "server " + box.getAttribute("data-probe");
+    if (!models[key]) {
+      models[key] = fetch(window.galleriaServer + "probe/" + encodeURIComponent(box.getAttribute("data-model")))
+        .then(answered).then(function (meta) { return { meta: meta }; });
+    }
+    return models[key];
+  }
+
+  function answered(r) {
+    if (!r.ok) return r.text().then(function (t) { throw new Error(t || r.statusText); });
+    return r.json();
+  }
+
   function probe(box, input) {
-    var started = performance.now();
-    return modelMeta(box).then(function (model) {
-      var meta = model.meta, feed = meta.feed;
-      var prepared = feed.kind === "image" ? prepareImage(input, feed) : Promise.resolve(prepareText(input, feed));
+    var started = performance.now(), served = !!window.galleriaServer;
+    return (served ? serverMeta(box) : modelMeta(box)).then(function (model) {
+      var feed = model.meta.feed, prepared;
+      if (feed.kind === "image") prepared = prepareImage(input, feed);
+      else prepared = Promise.resolve(served ? {} : prepareText(input, feed));
       return prepared.then(function (ready) {
-        var answer = window.galleriaServer && box.hasAttribute("data-serve") ? fromServer(box, meta, input, ready)
-          : fromBrowser(box, model, ready);
-        return answer.then(function (values) {
+        return (served ? fromServer(model.meta, input, ready) : fromBrowser(box, model, ready)).then(function (values) {
           ready.values = values.values;
           ready.by = values.by;
-          ready.meta = meta;
+          ready.meta = model.meta;
           ready.ms = performance.now() - started;
           return ready;
         });
@@ -323,13 +410,14 @@
     return out;
   }
 
-  function fromServer(box, meta, input, ready) {
+  function fromServer(meta, input, ready) {
     return fetch(window.galleriaServer + "probe/" + encodeURIComponent(meta.model), { method: "POST", body: input })
-      .then(function (r) {
-        if (!r.ok) return r.text().then(function (t) { throw new Error(t || r.statusText); });
-        return r.json();
-      }).then(function (answer) {
-        if (answer.count !== undefined) ready.count = answer.count;
+      .then(answered).then(function (answer) {
+        if (answer.pieces) {
+          ready.pieces = answer.pieces;
+          ready.count = answer.count;
+          ready.truncated = answer.truncated;
+        }
         return { values: answer.layers.map(function (l) { return { data: Float32Array.from(l.values), positions: l.positions }; }),
                  by: "PyTorch in galleria serve" };
       });
@@ -453,6 +541,7 @@
           pre.hidden = false;
         }
         result.setAttribute("data-probe-value", String(top.value));
+        result.setAttribute("data-probe-ms", String(Math.round(r.ms)));
         result.querySelector(".probe-peak").textContent = fmt(top.value);
         var max = +box.getAttribute("data-max");
         result.querySelector(".probe-relative").textContent = max > 0 ? Math.round(100 * top.value / max) + "% of its highest on the inputs (" + fmt(max) + ")" : "";
@@ -528,7 +617,7 @@
   function init() {
     var boxes = document.querySelectorAll(".probe[data-probe]");
     for (var i = 0; i < boxes.length; i++) {
-      if (!window.galleriaServer && !boxes[i].hasAttribute("data-browser")) continue;  // served only
+      if (!window.galleriaServer && !boxes[i].hasAttribute("data-browser")) continue;  // galleria serve only
       boxes[i].hidden = false;
       if (boxes[i].hasAttribute("data-column")) initUnit(boxes[i]);
       else initRanking(boxes[i]);
