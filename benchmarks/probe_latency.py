@@ -53,7 +53,7 @@ def bare_forward_ms(script: Path, feed: dict) -> float:
 
 
 def main() -> int:
-    site = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(build(REPO / "site.yaml", quiet=True).output)
+    site = (Path(sys.argv[1]) if len(sys.argv) > 1 else Path(build(REPO / "site.yaml", quiet=True).output)).resolve()
     import json
 
     chromium = shutil.which("chromium")
@@ -62,7 +62,7 @@ def main() -> int:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         for script in sorted(site.glob("*/probe.js")):
             text = script.read_text()
-            meta = json.loads(text[len("galleriaProbeModel("):text.index(', "')])
+            meta = json.loads(text[len("galleriaProbeModel("):text.rindex(', "')])
             feed, layer = meta["feed"], meta["layers"][0]
             url = (site / layer["url"] / str(layer["units"][0]) / "index.html").as_uri()
             page = browser.new_page()

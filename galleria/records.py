@@ -484,7 +484,7 @@ class ProbeSummary:
 
     kind: str  # "image" or "text": what a visitor gives it
     in_browser: bool  # its graph is in the site; else only galleria serve answers it
-    bytes: int  # the graph's size (0 when not in the site)
+    bytes: int  # the graph as the page downloads it (0 when not in the site)
     precision: str
     fidelity: float  # the graph's largest difference from PyTorch, as a share of a layer's largest value
     left_out: str  # why it is not in the site

@@ -262,7 +262,7 @@ def test_a_bad_precision_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_wordpiece_in_the_page_matches_tokenizers(project, tab):
-    """BERT's WordPiece as probe.js runs it gives the ids Hugging Face tokenizers gives."""
+    """BERT's WordPiece as galleria-probe.js runs it gives the ids Hugging Face tokenizers gives."""
     from galleria.probe.tokenizer import page_tokenizer
     from galleria.sources.text import SubwordTokenizer
 
@@ -280,7 +280,7 @@ def test_wordpiece_in_the_page_matches_tokenizers(project, tab):
 
 
 def test_byte_level_bpe_in_the_page_matches_tokenizers(project, tab, tmp_path):
-    """GPT-2's byte-level BPE as probe.js runs it gives the ids and pieces of Hugging Face tokenizers,
+    """GPT-2's byte-level BPE as galleria-probe.js runs it gives the ids and pieces of Hugging Face tokenizers,
     characters split across tokens included."""
     import email
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

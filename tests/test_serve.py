@@ -153,3 +153,43 @@ def test_bad_address_is_one_line_usage_error(capsys, served):
             make_server(live, f"127.0.0.1:{port}")  # the fixture's server holds that port
     finally:
         live.close()
+
+
+def test_the_live_probe_is_answered_by_pytorch(served):
+    """The pages' probe, answered by the server's PyTorch model: the build's preprocessing and the
+    values of a direct forward pass; a bad input is one line, not a traceback."""
+    import json
+
+    import torch
+
+    from galleria.config import load_config
+    from galleria.extract.hooks import capture
+    from galleria.records import InputItem
+    from galleria.sources.images import ImageLoader, centre_square
+    from galleria.sources.models import load_model
+
+    live, url, root, _ = served
+    status, body = get(f"{url}/_galleria/probe/tiny")
+    assert status == 200 and [layer["name"] for layer in json.loads(body)["layers"]] == ["0", "2", "5", "6"]
+    photo = root / "photos" / "p1.png"
+    request = urllib.request.Request(f"{url}/_galleria/probe/tiny", data=photo.read_bytes(), method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    config = load_config(root / "site.yaml")
+    module = load_model(config.models[0], config.root).module
+    with Image.open(photo) as img:
+        box = centre_square(img.size)
+    x = ImageLoader(config.models[0].preprocessing).batch([InputItem(0, "p1", str(photo), "p1", box)])[0]
+    with capture(module, ["2"]) as seen, torch.no_grad():
+        module(x)
+    got = np.array(answer["layers"][1]["values"]).reshape(6, -1)
+    np.testing.assert_allclose(got, seen["2"][0].flatten(1).numpy(), rtol=1e-5, atol=1e-5)
+    for target, data, words in ((f"{url}/_galleria/probe/tiny", b"not an image", "cannot read the image"),
+                                (f"{url}/_galleria/probe/nothing", b"x", "no model 'nothing'")):
+        try:
+            urllib.request.urlopen(urllib.request.Request(target, data=data, method="POST"), timeout=60)
+        except urllib.error.HTTPError as error:
+            text = error.read().decode()
+            assert error.code == 400 and words in text and len(text.splitlines()) == 1, text
+        else:
+            pytest.fail("a bad probe was answered")

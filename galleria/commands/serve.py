@@ -34,7 +34,7 @@ WAIT_SECONDS = 25  # a reload long-poll answers at least this often, before prox
 RELOAD_PATH = "/_galleria/"
 PROBE_PATH = RELOAD_PATH + "probe/"  # GET: a model's probe meta; POST an image or text: its layers' values
 MAX_PROBE_BYTES = 32 * 2**20
-RELOAD_SCRIPT = b"""window.galleriaServer = "/_galleria/";  // probe.js asks this server to run the model
+RELOAD_SCRIPT = b"""window.galleriaServer = "/_galleria/";  // galleria-probe.js asks this server to run the model
 (function () {
   var epoch = document.currentScript.getAttribute("data-epoch");
   function poll() {

@@ -33,7 +33,7 @@ class ProbeAnswers:
         self._lock = threading.Lock()
 
     def meta(self, model_id: str) -> dict:
-        """What probe.js needs to draw a model's answers (as <model>/probe.js holds it)."""
+        """What galleria-probe.js needs to draw a model's answers (as <model>/probe.js holds it)."""
         build = self._build(model_id)
         feed = build.probe.feed if build.probe is not None else model_feed(build.model, build.inputs)
         return probe_meta(model_id, build.layout, feed, build.maxima,

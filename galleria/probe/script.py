@@ -1,10 +1,12 @@
 """A model's probe as the page loads it: ``<model>/probe.js``, a script (fetch() is refused from
-file://, scripts are not) that hands probe.js the graph and what feeding it takes."""
+file://, scripts are not) that hands galleria-probe.js the graph and what feeding it takes."""
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
+from pathlib import Path
 
 from galleria.records import ProbeLayer, ProbeModel
 
@@ -13,6 +15,12 @@ def packed(data: bytes) -> str:
     """gzip (no timestamp: the same bytes give the same site), then base64; the page reverses it
     with DecompressionStream."""
     return base64.b64encode(gzip.compress(data, compresslevel=6, mtime=0)).decode("ascii")
+
+
+@functools.lru_cache(maxsize=8)
+def packed_graph(path: Path) -> str:
+    """A probe's graph as <model>/probe.js carries it; remembered, as the model's pages state its size."""
+    return packed(path.read_bytes())
 
 
 def probe_meta(model_id: str, layout, feed: dict, maxima: dict, label_of) -> dict:
@@ -40,6 +48,6 @@ def probe_layer(layer) -> ProbeLayer:
 
 
 def probe_script(meta: dict, probe: ProbeModel) -> str:
-    """<model>/probe.js: ``meta`` and the graph, handed to the page's probe.js."""
+    """<model>/probe.js: ``meta`` and the graph, handed to the page's galleria-probe.js."""
     return (f"galleriaProbeModel({json.dumps(meta, separators=(',', ':'), ensure_ascii=False)}, "
-            f'"{packed(probe.onnx.read_bytes())}");\n')
+            f'"{packed_graph(probe.onnx)}");\n')

@@ -1,4 +1,4 @@
-"""The model's tokenizer as the page runs it (probe.js): a character vocabulary, or WordPiece.
+"""The model's tokenizer as the page runs it (galleria-probe.js): a character vocabulary, or WordPiece.
 
 A Hugging Face tokenizer is run in the page when it is BERT's WordPiece (BertNormalizer,
 BertPreTokenizer) or GPT-2's byte-level BPE (ByteLevel pre-tokenizer with its own regex, no
@@ -11,7 +11,7 @@ import json
 
 
 def page_tokenizer(tokenizer) -> dict | None:
-    """What probe.js needs to turn text into the same ids as the build, or None if it cannot."""
+    """What galleria-probe.js needs to turn text into the same ids as the build, or None if it cannot."""
     if tokenizer.kind == "chars":
         return {"kind": "chars", "tokens": list(tokenizer.labels), "unknown": tokenizer.unknown}
     spec = json.loads(tokenizer.spec())

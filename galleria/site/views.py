@@ -87,7 +87,7 @@ class ModelPages:
         return [(self.title, S.model_dir(self.id))]
 
     def probe(self, folder: str, layer: str | None = None) -> dict | None:
-        """The live probe as a page in ``folder`` runs it (probe.js), on one layer or on all of them."""
+        """The live probe as a page in ``folder`` runs it (galleria-probe.js), on one layer or on all of them."""
         found = self.record.probe
         if found is None:
             return None

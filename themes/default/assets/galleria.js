@@ -807,7 +807,7 @@
     row.appendChild(toggle);
   }
 
-  // What the live probe (probe.js) draws with: the same loaders, thumbnails, colours and tokens.
+  // What the live probe (galleria-probe.js) draws with: the same loaders, thumbnails, colours and tokens.
   window.galleria = { whenLoaded: whenLoaded, scriptLoaded: scriptLoaded, thumbFor: thumbFor, tokenSpan: tokenSpan,
                       element: element, lut: LUT };
 

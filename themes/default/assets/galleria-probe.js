@@ -491,6 +491,66 @@
   }
 
   // ------------------------------------------------------------------ the three views
+  // The box is drawn here from its data attributes (templates' partials/probe.html): pages carry
+  // only those, and without script there is nothing to show.
+  function drawBox(box) {
+    var text = box.getAttribute("data-kind") === "text", unit = box.hasAttribute("data-column");
+    var head = el("h2", "section-title", "Try your own " + (text ? "text" : "image"));
+    var form = el("form", "probe-form"), label = el("label", "probe-input"), result = el("div", "probe-result");
+    if (text) {
+      var area = el("textarea");
+      area.rows = 3;
+      area.spellcheck = false;
+      area.placeholder = "Type or paste text, then run it";
+      area.setAttribute("aria-label", "Your text");
+      label.appendChild(area);
+    } else {
+      var file = el("input");
+      file.type = "file";
+      file.accept = "image/*";
+      label.appendChild(el("span", "", "Drop an image here or choose one "));
+      label.appendChild(file);
+    }
+    var run = el("button", "", "Run");
+    run.type = "submit";
+    form.appendChild(label);
+    form.appendChild(run);
+    var status = el("p", "probe-status muted");
+    status.setAttribute("aria-live", "polite");
+    result.hidden = true;
+    if (text) {
+      var pre = el("pre", "tx-ctx probe-text");
+      pre.hidden = true;
+      result.appendChild(pre);
+    } else {
+      var canvas = el("canvas", "probe-image");
+      canvas.hidden = true;
+      result.appendChild(canvas);
+    }
+    if (unit) {
+      var reading = el("p", "probe-reading", "peak ");
+      reading.appendChild(el("b", "probe-peak mono"));
+      reading.appendChild(document.createTextNode(" "));
+      reading.appendChild(el("span", "probe-relative muted"));
+      reading.appendChild(document.createTextNode("; marked on the histogram"));
+      result.appendChild(reading);
+    } else {
+      result.appendChild(el("div", "probe-units"));
+      result.appendChild(el("p", "muted method", "Units that respond most to your input relative to their own highest " +
+        "peak on the gallery's inputs" + (box.hasAttribute("data-layer") ? "." : ", per layer.")));
+    }
+    var about = el("p", "muted method", box.getAttribute("data-about") +
+      (unit && !text ? " Your image is prepared as the gallery's were: its centre square, resized to the model's input." : ""));
+    if (box.hasAttribute("data-page")) {
+      var every = el("a", "", "Every layer");
+      every.href = box.getAttribute("data-page");
+      about.appendChild(document.createTextNode(" "));
+      about.appendChild(every);
+      about.appendChild(document.createTextNode("."));
+    }
+    [head, form, status, result, about].forEach(function (part) { box.appendChild(part); });
+  }
+
   function inputControls(box, onInput) {
     var form = box.querySelector("form");
     var file = form.querySelector("input[type=file]"), area = form.querySelector("textarea");
@@ -618,6 +678,7 @@
     var boxes = document.querySelectorAll(".probe[data-probe]");
     for (var i = 0; i < boxes.length; i++) {
       if (!window.galleriaServer && !boxes[i].hasAttribute("data-browser")) continue;  // galleria serve only
+      drawBox(boxes[i]);
       boxes[i].hidden = false;
       if (boxes[i].hasAttribute("data-column")) initUnit(boxes[i]);
       else initRanking(boxes[i]);
