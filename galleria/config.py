@@ -95,6 +95,7 @@ class ProbeConfig:
 
     enabled: bool = True
     precision: str = "float16"  # float32, float16 or int8 (see galleria/probe/precision.py)
+    max_megabytes: float = 50  # a larger download is left out of the page (galleria serve still answers)
 
 
 @dataclass(frozen=True)
@@ -467,7 +468,7 @@ def _featureviz(parent: _Section, key: str, inherited: FeatureVizConfig) -> Feat
 
 
 def _probe(parent: _Section, inherited: ProbeConfig) -> ProbeConfig:
-    """A probe entry: false (off), true, or {precision: ...} overriding the inherited settings."""
+    """A probe entry: false (off), true, or {precision, max_megabytes} overriding the inherited settings."""
     raw = parent.data.get("probe") if parent.data else None
     if raw is None or raw is True:
         return inherited
@@ -475,8 +476,11 @@ def _probe(parent: _Section, inherited: ProbeConfig) -> ProbeConfig:
         return replace(inherited, enabled=False)
     from galleria.probe.precision import PRECISIONS
 
-    s = parent.section("probe", ("precision",))
-    return ProbeConfig(True, _choice(s, "precision", PRECISIONS, inherited.precision))
+    s = parent.section("probe", ("precision", "max_megabytes"))
+    limit = s.get("max_megabytes", (int, float), inherited.max_megabytes)
+    if not limit > 0:
+        raise s.error("max_megabytes", f"must be more than 0, got {limit}", "use probe: false to turn it off")
+    return ProbeConfig(True, _choice(s, "precision", PRECISIONS, inherited.precision), float(limit))
 
 
 def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureVizConfig,

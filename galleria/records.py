@@ -134,6 +134,7 @@ class BuildReport:
     site_files: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     ranks: list[dict] = field(default_factory=list)  # under torchrun, each rank's stage_seconds and time waited
+    probes: list[str] = field(default_factory=list)  # each live probe in the site: model, download, precision, fidelity
 
 
 # --- what the extract stage hands on about effects --------------------------------------
@@ -505,9 +506,9 @@ class ProbeModel:
     """A model's live probe: its ONNX graph, what the page feeds it, and how it compares."""
 
     onnx: "Path"  # the graph in the cache, weights stored in ``precision``
+    carried: "Path"  # the graph as <model>/probe.js carries it (gzip, base64): what a visitor downloads
     precision: str  # "float32", "float16" or "int8"
     fidelity: float  # largest difference from PyTorch on real inputs, as a share of a layer's largest value
-    float32_bytes: int  # the graph's size with float32 weights
     feed: dict  # {"kind": "image", size, channels, mean, std} or {"kind": "text", tokenizer, lead, trail, length, window}
     layers: tuple[ProbeLayer, ...]
 

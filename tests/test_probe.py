@@ -61,6 +61,7 @@ def probe_value(visit: Visit, url: str, given: str | Path) -> float:
         page.click(".probe button[type=submit]")
     page.wait_for_selector(".probe-result[data-probe-value]", timeout=60_000)
     assert "onnxruntime-web" in page.inner_text(".probe-status")
+    assert re.search(r"a [\d.]+ MB download of \w+ weights", page.inner_text(".probe"))  # its size, said
     assert page.locator(".unit-hist svg .probe-mark").count() == 1  # where the value falls on the histogram
     visit.check("probe")
     return float(page.get_attribute(".probe-result", "data-probe-value"))
@@ -214,7 +215,7 @@ def test_models_without_a_probe_say_why(project, tmp_path):
                           ("reverse", "depend on the tokens after it")):
         assert not (site / f"{model}/probe.js").exists()
         page = (site / f"{model}/probe/index.html").read_text()
-        assert reason in page and "data-browser" not in page  # hidden unless galleria serve answers
+        assert reason in page and "data-browser" not in page  # drawn only when galleria serve answers
         assert any(f"model '{model}' has no live probe in the page" in n and reason in n for n in notices)
 
 
@@ -243,7 +244,8 @@ def test_smaller_weights_are_measured_against_float32(tmp_path, precision, ratio
     small, large = len(probe_graph(root / "site/tiny/probe.js")), len(probe_graph(full / "site/tiny/probe.js"))
     assert small < large * (ratio + 0.15)
     page = (root / "site/tiny/2/5/index.html").read_text()
-    assert f"of {precision} weights" in page and "agrees with the gallery" in page
+    download, stored, difference = re.search(r'data-browser="([\d.]+) (\w+) ([\d.e-]+)"', page).groups()
+    assert stored == precision and 0 < float(difference) < 1  # the page states its size and fidelity
 
 
 def test_probe_false_leaves_it_out(tmp_path):
@@ -252,6 +254,14 @@ def test_probe_false_leaves_it_out(tmp_path):
     site = root / "site"
     assert not (site / "tiny/probe.js").exists() and not (site / "tiny/probe").exists()
     assert 'class="probe"' not in (site / "tiny/2/5/index.html").read_text()
+
+
+def test_a_probe_over_its_size_limit_is_left_out_with_the_figure(tmp_path):
+    root = make_project(tmp_path, "{precision: float32, max_megabytes: 0.01}")
+    notices = build(root / "site.yaml", quiet=True).notices
+    assert not (root / "site/tiny/probe.js").exists()
+    said = next(n for n in notices if n.startswith("model 'tiny' has no live probe"))
+    assert re.search(r"would be a \d+ MB download at float32, over probe.max_megabytes \(0.01\)", said), said
 
 
 def test_a_bad_precision_is_a_one_line_error(tmp_path, capsys):

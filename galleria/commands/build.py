@@ -205,12 +205,17 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
             with stage(report, "probe"):
                 try:
                     probe = model_probe(model, layout, inputs, model.config.probe, cache)
+                    report.probes.append(f"{model.config.id} {probe.carried.stat().st_size / 1e6:.1f} MB "
+                                         f"({probe.precision}, within {probe.fidelity * 100:.2g}% of PyTorch)")
                 except ProbeLeftOut as exc:
                     left_out = f"model '{model.config.id}' has no live probe in the page: {exc}"
                     report.notices.append(left_out)
         model.module = None  # nothing after this runs the model: its weights need not outlive the stages that do
         builds.append(ModelBuild(model, layout, acts, inputs, health, effects, built_from, related, featureviz, thumbs,
                                  maxima, receptive, sources, context, probe, left_out))
+    if report.probes:
+        runtime = theme.vendored("onnxruntime-web") / "runtime.js"
+        report.probes.append(f"and their runtime {runtime.stat().st_size / 1e6:.1f} MB")
     report.inputs_used = sum(used.values())
     report.inputs_skipped = len(seen_skips)
     check_notes(notes, builds, report, show, skipped_models)
@@ -406,6 +411,8 @@ def summary(report: BuildReport) -> str:
         lines.append(f"  site {megabytes(report.site_bytes)} in {report.site_files:,} files"
                      + (f" (search index {report.search_bytes / 1024:,.0f} KB)" if report.search_bytes else "")
                      + "; GitHub Pages publishes up to 1 GB, 100 MB a file")
+    if report.probes:
+        lines.append("  live probe in the page: " + ", ".join(report.probes))
     if report.warnings:
         lines.append(f"  {len(report.warnings)} warning(s)")
     lines.extend(f"  note: {notice}" for notice in report.notices)

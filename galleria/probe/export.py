@@ -27,13 +27,14 @@ from galleria.extract.architecture import ModelLayout
 from galleria.extract.hooks import capture
 from galleria.extract.run import layer_units
 from galleria.probe.precision import store_weights
-from galleria.probe.script import probe_layer
+from galleria.probe.script import packed, probe_layer
 from galleria.probe.tokenizer import page_tokenizer
 from galleria.records import ProbeModel
 
 EXPORT_VERSION = 1  # bump when the graph's outputs change meaning
 MATCH = 1e-3  # a float32 export agrees with PyTorch to this share of each layer's largest value
 INPUT = "input"
+GRAPH_TEXT = "graph.txt"  # the graph as <model>/probe.js carries it (probe/script.py: packed)
 
 
 class ProbeLeftOut(Exception):
@@ -70,7 +71,8 @@ class _Exported:
 
 
 def model_probe(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache: Cache) -> ProbeModel:
-    """The model's probe, from the cache or exported now; ProbeLeftOut says why there is none."""
+    """The model's probe, from the cache or exported now; ProbeLeftOut says why there is none (the
+    verdict is cached too: a model that does not export is not exported again on every build)."""
     text = inputs.text
     lead, trail = (len(text.lead), len(text.trail)) if text else (0, 0)
     tokenizer = page_tokenizer(model.tokenizer) if text else None
@@ -79,22 +81,38 @@ def model_probe(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache
                            "GPT-2's byte-level BPE); galleria serve answers its probe with PyTorch")
     samples = _samples(model, inputs)
     layers = tuple(probe_layer(l) for l in layout.layers)
-    key = content_key("probe", EXPORT_VERSION, model.key, layers, settings.precision, lead, trail,
-                      torch.__version__, [tuple(s.shape) for s in samples])
+    key = content_key("probe", EXPORT_VERSION, model.key, layers, settings, lead, trail, torch.__version__,
+                      [tuple(s.shape) for s in samples])
     folder = cache.entry("probe", key)
     if folder is None:
         with cache.writing("probe", key) as tmp:
-            wrapper = LayerOutputs(model.module, layout, lead, trail).eval()
-            exported = _export(wrapper, samples, text is not None)
-            stored = store_weights(exported.onnx, settings.precision)
-            fidelity = _difference(stored, wrapper, samples, exported.length)
-            (tmp / "model.onnx").write_bytes(stored)
-            (tmp / "meta.json").write_text(json.dumps({"length": exported.length, "fidelity": fidelity,
-                                                       "float32_bytes": len(exported.onnx)}))
+            try:
+                meta = _exported(LayerOutputs(model.module, layout, lead, trail).eval(), samples, text is not None,
+                                 settings, tmp)
+            except ProbeLeftOut as exc:
+                meta = {"left_out": str(exc)}
+            (tmp / "meta.json").write_text(json.dumps(meta))
         folder = cache.entry("probe", key)
     meta = json.loads((folder / "meta.json").read_text())
-    return ProbeModel(folder / "model.onnx", settings.precision, meta["fidelity"], meta["float32_bytes"],
+    if "left_out" in meta:
+        raise ProbeLeftOut(meta["left_out"])
+    return ProbeModel(folder / "model.onnx", folder / GRAPH_TEXT, settings.precision, meta["fidelity"],
                       model_feed(model, inputs, tokenizer, meta["length"]), layers)
+
+
+def _exported(wrapper: "LayerOutputs", samples: list, text: bool, settings: ProbeConfig, folder) -> dict:
+    """Export, store the weights in their precision, measure, and write the graph and its page text."""
+    exported = _export(wrapper, samples, text)
+    stored = store_weights(exported.onnx, settings.precision)
+    carried = packed(stored)
+    if len(carried) > settings.max_megabytes * 1e6:
+        raise ProbeLeftOut(f"its graph would be a {len(carried) / 1e6:.3g} MB download at {settings.precision}, over "
+                           f"probe.max_megabytes ({settings.max_megabytes:g}); a smaller precision or a higher limit "
+                           "puts it in (GitHub Pages takes files of up to 100 MB)")
+    fidelity = _difference(stored, wrapper, samples, exported.length)
+    (folder / "model.onnx").write_bytes(stored)
+    (folder / GRAPH_TEXT).write_text(carried, encoding="ascii")
+    return {"length": exported.length, "fidelity": fidelity}
 
 
 def model_feed(model, inputs, tokenizer: dict | None = None, length: int | None = None) -> dict:

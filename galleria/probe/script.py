@@ -3,9 +3,9 @@ file://, scripts are not) that hands galleria-probe.js the graph and what feedin
 from __future__ import annotations
 
 import base64
-import functools
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 from galleria.records import ProbeLayer, ProbeModel
@@ -15,12 +15,6 @@ def packed(data: bytes) -> str:
     """gzip (no timestamp: the same bytes give the same site), then base64; the page reverses it
     with DecompressionStream."""
     return base64.b64encode(gzip.compress(data, compresslevel=6, mtime=0)).decode("ascii")
-
-
-@functools.lru_cache(maxsize=8)
-def packed_graph(path: Path) -> str:
-    """A probe's graph as <model>/probe.js carries it; remembered, as the model's pages state its size."""
-    return packed(path.read_bytes())
 
 
 def probe_meta(model_id: str, layout, feed: dict, maxima: dict, label_of) -> dict:
@@ -47,7 +41,10 @@ def probe_layer(layer) -> ProbeLayer:
     return ProbeLayer(layer.name, layer.units, lay.positions, lay.positions if len(lay.positions) == 2 else None, 0)
 
 
-def probe_script(meta: dict, probe: ProbeModel) -> str:
-    """<model>/probe.js: ``meta`` and the graph, handed to the page's galleria-probe.js."""
-    return (f"galleriaProbeModel({json.dumps(meta, separators=(',', ':'), ensure_ascii=False)}, "
-            f'"{packed_graph(probe.onnx)}");\n')
+def write_probe_script(path: Path, meta: dict, probe: ProbeModel) -> None:
+    """<model>/probe.js: ``meta`` and the graph, handed to the page's galleria-probe.js; the graph's
+    text is copied from the cache in pieces, so a large one is never held whole."""
+    with path.open("w", encoding="utf-8") as out, probe.carried.open(encoding="ascii") as graph:
+        out.write(f"galleriaProbeModel({json.dumps(meta, separators=(',', ':'), ensure_ascii=False)}, \"")
+        shutil.copyfileobj(graph, out, 1 << 20)
+        out.write('");\n')

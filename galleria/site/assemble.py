@@ -15,7 +15,6 @@ from galleria.extract.health import LayerHealth
 from galleria.records import (BandRecord, EffectRecord, EffectsRecord, EffectsTable, ExampleRecord, FeatureVizRecord,
                               InputRecord, LayerData, LayerRecord, ModelBuild, ModelRecord, ProbeSummary, Response, UnitEntry,
                               UnitRecord, UnitSummary, VizRecord, packed, unpacked)
-from galleria.probe.script import packed_graph
 from galleria.site import structure as S
 from galleria.site.content import Note
 from galleria.visualize.examples import distinct as distinct_images, shown_image
@@ -253,7 +252,7 @@ def _probe(build: ModelBuild) -> ProbeSummary | None:
     found = build.probe
     if found is None:
         return ProbeSummary(cfg.kind, False, 0, cfg.probe.precision, 0.0, build.probe_left_out)
-    return ProbeSummary(cfg.kind, True, len(packed_graph(found.onnx)), found.precision, found.fidelity, "")
+    return ProbeSummary(cfg.kind, True, found.carried.stat().st_size, found.precision, found.fidelity, "")
 
 
 def responses(build: ModelBuild, peaks: list[np.ndarray], input_index: int, count: int) -> list[tuple[str, list[Response]]]:

@@ -92,8 +92,7 @@ class ModelPages:
         if found is None:
             return None
         names = [l.name for l in self.record.layers]
-        return {"model": self.id, "src": S.href(folder, S.probe_script(self.id)), "runtime": S.href(folder, S.PROBE_RUNTIME),
-                "root": S.root(folder) or "./", "layer": names.index(layer) if layer is not None else None,
+        return {"model": self.id, "src": S.href(folder, S.probe_script(self.id)), "root": S.root(folder) or "./", "layer": names.index(layer) if layer is not None else None,
                 "kind": found.kind, "in_browser": found.in_browser, "megabytes": found.bytes / 1e6,
                 "precision": found.precision, "fidelity": found.fidelity, "left_out": found.left_out,
                 "page_url": S.href(folder, S.page_file(S.probe_dir(self.id)))}

@@ -20,7 +20,7 @@ from galleria.cache import Cache
 from galleria.config import Config
 from galleria.distributed import ranks
 from galleria.forking import fork_map
-from galleria.probe.script import probe_meta, probe_script
+from galleria.probe.script import probe_meta, write_probe_script
 from galleria.records import LayerRecord, ModelBuild, UnitEntry, UnitRecord
 from galleria.site import structure as S
 from galleria.site import views as V
@@ -206,7 +206,7 @@ class SiteWriter:
                           lambda layer, unit: self._label(build, layer, unit))
         path = self.out / S.probe_script(cfg.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(probe_script(meta, build.probe), encoding="utf-8")
+        write_probe_script(path, meta, build.probe)
 
     def _write_model(self, build: ModelBuild, model: V.ModelPages) -> None:
         """Every page of one model: each layer's own pages, then its unit and input pages together on

@@ -64,7 +64,7 @@
 
   function session(box, model) {
     if (!model.session) {
-      var runtimeSrc = new URL(box.getAttribute("data-runtime"), location.href).href;
+      var runtimeSrc = new URL(box.getAttribute("data-root") + "assets/onnxruntime-web/runtime.js", location.href).href;
       model.session = Promise.all([ortRuntime(runtimeSrc), gunzip(model.onnx)]).then(function (parts) {
         model.onnx = null;
         return parts[0].InferenceSession.create(parts[1], { executionProviders: ["wasm"] }).then(function (s) {
@@ -435,6 +435,8 @@
   // ------------------------------------------------------------------ drawing
   function el(tag, className, text) { return G.element(tag, className, text); }
 
+  function pct(share) { return (100 * share).toPrecision(2).replace(/\.?0+$/, "") + "%"; }
+
   function fmt(v) { return Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 0.01) ? v.toExponential(2) : v.toFixed(3).replace(/\.?0+$/, ""); }
 
   function drawImage(canvas, pixels, map, grid, lo, hi) {
@@ -539,7 +541,10 @@
       result.appendChild(el("p", "muted method", "Units that respond most to your input relative to their own highest " +
         "peak on the gallery's inputs" + (box.hasAttribute("data-layer") ? "." : ", per layer.")));
     }
-    var about = el("p", "muted method", box.getAttribute("data-about") +
+    var facts = (box.getAttribute("data-browser") || "").split(" "), about = el("p", "muted method", (facts[0] ?
+      "Runs the model in this page with onnxruntime-web (WebAssembly): a " + facts[0] + " MB download of " + facts[1] +
+      " weights, on first use. It agrees with the gallery's PyTorch values to " + pct(+facts[2]) + " of a layer's largest value." :
+      "Answered by galleria serve with PyTorch; not in the published site because " + box.getAttribute("data-left-out") + ".") +
       (unit && !text ? " Your image is prepared as the gallery's were: its centre square, resized to the model's input." : ""));
     if (box.hasAttribute("data-page")) {
       var every = el("a", "", "Every layer");
