@@ -261,7 +261,7 @@ def test_a_probe_over_its_size_limit_is_left_out_with_the_figure(tmp_path):
     notices = build(root / "site.yaml", quiet=True).notices
     assert not (root / "site/tiny/probe.js").exists()
     said = next(n for n in notices if n.startswith("model 'tiny' has no live probe"))
-    assert re.search(r"would be a \d+ MB download at float32, over probe.max_megabytes \(0.01\)", said), said
+    assert re.search(r"would be a [\d.]+ MB download at float32, over probe.max_megabytes \(0.01\)", said), said
 
 
 def test_a_bad_precision_is_a_one_line_error(tmp_path, capsys):
