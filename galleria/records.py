@@ -534,6 +534,7 @@ class ModelBuild:
     receptive: dict[str, "ReceptiveField | None"] = field(default_factory=dict)  # image models, per layer
     sources: dict[str, "SourceImage"] = field(default_factory=dict)  # image models: source file -> stored image
     context: int | None = None  # text models: tokens shown each side of an example's extreme token
+    minima: dict[str, np.ndarray] = field(default_factory=dict)  # per layer, each unit's lowest value
     probe: ProbeModel | None = None  # the live probe in the page, if the model has one
     probe_left_out: str = ""  # why it has none, when it was not turned off
 

@@ -171,7 +171,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                                                     "image") as bar:
                 featureviz = model_feature_visualizations(model, layout, inputs, cache,
                                                           pick_device(config.extract.device), bar)
-        health, thumbs, maxima = {}, {}, {}
+        health, thumbs, maxima, minima = {}, {}, {}, {}
         rows = [item.index for item in inputs.usable] if inputs.unreadable else slice(None)
         with stage(report, "health"):
             for index, layer in enumerate(layout.layers):  # a run of one layer's units in memory at a time
@@ -185,6 +185,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                     del data
                 health[layer.name] = layer_health(layer.units, stats, acts.peaks(index)[rows])
                 maxima[layer.name] = np.array([s.max for s in stats])
+                minima[layer.name] = np.array([s.min for s in stats])
                 if inputs.text is None:
                     thumbs[layer.name] = tuple(shown)
         effects, built_from, related = {}, {}, {}
@@ -212,7 +213,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
                     report.notices.append(left_out)
         model.module = None  # nothing after this runs the model: its weights need not outlive the stages that do
         builds.append(ModelBuild(model, layout, acts, inputs, health, effects, built_from, related, featureviz, thumbs,
-                                 maxima, receptive, sources, context, probe, left_out))
+                                 maxima, receptive, sources, context, minima, probe, left_out))
     if report.probes:
         runtime = theme.vendored("onnxruntime-web") / "runtime.js"
         report.probes.append(f"and their runtime {runtime.stat().st_size / 1e6:.1f} MB")

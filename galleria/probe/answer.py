@@ -36,7 +36,7 @@ class ProbeAnswers:
         """What galleria-probe.js needs to draw a model's answers (as <model>/probe.js holds it)."""
         build = self._build(model_id)
         feed = build.probe.feed if build.probe is not None else model_feed(build.model, build.inputs)
-        return probe_meta(model_id, build.layout, feed, build.maxima,
+        return probe_meta(model_id, build.layout, feed, build.maxima, build.minima,
                           lambda layer, unit: self.label_of(build, layer, unit))
 
     def answer(self, model_id: str, body: bytes) -> dict:

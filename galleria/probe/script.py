@@ -17,10 +17,12 @@ def packed(data: bytes) -> str:
     return base64.b64encode(gzip.compress(data, compresslevel=6, mtime=0)).decode("ascii")
 
 
-def probe_meta(model_id: str, layout, feed: dict, maxima: dict, label_of) -> dict:
+def probe_meta(model_id: str, layout, feed: dict, maxima: dict, minima: dict, label_of) -> dict:
     """What the page needs besides the graph: how to feed the model, and per layer (an output of
-    the graph) its site folder, units, map layout, the units' highest peaks on the inputs (to rank
-    units by their response relative to them) and their labels (``label_of(layer, unit)``)."""
+    the graph) its site folder, units, map layout, the units' highest values on the inputs (to rank
+    units by their response relative to them, and an image unit's colour scale), a text unit's
+    colour scale (±its largest magnitude, as its page colours its examples) and the units' labels
+    (``label_of(layer, unit)``)."""
     from galleria.site import structure as S
 
     layers = []
@@ -29,6 +31,9 @@ def probe_meta(model_id: str, layout, feed: dict, maxima: dict, label_of) -> dic
         layers.append({"name": layer.name, "url": S.layer_dir(model_id, layer.name) + "/", "units": list(layer.units),
                        "grid": found.grid, "prefix": found.prefix,
                        "max": [round(float(m), 6) for m in maxima[layer.name]],
+                       **({"scale": [round(max(abs(float(a)), abs(float(b)), 1e-6), 6)
+                                     for a, b in zip(maxima[layer.name], minima[layer.name])]}
+                          if feed["kind"] == "text" else {}),
                        "labels": {u: label for u in layer.units if (label := label_of(layer.name, u))}})
     return {"model": model_id, "feed": feed, "layers": layers}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import pathlib
+import re
 import shutil
 from typing import Any, Iterator
 
@@ -119,6 +120,19 @@ def _template_errors(template: str):
         raise BuildError(f"template {template}: {type(exc).__name__}: {exc}") from None
 
 
+class _Unindented(jinja2.FileSystemLoader):
+    """The built-in templates without the indentation of their lines: it shows their structure to
+    whoever edits them and nothing to a visitor, and cost every page ~190 bytes (9 MB over 50,000
+    unit pages). None of them holds preformatted text of its own; a custom theme's are read as written."""
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        return _INDENT.sub("\n", source), filename, uptodate
+
+
+_INDENT = re.compile(r"\n[ \t]+")
+
+
 class _Environment(jinja2.Environment):
     """Jinja's environment, with ``x.key`` on a dict looked up as a key first.
 
@@ -146,8 +160,9 @@ class Theme:
         self.dirs: list[pathlib.Path] = [d for d in (self.custom_dir, self.builtin_dir) if d is not None]
         loader = jinja2.ChoiceLoader(
             [
-                jinja2.FileSystemLoader([str(d) for d in self.dirs]),
-                jinja2.PrefixLoader({BUILTIN_PREFIX: jinja2.FileSystemLoader(str(self.builtin_dir))}),
+                *([jinja2.FileSystemLoader(str(self.custom_dir))] if self.custom_dir is not None else []),
+                _Unindented(str(self.builtin_dir)),
+                jinja2.PrefixLoader({BUILTIN_PREFIX: _Unindented(str(self.builtin_dir))}),
             ]
         )
         self.env = _Environment(

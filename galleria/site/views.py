@@ -92,7 +92,7 @@ class ModelPages:
         if found is None:
             return None
         names = [l.name for l in self.record.layers]
-        return {"model": self.id, "src": S.href(folder, S.probe_script(self.id)), "root": S.root(folder) or "./", "layer": names.index(layer) if layer is not None else None,
+        return {"src": S.href(folder, S.probe_script(self.id)), "layer": names.index(layer) if layer is not None else None,
                 "kind": found.kind, "in_browser": found.in_browser, "megabytes": found.bytes / 1e6,
                 "precision": found.precision, "fidelity": found.fidelity, "left_out": found.left_out,
                 "page_url": S.href(folder, S.page_file(S.probe_dir(self.id)))}
@@ -374,11 +374,9 @@ def drawn_histogram(stats: UnitStats) -> tuple[Histogram, float]:
 
 
 def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | None,
-              built_from_labels: dict[int, str], prev_unit: int | None, next_unit: int | None,
-              column: int = 0) -> Page:
+              built_from_labels: dict[int, str], prev_unit: int | None, next_unit: int | None) -> Page:
     """A unit's page. ``layer`` is its layer's facts (layer_facts) as its unit pages link them;
-    ``built_from_labels`` the labels of the units it is built from; ``column`` the unit's place
-    among its layer's units (in the live probe's output)."""
+    ``built_from_labels`` the labels of the units it is built from."""
     folder = record.url.rstrip("/")
     text = model.corpus is not None
     stats = record.stats
@@ -424,8 +422,7 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
             "histogram_svg": Markup(histogram_svg(drawn, bands=[(b["lo"], b["hi"]) for b in bands])),
             "zeros_left_out": left_out,
             "inactive": record.inactive, "inactive_fraction": record.inactive / max(1, model.record.inputs),
-            "probe": None if probe is None else {**probe, "column": column, "max": stats.max,
-                                                  "hist": (drawn.edges[0], drawn.edges[-1]) if drawn.counts else None},
+            "probe": probe,
             "scale": record.scale, "bottom_scale": (0.0, stats.min) if bottom and stats.min < 0 and not text else None,
             "top": top, "bottom": bottom, "bands": bands, "featureviz": featureviz,
             "text": {"scale": record.scale[1], "shards": S.root(folder) + model.shards + "/",

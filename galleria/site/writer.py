@@ -202,7 +202,7 @@ class SiteWriter:
     def _write_probe_script(self, build: ModelBuild) -> None:
         """The model's live probe (<model>/probe.js): its graph, and what feeding it and ranking its units take."""
         cfg = build.model.config
-        meta = probe_meta(cfg.id, build.layout, build.probe.feed, build.maxima,
+        meta = probe_meta(cfg.id, build.layout, build.probe.feed, build.maxima, build.minima,
                           lambda layer, unit: self._label(build, layer, unit))
         path = self.out / S.probe_script(cfg.id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,7 +384,7 @@ class SiteWriter:
                                                      for e in built_from.up + built_from.down}
             page = V.unit_page(record, model, facts, note, labels,
                                layer.units[position - 1] if position > 0 else None,
-                               layer.units[position + 1] if position + 1 < len(layer.units) else None, position)
+                               layer.units[position + 1] if position + 1 < len(layer.units) else None)
             card = None
             if wants_card(self.config.site.cards, record, note):
                 card = self._card(folder, unit_card(self.config.site.title, build, model, record,

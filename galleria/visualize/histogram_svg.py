@@ -40,12 +40,12 @@ def _n(v: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def _svg_open(width: int, height: int, label: str, extra_class: str = "") -> str:
+def _svg_open(width: int, height: int, label: str, extra_class: str = "", extra: str = "") -> str:
     cls = "hist" + (f" {extra_class}" if extra_class else "")
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="{cls}" role="img" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'aria-label={quoteattr(label)} font-size="10">'
+        f'aria-label={quoteattr(label)} font-size="10"{extra}>'
     )
 
 
@@ -99,7 +99,8 @@ def histogram_svg(
     bin_w = plot_w / n
 
     label = f"Histogram of {total:,} activation values from {format_compact(x_min)} to {format_compact(x_max)} (log counts)"
-    parts = [_svg_open(width, height, label)]
+    # its range, for scripts that mark a value on it (the live probe); the plot spans x = pad_x to width - pad_x
+    parts = [_svg_open(width, height, label, extra=f' data-range="{x_min:.7g} {x_max:.7g}"')]
 
     # shaded bands, behind everything else; every other one lighter, so neighbours stay apart
     shades: list[list[str]] = [[], []]

@@ -64,7 +64,7 @@
 
   function session(box, model) {
     if (!model.session) {
-      var runtimeSrc = new URL(box.getAttribute("data-root") + "assets/onnxruntime-web/runtime.js", location.href).href;
+      var runtimeSrc = probeUrl(box, "../assets/onnxruntime-web/runtime.js");
       model.session = Promise.all([ortRuntime(runtimeSrc), gunzip(model.onnx)]).then(function (parts) {
         model.onnx = null;
         return parts[0].InferenceSession.create(parts[1], { executionProviders: ["wasm"] }).then(function (s) {
@@ -357,10 +357,18 @@
   // Resolves to {meta, values: per layer {data: Float32Array [units * positions], positions}, pieces
   // (text), pixels (an image as the model saw it), ms, by}. Served by galleria serve, the server's
   // PyTorch answers; otherwise onnxruntime-web in the page.
+  function probeUrl(box, relative) {  // <root><model>/probe.js: the model's folder, and the site's root
+    return new URL(relative, new URL(box.getAttribute("data-probe"), location.href)).href;
+  }
+
+  function modelId(box) {
+    return decodeURIComponent(probeUrl(box, ".").replace(/\/$/, "").split("/").pop());
+  }
+
   function serverMeta(box) {
     var key = "server " + box.getAttribute("data-probe");
     if (!models[key]) {
-      models[key] = fetch(window.galleriaServer + "probe/" + encodeURIComponent(box.getAttribute("data-model")))
+      models[key] = fetch(window.galleriaServer + "probe/" + encodeURIComponent(modelId(box)))
         .then(answered).then(function (meta) { return { meta: meta }; });
     }
     return models[key];
@@ -496,7 +504,7 @@
   // The box is drawn here from its data attributes (templates' partials/probe.html): pages carry
   // only those, and without script there is nothing to show.
   function drawBox(box) {
-    var text = box.getAttribute("data-kind") === "text", unit = box.hasAttribute("data-column");
+    var text = box.getAttribute("data-kind") === "text", unit = box.hasAttribute("data-unit");
     var head = el("h2", "section-title", "Try your own " + (text ? "text" : "image"));
     var form = el("form", "probe-form"), label = el("label", "probe-input"), result = el("div", "probe-result");
     if (text) {
@@ -588,30 +596,32 @@
   }
 
   function initUnit(box) {  // a unit page: the unit's map or coloured text, its peak, its place on the histogram
-    var layerIndex = +box.getAttribute("data-layer"), column = +box.getAttribute("data-column");
-    var lo = +box.getAttribute("data-lo"), hi = +box.getAttribute("data-hi");
-    var result = box.querySelector(".probe-result");
+    var layerIndex = +box.getAttribute("data-layer"), result = box.querySelector(".probe-result");
+    var unitId = +(/\/(\d+)\/(?:index\.html)?$/.exec(location.pathname) || [])[1];
     inputControls(box, function (input) {
       status(box, "running the model\u2026");
       probe(box, input).then(function (r) {
-        var values = r.values[layerIndex], layer = r.meta.layers[layerIndex], top = peak(values, column);
+        var values = r.values[layerIndex], layer = r.meta.layers[layerIndex], column = layer.units.indexOf(unitId);
+        var top = peak(values, column), max = layer.max[column];
         var canvas = result.querySelector("canvas"), pre = result.querySelector("pre");
-        if (r.pixels) {
+        if (r.pixels) {  // the page's colour scale: 0 to the unit's highest value (examples.py)
           var map = values.positions > 1 ? values.data.subarray(column * values.positions + layer.prefix,
                                                                (column + 1) * values.positions) : null;
-          drawImage(canvas, r.pixels, map && layer.grid ? map : null, layer.grid, lo, hi);
+          drawImage(canvas, r.pixels, map && layer.grid ? map : null, layer.grid, 0, Math.max(max, 1e-6));
           canvas.hidden = false;
-        } else {
-          drawText(pre, r.pieces, values, column, hi, top.at);
+        } else {  // ±the unit's largest magnitude
+          drawText(pre, r.pieces, values, column, layer.scale[column], top.at);
           pre.hidden = false;
         }
         result.setAttribute("data-probe-value", String(top.value));
         result.setAttribute("data-probe-ms", String(Math.round(r.ms)));
         result.querySelector(".probe-peak").textContent = fmt(top.value);
-        var max = +box.getAttribute("data-max");
         result.querySelector(".probe-relative").textContent = max > 0 ? Math.round(100 * top.value / max) + "% of its highest on the inputs (" + fmt(max) + ")" : "";
-        var svg = document.querySelector(".unit-hist svg.hist");
-        if (svg) markHistogram(svg, top.value, +box.getAttribute("data-hist-lo"), +box.getAttribute("data-hist-hi"));
+        var svg = document.querySelector(".unit-hist svg.hist[data-range]");
+        if (svg) {
+          var range = svg.getAttribute("data-range").split(" ").map(Number);
+          markHistogram(svg, top.value, range[0], range[1]);
+        }
         result.hidden = false;
         status(box, timing(r));
       }).catch(function (e) { status(box, "the probe failed: " + e.message, true); });
@@ -632,7 +642,7 @@
 
   function initRanking(box) {  // a layer page (data-layer) or a model's probe page (every layer)
     var count = +box.getAttribute("data-count") || 12, result = box.querySelector(".probe-result");
-    var root = new URL(box.getAttribute("data-root"), location.href).href;
+    var root = probeUrl(box, "../");
     inputControls(box, function (input) {
       status(box, "running the model\u2026");
       probe(box, input).then(function (r) {
@@ -685,7 +695,7 @@
       if (!window.galleriaServer && !boxes[i].hasAttribute("data-browser")) continue;  // galleria serve only
       drawBox(boxes[i]);
       boxes[i].hidden = false;
-      if (boxes[i].hasAttribute("data-column")) initUnit(boxes[i]);
+      if (boxes[i].hasAttribute("data-unit")) initUnit(boxes[i]);
       else initRanking(boxes[i]);
     }
   }
