@@ -316,3 +316,20 @@ def test_byte_level_bpe_in_the_page_matches_tokenizers(project, tab, tmp_path):
         ids, pieces = tokenizer.encode(text)
         assert got["ids"] == ids.tolist(), text
         assert got["pieces"] == pieces, text
+
+
+def test_the_vendored_runtime_is_the_recorded_package():
+    """runtime.js holds exactly the onnxruntime-web files SOURCE.json records (checked against npm's
+    integrity by tools/refresh_onnxruntime_web.py when they were vendored)."""
+    import base64
+    import gzip
+    import hashlib
+
+    folder = REPO / "themes" / "default" / "vendor" / "onnxruntime-web"
+    source = json.loads((folder / "SOURCE.json").read_text())
+    script = (folder / "runtime.js").read_bytes()
+    assert hashlib.sha256(script).hexdigest() == source["sha256"]["runtime.js"]
+    module, binary = (gzip.decompress(base64.b64decode(p)) for p in re.findall(rb'"([A-Za-z0-9+/=]{1000,})"', script))
+    assert hashlib.sha256(module).hexdigest() == source["sha256"]["package/dist/ort.wasm.bundle.min.mjs"]
+    assert hashlib.sha256(binary).hexdigest() == source["sha256"]["package/dist/ort-wasm-simd-threaded.wasm"]
+    assert binary[:4] == b"\0asm" and source["license"] == "MIT" and (folder / "LICENSE").is_file()

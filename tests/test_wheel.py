@@ -46,3 +46,6 @@ def test_wheel_in_a_fresh_venv_builds_a_site(tmp_path):
     assert where.startswith(str(site_packages)), where
     assert (project / "out" / "tiny" / "2" / "1" / "index.html").is_file()
     assert (project / "out" / "assets" / "galleria.css").is_file()
+    # the live probe's vendored runtime ships in the wheel too
+    assert (project / "out" / "assets" / "onnxruntime-web" / "runtime.js").stat().st_size > 1_000_000
+    assert (project / "out" / "tiny" / "probe.js").is_file()
