@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--force", action="store_true", help="force the push, replacing the remote branch")
     deploy.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
     deploy.add_argument("-u", "--site-url", metavar="URL", help="the public url, replacing site.url (e.g. from CI)")
+    export = commands.add_parser("export", help="write every unit's record, one file per layer (JSON Lines or Parquet)")
+    export.add_argument("-f", "--config-file", default="site.yaml", metavar="FILE", help="default: site.yaml")
+    export.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"),
+                        help="jsonl (default) or parquet (needs pyarrow)")
+    export.add_argument("-o", "--output", metavar="DIR", help="folder to write (default: export/ beside site.yaml)")
+    export.add_argument("--no-build", action="store_true", help="export the site as it was last built")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
     return parser
 
 
@@ -105,6 +112,12 @@ def _command(argv: list[str] | None) -> int:
             print(gh_deploy(args.config_file, args.remote, args.remote_branch, args.message,
                             build_first=not args.no_build, force=args.force, quiet=args.quiet,
                             site_url=args.site_url))
+        elif args.command == "export":
+            from galleria.commands.export import export
+
+            folder = export(args.config_file, args.format, args.output, build_first=not args.no_build,
+                            quiet=args.quiet)
+            print(f"Exported every unit's record to {folder}/<model>/<layer>.{args.format}")
         return 0
     except GalleriaError as exc:
         print(f"galleria: error: {where}{exc}", file=sys.stderr)

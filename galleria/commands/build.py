@@ -206,7 +206,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
             with stage(report, "probe"):
                 try:
                     probe = model_probe(model, layout, inputs, model.config.probe, cache)
-                    report.probes.append(f"{model.config.id} {probe.carried.stat().st_size / 1e6:.1f} MB "
+                    report.probes.append(f"{model.config.id} {probe.carried.stat().st_size / 1e6:.3g} MB "
                                          f"({probe.precision}, within {probe.fidelity * 100:.2g}% of PyTorch)")
                 except ProbeLeftOut as exc:
                     left_out = f"model '{model.config.id}' has no live probe in the page: {exc}"

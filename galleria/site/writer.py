@@ -27,6 +27,7 @@ from galleria.site import views as V
 from galleria.site.assemble import VIZ_FILES, LayerRecords, input_records, model_record, responses, unit_label
 from galleria.site.content import Note
 from galleria.site.previews import group_card, unit_card, wants_card
+from galleria.site.site_index import write_site_index
 from galleria.site.search_index import SearchLayer, SearchModel, SearchUnit, note_words, write_search_index
 from galleria.site.text_shards import shard_folder, write_text_shards
 from galleria.site.theme import Theme
@@ -173,6 +174,7 @@ class SiteWriter:
                                  (model.folder, layer.folder, *(f"{layer.folder}/{u.unit}" for u in layer.units)))
             self._write(V.search_page(self.config.site))
         if self.only is None:  # the rest depends on the theme and the page list, which notes never change
+            write_site_index(self.out, [model.record for model in models])
             self._write_404()
             (self.out / ".nojekyll").write_text("")
             if self.config.site.url:
