@@ -628,6 +628,8 @@
     });
   }
 
+  var RANKED = 12;  // units listed per layer for a visitor's input
+
   function ranked(r, layers, count) {  // per layer, the units that respond most relative to their own maximum
     return layers.map(function (i) {
       var layer = r.meta.layers[i], values = r.values[i], rows = [];
@@ -641,7 +643,7 @@
   }
 
   function initRanking(box) {  // a layer page (data-layer) or a model's probe page (every layer)
-    var count = +box.getAttribute("data-count") || 12, result = box.querySelector(".probe-result");
+    var count = RANKED, result = box.querySelector(".probe-result");
     var root = probeUrl(box, "../");
     inputControls(box, function (input) {
       status(box, "running the model\u2026");
