@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from galleria.errors import in_user_model
 from galleria.probe.export import LayerOutputs, model_feed
 from galleria.probe.script import probe_meta
 from galleria.records import InputItem
@@ -51,7 +52,7 @@ class ProbeAnswers:
                 x, pieces, truncated = self._image(build, body), None, False
             wrapper = LayerOutputs(module, build.layout, len(text.lead) if text else 0,
                                    len(text.trail) if text else 0).eval()
-            with torch.no_grad():
+            with in_user_model(model_id, module, "the live probe"), torch.no_grad():
                 outputs = wrapper(x)
         layers = [{"values": np.round(out[0].numpy().ravel(), 6).tolist(), "positions": out.shape[2]} for out in outputs]
         return {"layers": layers, "pieces": pieces, "count": len(pieces) if pieces else None, "truncated": truncated}
