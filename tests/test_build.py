@@ -577,3 +577,34 @@ def test_a_killed_builds_unfinished_site_is_removed_by_the_next(project, built):
         time.sleep(0.1)
     assert list(project.glob(".swept.tmp-*")) == [alive]  # and the build's own became the site
     shutil.rmtree(alive)
+
+
+def test_a_model_without_gradients_is_built_without_the_views_that_need_them(tmp_path, capsys):
+    """An operator with no derivative (torch.special.zeta) after a chosen layer: receptive fields,
+    attribution and feature visualization cannot be measured, so the build says so for the model,
+    one line each, and writes every page without them."""
+    (tmp_path / "zetamodel.py").write_text(
+        "import torch\nfrom torch import nn\n\n\n"
+        "class Zeta(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3, padding=1)\n"
+        "        self.out = nn.Identity()\n\n"
+        "    def forward(self, x):\n"
+        "        return self.out(torch.special.zeta(self.conv(x).abs() + 2, torch.tensor(2.0)))\n\n\n"
+        "def zeta():\n    torch.manual_seed(0)\n    return Zeta()\n")
+    (tmp_path / "photos").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"p{i}.png")
+    (tmp_path / "site.yaml").write_text(
+        "site: {title: zeta}\ninputs: [{path: photos}]\n"
+        "models:\n  - {id: z, source: 'zetamodel:zeta', preprocessing: {size: 32}, layers: [conv, out]}\n"
+        "featureviz: {units: 2, steps: 8, size: 32}\nattribution: {inputs: 3}\n")
+    assert main(["build", "-f", str(tmp_path / "site.yaml")]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("warning: model 'z': no ")]
+    assert [view in " ".join(said) for view in ("receptive fields", "class effects", "feature visualizations")] \
+        == [True, True, True]
+    assert all("the derivative for 'zeta' is not implemented" in line for line in said) and "Traceback" not in err
+    assert (tmp_path / "site" / "z" / "out" / "1" / "index.html").is_file()

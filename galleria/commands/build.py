@@ -19,7 +19,7 @@ from pathlib import Path
 
 from galleria.cache import Cache
 from galleria.config import load_config
-from galleria.errors import BuildError, MissingExtra
+from galleria.errors import BuildError, MissingExtra, NoGradient, needing_gradients
 from galleria.fingerprint import site_fingerprint
 from galleria.records import BuildReport
 
@@ -158,19 +158,31 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         used[inputs.key] = max(used.get(inputs.key, 0), len(inputs.usable))
         attribution, featureviz, receptive, sources = None, {}, {}, {}
         if inputs.text is None:
-            with stage(report, "images"), _bar(show, None, f"{model.config.id}: images", "image") as bar:
-                receptive = model_receptive_fields(model, list(layout.layers), cache)
+            model_id = model.config.id
+            with stage(report, "images"), _bar(show, None, f"{model_id}: images", "image") as bar:
+                try:
+                    with needing_gradients(model_id, "receptive fields (tiles show whole inputs)"):
+                        receptive = model_receptive_fields(model, list(layout.layers), cache)
+                except NoGradient as exc:
+                    _warn(report, str(exc), show)
                 sources, stored = source_images(inputs, model.config.preprocessing, cache, bar)
             report.images += stored
-            with stage(report, "attribution"), _bar(show, None, f"{model.config.id}: attribution",
-                                                     "input") as bar:
+            with stage(report, "attribution"), _bar(show, None, f"{model_id}: attribution", "input") as bar:
                 if config.attribution.inputs:
                     bar.reset(total=min(config.attribution.inputs, len(inputs.usable)))
-                attribution = attribute(model, layout, inputs, acts, config, cache, bar)
-            with stage(report, "featureviz"), _bar(show, None, f"{model.config.id}: feature visualization",
+                try:
+                    with needing_gradients(model_id, "class effects or 'built from'"):
+                        attribution = attribute(model, layout, inputs, acts, config, cache, bar)
+                except NoGradient as exc:
+                    _warn(report, str(exc), show)
+            with stage(report, "featureviz"), _bar(show, None, f"{model_id}: feature visualization",
                                                     "image") as bar:
-                featureviz = model_feature_visualizations(model, layout, inputs, cache,
-                                                          pick_device(config.extract.device), bar)
+                try:
+                    with needing_gradients(model_id, "feature visualizations"):
+                        featureviz = model_feature_visualizations(model, layout, inputs, cache,
+                                                                  pick_device(config.extract.device), bar)
+                except NoGradient as exc:
+                    _warn(report, str(exc), show)
         health, thumbs, maxima, minima = {}, {}, {}, {}
         rows = [item.index for item in inputs.usable] if inputs.unreadable else slice(None)
         with stage(report, "health"):
