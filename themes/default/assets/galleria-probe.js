@@ -8,7 +8,8 @@
  * answers with PyTorch instead (window.galleriaServer, set by the page's reload script).
  *
  * Images are prepared exactly as the build prepares them (Pillow's centre square, reduce and
- * bilinear resize, mean/std); text is tokenized with the model's own vocabulary.
+ * bilinear resize, mean/std); text is tokenized as the model's tokenizer does it (a character
+ * vocabulary, BERT's WordPiece or GPT-2's byte-level BPE; galleria/probe/tokenizer.py says which).
  */
 (function () {
   "use strict";
