@@ -47,24 +47,6 @@ class ModelError(BuildError):
     """The user's own model raised: the message names the model, the layer and the stage."""
 
 
-class NoGradient(BuildError):
-    """A view that needs gradients (receptive fields, attribution, feature visualization) on a model
-    with an operator that has none: the build goes on without that view for the model."""
-
-
-@contextmanager
-def needing_gradients(model_id: str, view: str):
-    """Turn autograd's "no derivative" failures into NoGradient, saying which model and view."""
-    try:
-        yield
-    except (NotImplementedError, RuntimeError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "derivative for" not in text and "does not require grad" not in text:
-            raise
-        raise NoGradient(f"model '{model_id}': no {view}, as its gradients cannot be taken "
-                         f"({type(exc).__name__}: {text})") from None
-
-
 _OWN_CODE = __file__.rsplit("/", 1)[0] + "/"  # galleria's package folder
 
 

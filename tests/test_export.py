@@ -62,7 +62,7 @@ def test_export_refuses_a_folder_it_did_not_write_and_a_missing_pyarrow(project,
     (mine / "keep.txt").write_text("not galleria's")
     assert main(["export", "-f", str(project / "site.yaml"), "-o", str(mine), "--no-build"]) == 1
     err = capsys.readouterr().err
-    assert "was not written by galleria export" in err and len(err.strip().splitlines()) == 1
+    assert "exists and was not created by galleria" in err and len(err.strip().splitlines()) == 1
     assert (mine / "keep.txt").exists()
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from galleria.cache import Cache
 from galleria.config import load_config
-from galleria.errors import BuildError, MissingExtra, NoGradient, needing_gradients
+from galleria.errors import BuildError, MissingExtra
 from galleria.fingerprint import site_fingerprint
 from galleria.records import BuildReport
 
@@ -32,7 +32,7 @@ def build(config_file: str | Path = "site.yaml", output_dir: str | Path | None =
     started = time.perf_counter()
     config = load_config(config_file, site_url)
     out = Path(output_dir).resolve() if output_dir else config.site.output_dir
-    _check_ours(out, "output")
+    check_ours(out, "output")
     fingerprint = site_fingerprint(config)
     previous = None if clean else _previous(out)
     if previous is not None and previous[0] == fingerprint:
@@ -57,7 +57,7 @@ def _build(config, out: Path, fingerprint: str, report: BuildReport, started: fl
                 _remove_later(unfinished)
         cache_dir = config.site.cache_dir
         if clean and cache_dir.exists():
-            _check_ours(cache_dir, "cache")
+            check_ours(cache_dir, "cache")
             shutil.rmtree(cache_dir)
     ranks().wait()
     gathered = gather(config, report, quiet)
@@ -160,29 +160,20 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         if inputs.text is None:
             model_id = model.config.id
             with stage(report, "images"), _bar(show, None, f"{model_id}: images", "image") as bar:
-                try:
-                    with needing_gradients(model_id, "receptive fields (tiles show whole inputs)"):
-                        receptive = model_receptive_fields(model, list(layout.layers), cache)
-                except NoGradient as exc:
-                    _warn(report, str(exc), show)
+                with _gradient_view(report, show, model_id, "receptive fields (tiles show whole inputs)"):
+                    receptive = model_receptive_fields(model, list(layout.layers), cache)
                 sources, stored = source_images(inputs, model.config.preprocessing, cache, bar)
             report.images += stored
             with stage(report, "attribution"), _bar(show, None, f"{model_id}: attribution", "input") as bar:
                 if config.attribution.inputs:
                     bar.reset(total=min(config.attribution.inputs, len(inputs.usable)))
-                try:
-                    with needing_gradients(model_id, "class effects or 'built from'"):
-                        attribution = attribute(model, layout, inputs, acts, config, cache, bar)
-                except NoGradient as exc:
-                    _warn(report, str(exc), show)
+                with _gradient_view(report, show, model_id, "class effects or 'built from'"):
+                    attribution = attribute(model, layout, inputs, acts, config, cache, bar)
             with stage(report, "featureviz"), _bar(show, None, f"{model_id}: feature visualization",
                                                     "image") as bar:
-                try:
-                    with needing_gradients(model_id, "feature visualizations"):
-                        featureviz = model_feature_visualizations(model, layout, inputs, cache,
-                                                                  pick_device(config.extract.device), bar)
-                except NoGradient as exc:
-                    _warn(report, str(exc), show)
+                with _gradient_view(report, show, model_id, "feature visualizations"):
+                    featureviz = model_feature_visualizations(model, layout, inputs, cache,
+                                                              pick_device(config.extract.device), bar)
         health, thumbs, maxima, minima = {}, {}, {}, {}
         rows = [item.index for item in inputs.usable] if inputs.unreadable else slice(None)
         with stage(report, "health"):
@@ -282,7 +273,7 @@ def write_site(config, gathered: Gathered, out: Path, fingerprint: str, report: 
                     raise BuildError(f"--strict: {problem}")
             (tmp / MARKER).write_text("\n".join([MARKER_TITLE, f"fingerprint: {fingerprint}",
                                                   *[f"warning: {w}" for w in report.warnings]]) + "\n")
-            _swap(tmp, out)
+            swap_in(tmp, out)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -309,14 +300,15 @@ def _previous(out: Path) -> tuple[str, list[str]] | None:
     return (fingerprint, [l.split(": ", 1)[1] for l in lines if l.startswith("warning: ")]) if fingerprint else None
 
 
-def _check_ours(path: Path, what: str) -> None:
+def check_ours(path: Path, what: str) -> None:
     """Refuse to replace or delete a folder galleria did not create."""
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / MARKER).exists())):
         raise BuildError(f"{path} exists and was not created by galleria; refusing to replace it "
                          f"(choose another {what} folder, or move it away)")
 
 
-def _swap(new: Path, out: Path) -> None:
+def swap_in(new: Path, out: Path) -> None:
+    """Put the finished folder ``new`` where ``out`` is, the old one deleted in the background."""
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         os.replace(out, old / "site")
@@ -356,6 +348,20 @@ def _remove_later(path: Path) -> None:
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:  # no rm (e.g. Windows): delete in place
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def _gradient_view(report: BuildReport, show: bool, model_id: str, view: str):
+    """Run a view that needs gradients. A model with an operator that has no derivative (autograd
+    says so) is built without the view: one warning naming the model, the view and the reason."""
+    try:
+        yield
+    except (NotImplementedError, RuntimeError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "derivative for" not in text and "does not require grad" not in text:
+            raise
+        _warn(report, f"model '{model_id}': no {view}, as its gradients cannot be taken "
+                      f"({type(exc).__name__}: {text})", show)
 
 
 def _warn(report: BuildReport, message: str, show: bool) -> None:

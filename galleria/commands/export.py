@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from galleria.built import BuiltSite
-from galleria.commands.build import MARKER, build, summary
+from galleria.commands.build import MARKER, build, check_ours, summary, swap_in
 from galleria.config import load_config
-from galleria.errors import GalleriaError, UsageError
+from galleria.errors import UsageError
 from galleria.site import structure as S
 
 FORMATS = ("jsonl", "parquet")
@@ -39,8 +38,7 @@ def export(config_file: str | Path = "site.yaml", fmt: str = "jsonl", output: st
         if not quiet:
             print(summary(report))
     out = Path(output) if output else config.root / "export"
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
-        raise GalleriaError(f"{out} exists and was not written by galleria export; choose another folder with -o")
+    check_ours(out, "export")
     site = BuiltSite(config.site.output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -50,13 +48,7 @@ def export(config_file: str | Path = "site.yaml", fmt: str = "jsonl", output: st
             target.parent.mkdir(parents=True, exist_ok=True)
             (_write_jsonl if fmt == "jsonl" else _write_parquet)(site, layer, target)
         (tmp / MARKER).write_text("written by galleria export: 'galleria export' may replace this folder\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "export")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
