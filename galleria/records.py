@@ -491,26 +491,15 @@ class ProbeSummary:
     left_out: str  # why it is not in the site
 
 
-class ProbeLayer(NamedTuple):
-    """One output of a probe's graph: [1, len(units), prod(positions)] values of a chosen layer."""
-
-    name: str
-    units: tuple[int, ...]
-    positions: tuple[int, ...]  # one unit's map: (H, W), (tokens,), or () for a vector
-    grid: tuple[int, int] | None  # the map laid over the image: (rows, columns) after ``prefix`` positions
-    prefix: int  # positions before the grid (a ViT's CLS token)
-
-
 @dataclass(frozen=True)
 class ProbeModel:
     """A model's live probe: its ONNX graph, what the page feeds it, and how it compares."""
 
-    onnx: "Path"  # the graph in the cache, weights stored in ``precision``
-    carried: "Path"  # the graph as <model>/probe.js carries it (gzip, base64): what a visitor downloads
+    carried: "Path"  # the graph, weights stored in ``precision``, as <model>/probe.js carries it (gzip,
+    #   base64; in the cache): what a visitor downloads
     precision: str  # "float32", "float16" or "int8"
     fidelity: float  # largest difference from PyTorch on real inputs, as a share of a layer's largest value
     feed: dict  # {"kind": "image", size, channels, mean, std} or {"kind": "text", tokenizer, lead, trail, length, window}
-    layers: tuple[ProbeLayer, ...]
 
 
 @dataclass

@@ -95,10 +95,9 @@ class LiveSite:
         from galleria.site import structure as S
         from galleria.site.assemble import unit_label
 
-        gathered = self.gathered
-        if self.probes is None:
-            self.probes = ProbeAnswers(self.config.root, gathered.builds, lambda build, layer, unit: unit_label(
-                build, layer, unit, gathered.notes.get(S.unit_dir(build.model.config.id, layer, unit))))
+        if self.probes is None:  # labels from the notes as they are now: a note edit re-renders without a build
+            self.probes = ProbeAnswers(self.config.root, self.gathered.builds, lambda build, layer, unit: unit_label(
+                build, layer, unit, self.gathered.notes.get(S.unit_dir(build.model.config.id, layer, unit))))
         return self.probes.meta(model_id) if body is None else self.probes.answer(model_id, body)
 
     def rerender(self) -> BuildReport:

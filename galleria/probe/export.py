@@ -27,7 +27,7 @@ from galleria.extract.architecture import ModelLayout
 from galleria.extract.hooks import capture
 from galleria.extract.run import layer_units
 from galleria.probe.precision import store_weights
-from galleria.probe.script import packed, probe_layer
+from galleria.probe.script import packed
 from galleria.probe.tokenizer import page_tokenizer
 from galleria.records import ProbeModel
 
@@ -79,16 +79,15 @@ def model_probe(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache
     if text and tokenizer is None:
         raise ProbeLeftOut("the page cannot run its tokenizer (it runs character vocabularies, BERT's WordPiece and "
                            "GPT-2's byte-level BPE); galleria serve answers its probe with PyTorch")
-    samples = _samples(model, inputs)
-    layers = tuple(probe_layer(l) for l in layout.layers)
+    layers = [(layer.name, layer.units, layer.layout) for layer in layout.layers]
     key = content_key("probe", EXPORT_VERSION, model.key, layers, settings, lead, trail, torch.__version__,
-                      [tuple(s.shape) for s in samples])
+                      text.window if text else None)  # model.key covers an image's size
     folder = cache.entry("probe", key)
     if folder is None:
         with cache.writing("probe", key) as tmp:
             try:
-                meta = _exported(LayerOutputs(model.module, layout, lead, trail).eval(), samples, text is not None,
-                                 settings, tmp)
+                meta = _exported(LayerOutputs(model.module, layout, lead, trail).eval(), _samples(model, inputs),
+                                 text is not None, settings, tmp)
             except ProbeLeftOut as exc:
                 meta = {"left_out": str(exc)}
             (tmp / "meta.json").write_text(json.dumps(meta))
@@ -96,12 +95,12 @@ def model_probe(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache
     meta = json.loads((folder / "meta.json").read_text())
     if "left_out" in meta:
         raise ProbeLeftOut(meta["left_out"])
-    return ProbeModel(folder / "model.onnx", folder / GRAPH_TEXT, settings.precision, meta["fidelity"],
-                      model_feed(model, inputs, tokenizer, meta["length"]), layers)
+    return ProbeModel(folder / GRAPH_TEXT, settings.precision, meta["fidelity"],
+                      model_feed(model, inputs, tokenizer, meta["length"]))
 
 
 def _exported(wrapper: "LayerOutputs", samples: list, text: bool, settings: ProbeConfig, folder) -> dict:
-    """Export, store the weights in their precision, measure, and write the graph and its page text."""
+    """Export, store the weights in their precision, measure, and write the graph as the page carries it."""
     exported = _export(wrapper, samples, text)
     stored = store_weights(exported.onnx, settings.precision)
     carried = packed(stored)
@@ -110,7 +109,6 @@ def _exported(wrapper: "LayerOutputs", samples: list, text: bool, settings: Prob
                            f"probe.max_megabytes ({settings.max_megabytes:g}); a smaller precision or a higher limit "
                            "puts it in (GitHub Pages takes files of up to 100 MB)")
     fidelity = _difference(stored, wrapper, samples, exported.length)
-    (folder / "model.onnx").write_bytes(stored)
     (folder / GRAPH_TEXT).write_text(carried, encoding="ascii")
     return {"length": exported.length, "fidelity": fidelity}
 

@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from galleria.records import ProbeLayer, ProbeModel
+from galleria.records import ProbeModel
 
 
 def packed(data: bytes) -> str:
@@ -27,9 +27,9 @@ def probe_meta(model_id: str, layout, feed: dict, maxima: dict, minima: dict, la
 
     layers = []
     for layer in layout.layers:
-        found = probe_layer(layer)
+        grid, prefix = _on_image(layer.layout)
         layers.append({"name": layer.name, "url": S.layer_dir(model_id, layer.name) + "/", "units": list(layer.units),
-                       "grid": found.grid, "prefix": found.prefix,
+                       "grid": grid, "prefix": prefix,
                        "max": [round(float(m), 6) for m in maxima[layer.name]],
                        **({"scale": [round(max(abs(float(a)), abs(float(b)), 1e-6), 6)
                                      for a, b in zip(maxima[layer.name], minima[layer.name])]}
@@ -38,12 +38,12 @@ def probe_meta(model_id: str, layout, feed: dict, maxima: dict, minima: dict, la
     return {"model": model_id, "feed": feed, "layers": layers}
 
 
-def probe_layer(layer) -> ProbeLayer:
-    """A chosen layer as an output of the probe: its map's shape, and where it lies on the image."""
-    lay = layer.layout
-    if lay.kind == "tokens":
-        return ProbeLayer(layer.name, layer.units, lay.positions, lay.grid, len(lay.prefix) if lay.grid else 0)
-    return ProbeLayer(layer.name, layer.units, lay.positions, lay.positions if len(lay.positions) == 2 else None, 0)
+def _on_image(layout) -> tuple[tuple[int, int] | None, int]:
+    """Where a layer's map lies on the image: its grid (rows, columns), or None when it has none, and
+    the positions before the grid (a ViT's CLS token)."""
+    if layout.kind == "tokens":
+        return layout.grid, len(layout.prefix) if layout.grid else 0
+    return (layout.positions if len(layout.positions) == 2 else None), 0
 
 
 def write_probe_script(path: Path, meta: dict, probe: ProbeModel) -> None:
