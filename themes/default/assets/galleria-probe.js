@@ -154,35 +154,28 @@
 
   function clip8(ss) { return ss <= 0 ? 0 : ss >= PRECISION * 256 ? 255 : Math.floor(ss / PRECISION); }
 
-  function resample(img, outW, outH, box) {  // horizontal pass, then vertical, as Pillow does
-    var c = img.channels, data = img.data, width = img.width, height = img.height;
-    if (outW !== width || box[0] !== 0 || box[2] !== width) {
-      var hc = coefficients(width, box[0], box[2], outW), next = new Uint8Array(outW * height * c);
-      for (var y = 0; y < height; y++) for (var x = 0; x < outW; x++) {
-        var k = hc.weights[x], x0 = hc.bounds[x];
-        for (var ch = 0; ch < c; ch++) {
-          var ss = PRECISION / 2;
-          for (var i = 0; i < k.length; i++) ss += data[(y * width + x0 + i) * c + ch] * k[i];
-          next[(y * outW + x) * c + ch] = clip8(ss);
-        }
+  // One of Pillow's two passes: along each row (horizontal) or each column, to ``size`` pixels from
+  // the span [lo, hi) of input pixels.
+  function resampleAxis(img, horizontal, lo, hi, size) {
+    var c = img.channels, w = img.width, h = img.height;
+    var coef = coefficients(horizontal ? w : h, lo, hi, size), outW = horizontal ? size : w, outH = horizontal ? h : size;
+    var step = horizontal ? c : w * c, out = new Uint8Array(outW * outH * c);  // step: the next input pixel along it
+    for (var y = 0; y < outH; y++) for (var x = 0; x < outW; x++) {
+      var along = horizontal ? x : y, k = coef.weights[along];
+      var first = (horizontal ? y * w + coef.bounds[along] : coef.bounds[along] * w + x) * c;
+      for (var ch = 0; ch < c; ch++) {
+        var ss = PRECISION / 2;
+        for (var i = 0; i < k.length; i++) ss += img.data[first + i * step + ch] * k[i];
+        out[(y * outW + x) * c + ch] = clip8(ss);
       }
-      data = next;
-      width = outW;
     }
-    if (outH !== height || box[1] !== 0 || box[3] !== height) {
-      var vc = coefficients(height, box[1], box[3], outH), down = new Uint8Array(width * outH * c);
-      for (var yy = 0; yy < outH; yy++) for (var xx = 0; xx < width; xx++) {
-        var kv = vc.weights[yy], y0 = vc.bounds[yy];
-        for (var cc = 0; cc < c; cc++) {
-          var sv = PRECISION / 2;
-          for (var j = 0; j < kv.length; j++) sv += data[((y0 + j) * width + xx) * c + cc] * kv[j];
-          down[(yy * width + xx) * c + cc] = clip8(sv);
-        }
-      }
-      data = down;
-      height = outH;
-    }
-    return { width: width, height: height, channels: c, data: data };
+    return { width: outW, height: outH, channels: c, data: out };
+  }
+
+  function resample(img, outW, outH, box) {  // horizontal pass, then vertical, each only if needed, as Pillow does
+    if (outW !== img.width || box[0] !== 0 || box[2] !== img.width) img = resampleAxis(img, true, box[0], box[2], outW);
+    if (outH !== img.height || box[1] !== 0 || box[3] !== img.height) img = resampleAxis(img, false, box[1], box[3], outH);
+    return img;
   }
 
   function prepareImage(file, feed) {
@@ -206,13 +199,17 @@
   }
 
   // ------------------------------------------------------------------ text, as the model's tokenizer cuts it
-  function charTokens(text, tok) {
+  function vocabulary(tok) {  // token -> id, made once per tokenizer
     if (!tok.index) {
-      tok.index = {};
-      tok.tokens.forEach(function (t, i) { tok.index[t] = i; });
+      tok.index = new Map();
+      tok.tokens.forEach(function (t, i) { tok.index.set(t, i); });
     }
-    var chars = Array.from(text);
-    return { ids: chars.map(function (ch) { return ch in tok.index ? tok.index[ch] : tok.unknown; }), pieces: chars };
+    return tok.index;
+  }
+
+  function charTokens(text, tok) {
+    var index = vocabulary(tok), chars = Array.from(text);
+    return { ids: chars.map(function (ch) { return index.has(ch) ? index.get(ch) : tok.unknown; }), pieces: chars };
   }
 
   var PUNCTUATION = /[\u0021-\u002f\u003a-\u0040\u005b-\u0060\u007b-\u007e]|\p{P}/u;
@@ -220,10 +217,7 @@
 
   // BERT's normalizer and pre-tokenizer, then greedy longest-match WordPiece (tokenizers' rules).
   function wordPieces(text, tok) {
-    if (!tok.index) {
-      tok.index = new Map();
-      tok.tokens.forEach(function (t, i) { tok.index.set(t, i); });
-    }
+    vocabulary(tok);
     var ids = [], pieces = [], words = [], start = -1, chars = Array.from(text), offset = 0, at = [];
     chars.forEach(function (ch) { at.push(offset); offset += ch.length; });
     function flush(end) {
@@ -284,9 +278,8 @@
   })();
 
   function bytePairs(text, tok) {
-    if (!tok.index) {
-      tok.index = new Map();
-      tok.tokens.forEach(function (t, i) { tok.index.set(t, i); });
+    vocabulary(tok);
+    if (!tok.ranks) {
       tok.ranks = new Map();
       tok.merges.forEach(function (m, i) { tok.ranks.set(m[0] + " " + m[1], i); });
     }
