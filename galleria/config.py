@@ -360,14 +360,22 @@ def _load(path: Path) -> Config:
         raise ConfigError(f"invalid YAML: {exc}", file) from None
     except ConfigError as exc:  # raised by the loader, which does not know the file name
         raise ConfigError("duplicate key", file, exc.line, exc.key, "each key may appear once") from None
-    top = _Section(data, file, "", 1, ("site", "models", "inputs", "examples", "extract", "attribution",
-                                                "featureviz", "probe", "seed"))
-    root = path.resolve().parent
+    return config_from_data(data, path.resolve(), file)
+
+
+def config_from_data(data: Any, file: Path, shown: str, objects: dict[str, str] | None = None) -> Config:
+    """Validate site.yaml's content (``data``, as YAML reads it) as if read from ``file``, paths
+    resolved beside it; errors name it as ``shown``. ``objects`` names, by model id, models given as
+    objects in memory (galleria.Gallery): their entries have no source; the value is what their
+    source reads as."""
+    top = _Section(data, shown, "", 1, ("site", "models", "inputs", "examples", "extract", "attribution",
+                                            "featureviz", "probe", "seed"))
+    root = file.parent
     warnings: list[str] = []
     site = _site(top.section("site", ("title", "description", "url", "output_dir", "theme_dir",
                                       "content_dir", "cache_dir", "cards")), root)
     featureviz = _featureviz(top, "featureviz", FeatureVizConfig())
-    models = _models(top, root, warnings, featureviz, _probe(top, ProbeConfig()))
+    models = _models(top, root, warnings, featureviz, _probe(top, ProbeConfig()), objects or {})
     inputs = _inputs(top, root)
     _match_inputs(top, models, inputs)
     examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap", "bands",
@@ -400,7 +408,7 @@ def _load(path: Path) -> Config:
     for name in ("inputs", "examples"):
         if getattr(attribution, name) < 0:
             raise attribution_section.error(name, "must be 0 or more", "0 turns the view off")
-    return Config(path.resolve(), site, models, inputs, examples, extract, seed, attribution=attribution,
+    return Config(file, site, models, inputs, examples, extract, seed, attribution=attribution,
                   warnings=tuple(warnings))
 
 
@@ -484,7 +492,7 @@ def _probe(parent: _Section, inherited: ProbeConfig) -> ProbeConfig:
 
 
 def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureVizConfig,
-            probe: ProbeConfig) -> tuple[ModelConfig, ...]:
+            probe: ProbeConfig, objects: dict[str, str]) -> tuple[ModelConfig, ...]:
     models = []
     seen: set[str] = set()
     for i, (data, line) in enumerate(_items(top, "models")):
@@ -498,8 +506,11 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
         if model_id in seen:
             raise s.error("id", f"model id '{model_id}' is used twice", "ids must be unique")
         seen.add(model_id)
-        source = s.get("source", str, hint="e.g. torchvision:resnet18, timm:NAME or package.module:callable")
-        _check_source(s, source, root)
+        if model_id in objects:
+            source = objects[model_id]
+        else:
+            source = s.get("source", str, hint="e.g. torchvision:resnet18, timm:NAME or package.module:callable")
+            _check_source(s, source, root)
         pretrained = _pretrained_dir(s, source, root)
         tokenizer = _tokenizer(s, source, root)
         model_inputs = s.get("inputs", (str, list), None)

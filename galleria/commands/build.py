@@ -87,8 +87,9 @@ class Gathered:
     search: list | None = None  # what the search index held after the last full write (serve re-renders)
 
 
-def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
-    """config → sources → extract → visualize: every stage before the pages."""
+def gather(config, report: BuildReport, quiet: bool = False, objects: dict | None = None) -> Gathered:
+    """config → sources → extract → visualize: every stage before the pages. ``objects``: models
+    given in memory (galleria.Gallery), by model id."""
     cache_dir = config.site.cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     (cache_dir / MARKER).write_text("galleria cache: safe to delete\n")
@@ -119,7 +120,7 @@ def gather(config, report: BuildReport, quiet: bool = False) -> Gathered:
         loaded, skipped_models = [], []
         for model_cfg in config.models:
             try:
-                model = load_model(model_cfg, config.root)
+                model = load_model(model_cfg, config.root, (objects or {}).get(model_cfg.id))
             except MissingExtra as exc:
                 skipped_models.append(model_cfg.id)
                 _warn(report, str(exc), show)

@@ -1,6 +1,7 @@
 """Models named in site.yaml, built from torchvision, timm, the user's code or TorchScript."""
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import importlib
@@ -29,8 +30,9 @@ class LoadedModel:
     tokenizer: object | None = None  # text models: a sources.text tokenizer
 
 
-def load_model(cfg: ModelConfig, root: Path) -> LoadedModel:
-    """Build the module and load its weights; nothing runs through it yet."""
+def load_model(cfg: ModelConfig, root: Path, given: torch.nn.Module | None = None) -> LoadedModel:
+    """Build the module and load its weights (or copy ``given``, a model in memory: galleria.Gallery);
+    nothing runs through it yet."""
     if cfg.source.startswith("transformers:") and cfg.pretrained is None:
         raise MissingExtra(f"skipped model '{cfg.id}': it needs pip install 'galleria[text]'")
     tokenizer = None
@@ -38,7 +40,7 @@ def load_model(cfg: ModelConfig, root: Path) -> LoadedModel:
         from galleria.sources.text import load_tokenizer
 
         tokenizer = load_tokenizer(cfg.tokenizer, cfg.pretrained)
-    module = build_module(cfg, root)
+    module = build_module(cfg, root, given)
     module.eval()
     read_off = {id(p) for m in module.modules() if isinstance(m, Dictionary) for p in m.parameters()}
     params = sum(p.numel() for p in module.parameters() if id(p) not in read_off)  # the model's own
@@ -46,10 +48,14 @@ def load_model(cfg: ModelConfig, root: Path) -> LoadedModel:
     return LoadedModel(cfg, module, model_key(module, cfg), labels, params, tokenizer)
 
 
-def build_module(cfg: ModelConfig, root: Path) -> torch.nn.Module:
+def build_module(cfg: ModelConfig, root: Path, given: torch.nn.Module | None = None) -> torch.nn.Module:
+    """The module ``cfg`` names, its weights loaded, ready to be watched. A ``given`` module is copied
+    first: taps and unrolled cells are added to the copy, never to the caller's model."""
     kind, _, name = cfg.source.partition(":")
     try:
-        if kind == "torchvision":
+        if given is not None:
+            module = copy.deepcopy(given)
+        elif kind == "torchvision":
             import torchvision
 
             try:
