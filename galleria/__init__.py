@@ -7,11 +7,18 @@ The command line's work, for scripts and notebooks:
     site = galleria.open("site")                    # a built site's records, for analysis
     for record in site.units("efficientnet-lite0", "blocks.4"):
         print(record["unit"], record["stats"]["max"], record["label"])
+
+and the same pipeline on a model and inputs already in memory, shown inline in a notebook:
+
+    gallery = galleria.Gallery(model, images, ["layer3", "fc"], labels="torchvision:imagenet")
+    gallery.unit("layer3", 7)                       # the unit's page, inline
+    gallery.probe(image)                            # the units that respond most to one input
+    gallery.save("site")                            # the whole site
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["build", "open", "export"]
+__all__ = ["build", "open", "export", "Gallery"]
 
 
 def build(config: str = "site.yaml", output_dir: str | None = None, *, clean: bool = False, strict: bool = False,
@@ -38,3 +45,12 @@ def export(config: str = "site.yaml", format: str = "jsonl", output: str | None 
     from galleria.commands.export import export as run
 
     return run(config, format, output, build_first=build_first, quiet=quiet)
+
+
+def __getattr__(name: str):
+    """galleria.Gallery, imported when first asked for: ``import galleria`` stays light."""
+    if name == "Gallery":
+        from galleria.gallery import Gallery
+
+        return Gallery
+    raise AttributeError(f"module 'galleria' has no attribute '{name}'")

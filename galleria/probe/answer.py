@@ -25,10 +25,12 @@ class ProbeError(Exception):
 
 
 class ProbeAnswers:
-    """Every model of a gathered site, answering probes; ``label_of(build, layer, unit)`` names units."""
+    """Every model of a gathered site, answering probes; ``label_of(build, layer, unit)`` names units,
+    ``objects`` the models given in memory (galleria.Gallery) by id."""
 
-    def __init__(self, root: Path, builds: list, label_of):
+    def __init__(self, root: Path, builds: list, label_of, objects: dict | None = None):
         self.root, self.label_of = root, label_of
+        self.objects = objects or {}  # models given in memory (galleria.Gallery), by id
         self.builds = {build.model.config.id: build for build in builds}
         self._loaded: dict[str, torch.nn.Module] = {}
         self._lock = threading.Lock()
@@ -68,7 +70,7 @@ class ProbeAnswers:
 
         cfg = build.model.config
         if cfg.id not in self._loaded:
-            self._loaded[cfg.id] = load_model(cfg, self.root).module.eval()
+            self._loaded[cfg.id] = load_model(cfg, self.root, self.objects.get(cfg.id)).module.eval()
         return self._loaded[cfg.id]
 
     def _tokens(self, build, body: bytes):

@@ -187,6 +187,16 @@ class Theme:
         with _template_errors(template):
             return self.env.get_template(template).render(**context)
 
+    def render_block(self, template: str, block: str, **context: Any) -> str:
+        """One block of a template (a page's ``content``, for a notebook's view of it), its
+        template's own macros defined first, as a whole render would."""
+        with _template_errors(template):
+            found = self.env.get_template(template)
+            page = found.new_context(context)
+            for _ in found.root_render_func(page):  # the top level: its macros and imports
+                pass
+            return "".join(found.blocks[block](page))
+
     def stream(self, template: str, **context: Any) -> Iterator[str]:
         """The page render() makes, in pieces as they are made: for pages that grow with a layer's
         width (a grid of 20,000 units), so that the whole text is never held at once."""

@@ -7,6 +7,9 @@
 
   var root = document.documentElement;
   var THEME_KEY = "galleria-theme";
+  // In a notebook's output (galleria.Gallery) the script draws its own view only (data-view: its
+  // element's id), leaving the notebook's theme, keys and links alone.
+  var view = document.currentScript && document.currentScript.getAttribute("data-view");
 
   function load(key) {
     try { return window.localStorage.getItem(key); } catch (e) { return null; }
@@ -16,7 +19,7 @@
   }
 
   // ---------------------------------------------------------------- colour theme (before paint)
-  var stored = load(THEME_KEY);
+  var stored = view ? null : load(THEME_KEY);
   if (stored === "light" || stored === "dark") {
     root.setAttribute("data-theme", stored);
   }
@@ -239,8 +242,8 @@
   }
 
   // Heat is drawn as tiles come near the screen: a layer grid holds thousands.
-  function initHeat() {
-    var all = document.querySelectorAll("i[data-h]");
+  function initHeat(scope) {
+    var all = scope.querySelectorAll("i[data-h]");
     if (!all.length) return;
     if (!("IntersectionObserver" in window)) {
       for (var i = 0; i < all.length; i++) drawHeat(all[i]);
@@ -466,10 +469,15 @@
     done();
   }
 
-  function initTextExamples(section) {
-    var folder = section.getAttribute("data-shards"), scale = parseFloat(section.getAttribute("data-scale"));
+  function colourSection(section) {
+    var scale = parseFloat(section.getAttribute("data-scale"));
     var pres = section.querySelectorAll("pre.tx-ctx[data-l], pre.tx-ctx[data-w]");
     for (var i = 0; i < pres.length; i++) colourText(pres[i], scale);
+  }
+
+  function initTextExamples(section) {
+    var folder = section.getAttribute("data-shards"), scale = parseFloat(section.getAttribute("data-scale"));
+    colourSection(section);
     var links = section.querySelectorAll("[data-window]");
     for (var j = 0; j < links.length; j++) {
       links[j].hidden = false;  // without script the example's source link opens its whole window
@@ -819,7 +827,7 @@
     if (box) initSearchBox(box);
     var page = document.getElementById("search-page-results");
     if (page) initSearchPage(page);
-    initHeat();
+    initHeat(document);
     initThumbs();
     initRelated();
     var texts = document.querySelectorAll("[data-shards]");
@@ -830,7 +838,20 @@
     for (var i = 0; i < tools.length; i++) initGrid(tools[i]);
   }
 
-  if (document.readyState === "loading") {
+  // A notebook's view: its tiles' maps and its text's colours (its text has no shards to open).
+  function initView(scope) {
+    initHeat(scope);
+    var texts = scope.querySelectorAll("[data-scale]");
+    for (var t = 0; t < texts.length; t++) colourSection(texts[t]);
+  }
+
+  if (view) {
+    var scope = document.getElementById(view);
+    if (scope && !scope.hasAttribute("data-drawn")) {  // a notebook may run an output's script again
+      scope.setAttribute("data-drawn", "");
+      initView(scope);
+    }
+  } else if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", init);
   } else {
     init();
