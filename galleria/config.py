@@ -1,7 +1,8 @@
 """site.yaml: typed, validated before any heavy work, errors that name file, line and key.
 
-Every section is read by a small function that knows its keys; an unknown key, a wrong type
-or a missing field raises :class:`ConfigError` with a did-you-mean suggestion, the way MkDocs
+Each key is declared once (its JSON Schema, default and description: galleria/schema.py makes
+site.yaml's schema from them), and every section is read by a small function that reads the keys
+declared for it; an unknown key, a wrong type or a missing field raises :class:`ConfigError` with a did-you-mean suggestion, the way MkDocs
 reports its config. Paths are resolved against the folder holding site.yaml.
 """
 from __future__ import annotations
@@ -17,12 +18,15 @@ from urllib.parse import urlparse
 import yaml
 
 from galleria.errors import ConfigError, UsageError
+from galleria.probe.precision import PRECISIONS
 
 SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:", "transformers:")
 INPUT_KINDS = ("image", "text")
 REMAP_MODES = ("by-position",)
 RENAMED = {"intervals": "bands", "per_interval": "per_band"}  # keys of earlier versions, for a clear error
 CARDS = ("auto", "all", "none")  # site.cards: which unit pages get a preview card of their own
+DEVICES = ("auto", "cpu", "cuda", "mps")  # extract.device, or a numbered GPU:
+NUMBERED_GPU = r"cuda:\d+"
 LAYOUTS = ("channels-first", "channels-last", "tokens")  # where a layer's units are: see extract/layout.py
 SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PUBLIC_URL = re.compile(r"^https?://[^/\s]+")
@@ -213,6 +217,219 @@ class Config:
         return self.file.parent
 
 
+# --- what each key means -----------------------------------------------------------------
+# Every key of site.yaml is declared once, here: the sections below read what they declare (an
+# undeclared key is an error), and galleria/schema.py turns the same declarations into the JSON
+# Schema that editors complete site.yaml with and show each description from.
+
+@dataclass(frozen=True)
+class Option:
+    """One key: its value's JSON Schema, what it is for (an editor shows it on hover) and its default."""
+
+    value: Any  # JSON Schema; a section's options (a dict of Option) in it stand for a mapping of them
+    doc: str
+    default: Any = None  # what an absent key reads as; None also where it depends on other keys (doc says how)
+    required: bool = False
+
+
+STRING = {"type": "string"}
+BOOLEAN = {"type": "boolean"}
+INTEGER = {"type": "integer"}
+NUMBER = {"type": "number"}
+COUNT = {"type": "integer", "minimum": 0}
+POSITIVE = {"type": "integer", "minimum": 1}
+STRINGS = {"type": "array", "items": STRING}
+STRING_OR_LIST = {"anyOf": [STRING, STRINGS]}
+RANGE = r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?"  # a unit number, or a range like '0-63'
+RANGES = f"^{RANGE}(,{RANGE})*$"  # several, like '0-63, 100'
+UNIT_SELECTION = [{"type": "string", "pattern": RANGES + "|^all$"},
+                  {"type": "array", "items": {"anyOf": [COUNT, {"type": "string", "pattern": RANGES}]}}]
+
+
+def choice(words) -> dict:
+    return {"enum": list(words)}
+
+
+FEATUREVIZ = {
+    "units": Option({"anyOf": [COUNT, {"const": False}, *UNIT_SELECTION]},
+                    "Which units of each layer get images: the first N, 'all', a selection like '0-7, 12', "
+                    "or false for none.", FeatureVizConfig.first),
+    "steps": Option(POSITIVE, "Optimization steps per image: more give sharper images and take longer.",
+                    FeatureVizConfig.steps),
+    "size": Option({"type": "integer", "minimum": 16}, "Side of each optimized image, in pixels.",
+                   FeatureVizConfig.size),
+    "batch": Option(POSITIVE, "Images optimized together; the main lever on speed, and on memory.",
+                    FeatureVizConfig.batch),
+    "negative": Option(BOOLEAN, "Also optimize an image that drives the unit down.", FeatureVizConfig.negative),
+    "neuron": Option(BOOLEAN, "Also optimize an image for the unit at the centre position alone.",
+                     FeatureVizConfig.neuron),
+    "diversity": Option({"type": "integer", "minimum": 0, "not": {"const": 1}},
+                        "Images in a set pushed to differ from each other: 0 for none, or 2 and more.",
+                        FeatureVizConfig.diversity),
+    "seed": Option(INTEGER, "Random seed of the starting images.", FeatureVizConfig.seed),
+}
+FEATUREVIZ_ENTRY = {"anyOf": [BOOLEAN, FEATUREVIZ]}  # false: off; a mapping overrides the level above
+
+PROBE = {
+    "precision": Option(choice(PRECISIONS), "How the probe's weights are stored for the page: float32, "
+                        "float16 (half the download) or int8 (a quarter).", ProbeConfig.precision),
+    "max_megabytes": Option({"type": "number", "exclusiveMinimum": 0}, "The largest probe download a page "
+                            "may carry; a larger model is left out of the page.", ProbeConfig.max_megabytes),
+}
+PROBE_ENTRY = {"anyOf": [BOOLEAN, PROBE]}  # false: no probe; a mapping overrides the level above
+
+SITE = {
+    "title": Option(STRING, "The gallery's name, in the header and title of every page.", "galleria"),
+    "description": Option(STRING, "One or two sentences on the home page and in link previews.", ""),
+    "url": Option({"type": "string", "pattern": PUBLIC_URL.pattern}, "The site's public address, e.g. "
+                  "https://you.github.io/gallery/; set it for canonical links, sitemap.xml and link previews."),
+    "output_dir": Option(STRING, "Folder `galleria build` writes the site into (replaced on every build), "
+                         "relative to site.yaml.", "site"),
+    "theme_dir": Option(STRING, "Folder of templates and assets that override the built-in theme's, file "
+                        "by file."),
+    "content_dir": Option(STRING, "Folder of Markdown notes, their paths mirroring the pages' urls.", "content"),
+    "cache_dir": Option(STRING, "Folder of cached activations and images, reused by the next build.",
+                        ".galleria-cache"),
+    "cards": Option(choice(CARDS), "Which unit pages get a link-preview card of their own: auto (those "
+                    "with a note or feature visualization), all or none.", SiteConfig.cards),
+}
+
+WEIGHTS = {
+    "path": Option(STRING, "The weights file (.pth, .pt or .safetensors), relative to site.yaml."),
+    "package": Option(STRING, "An installed Python package holding the weights file (then give `file`)."),
+    "file": Option(STRING, "The weights file's path inside `package`."),
+    "key": Option(STRING, "The entry of the checkpoint that holds the state dict, e.g. state_dict."),
+    "remap": Option({"anyOf": [choice(REMAP_MODES), {"type": "object", "additionalProperties": STRING}]},
+                    "How the file's tensor names become the model's: by-position, or a mapping of old "
+                    "prefix: new prefix."),
+    "trust": Option(BOOLEAN, "Allow a checkpoint that runs code when unpickled: only for files you made "
+                    "yourself.", False),
+}
+
+PREPROCESSING = {
+    "size": Option({"anyOf": [POSITIVE, {"type": "array", "items": POSITIVE, "minItems": 2, "maxItems": 2}]},
+                   "The image size the model reads: one side, or [height, width], in pixels.", 224),
+    "channels": Option(POSITIVE, "Colour channels the model reads: 3 for RGB, 1 for greyscale.", 3),
+    "mean": Option({"anyOf": [NUMBER, {"type": "array", "items": NUMBER}]},
+                   "Subtracted from each channel's pixel values (scaled to 0-1): one number, or one per "
+                   "channel.", 0.0),
+    "std": Option({"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                             {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}}]},
+                  "Each channel's values are divided by it after the mean is subtracted: one number, or one "
+                  "per channel.", 1.0),
+}
+
+LAYER = {
+    "name": Option(STRING, "The module's name as `galleria layers` lists it, or a glob pattern like "
+                   "'blocks.*'.", required=True),
+    "units": Option({"anyOf": [COUNT, *UNIT_SELECTION]}, "This layer's units: 'all', one number, a list, or "
+                    "ranges like '0-63, 100' (default: the model's `units`)."),
+    "featureviz": Option(FEATUREVIZ_ENTRY, "Feature visualization for this layer: false turns it off, a "
+                         "mapping overrides the model's settings."),
+    "layout": Option(choice(LAYOUTS), "Where the units are in the layer's output, when galleria cannot tell: "
+                     "channels-first, channels-last or tokens."),
+    "sae": Option(STRING, "A sparse autoencoder on this layer's output whose latents become the units: a "
+                  "SAELens folder or a .safetensors file."),
+    "directions": Option(STRING, "A .safetensors file of one 2-D tensor, a direction per row, read on this "
+                         "layer's output as its units."),
+}
+
+MODEL = {
+    "id": Option({"type": "string", "pattern": SLUG.pattern, "not": choice(sorted(SITE_FOLDERS))},
+                 "The model's url segment: letters, digits, '-', '_' and '.'.", required=True),
+    "title": Option(STRING, "The model's name on its pages (default: its id)."),
+    "description": Option(STRING, "A sentence or two on the model's page.", ""),
+    "source": Option(STRING, "Where the model comes from: torchvision:NAME, timm:NAME, torchscript:PATH, "
+                     "transformers:FOLDER or package.module:callable.", required=True),
+    "kwargs": Option({"type": "object"}, "Keyword arguments for the call that builds the model.", {}),
+    "weights": Option({"anyOf": [STRING, WEIGHTS]}, "The weights to load: a file relative to site.yaml, or "
+                      "a mapping (path or package and file, key, remap, trust)."),
+    "preprocessing": Option(PREPROCESSING, "How an image becomes the tensor the model reads."),
+    "labels": Option({"anyOf": [STRING, {"type": "array", "items": {"type": ["string", "number"]}}]},
+                     "Class names, for the classes each unit votes for: torchvision:imagenet, a text file "
+                     "with one per line, or a list."),
+    "layers": Option({"type": "array", "minItems": 1, "items": {"anyOf": [STRING, LAYER]}},
+                     "The layers to show: module names or glob patterns, or mappings that set a layer's "
+                     "own units and settings; `galleria layers` lists them.", required=True),
+    "units": Option({"anyOf": [COUNT, *UNIT_SELECTION]}, "Which units of every layer to show: 'all', one "
+                    "number, a list, or ranges like '0-63, 100'.", "all"),
+    "featureviz": Option(FEATUREVIZ_ENTRY, "Feature visualization for this model's layers: false turns it "
+                         "off, a mapping overrides the site-wide settings."),
+    "tokenizer": Option(STRING, "Makes this a text model: chars:VOCAB.json, a tokenizer.json file, or model "
+                        "(a transformers folder's own, the default for transformers: sources)."),
+    "inputs": Option(STRING_OR_LIST, "The ids of the input sets it reads (default: every set of its kind)."),
+    "probe": Option(PROBE_ENTRY, "The live probe for this model: false leaves it out, a mapping overrides "
+                    "the site-wide settings."),
+}
+
+CROPS = {
+    "scales": Option({"type": "array", "minItems": 1, "items": POSITIVE}, "Grids each image is cut into: 1 "
+                     "is the whole image, n an n x n grid of crops.", [1]),
+    "overlap": Option({"type": "number", "minimum": 0, "exclusiveMaximum": 1}, "The share of a crop that "
+                      "overlaps its neighbour, from 0 up to (not including) 1.", 0.0),
+}
+
+INPUT = {
+    "id": Option(STRING, "The set's name, for models' `inputs` and its pages' urls (default: from its path)."),
+    "type": Option(choice(INPUT_KINDS), "What the set holds: image, or text (implied by python, field or "
+                   "window)."),
+    "path": Option(STRING, "A folder, a file or a glob like 'photos/**/*.jpg', relative to site.yaml (or to "
+                   "`package`)."),
+    "package": Option(STRING, "An installed Python package whose files the set reads."),
+    "python": Option(STRING, "Text from Python: module:attribute naming a str, a list of str or a dict of "
+                     "name: str."),
+    "field": Option(STRING, "For JSON Lines files: the key holding each record's text."),
+    "include": Option(STRING_OR_LIST, "Glob patterns of the files to read, relative to the folder.", ["*"]),
+    "exclude": Option(STRING_OR_LIST, "Glob patterns of files to leave out.", []),
+    "crops": Option(CROPS, "How images are cut into crops, each an example of its own."),
+    "limit": Option(INTEGER, "Read at most this many files."),
+    "window": Option(POSITIVE, "Text: tokens per window.", InputSetConfig.window),
+    "overlap": Option(COUNT, "Text: tokens shared by neighbouring windows (default: a quarter of the window, "
+                      "at most 32)."),
+}
+
+EXAMPLES = {
+    "top": Option(POSITIVE, "Inputs that excite each unit most, shown on its page.", 9),
+    "bottom": Option(COUNT, "Inputs that excite each unit least, shown on its page.", 5),
+    "tile_size": Option(POSITIVE, "Side of each example's image tile, in pixels.", 112),
+    "heatmap": Option(BOOLEAN, "Lay the unit's activation map over each example.", True),
+    "bands": Option({"type": "integer", "minimum": 0, "maximum": 16}, "Bands across each unit's range of "
+                    "peaks, each with a sample of examples; 0 shows none.", ExamplesConfig.bands),
+    "per_band": Option(POSITIVE, "Examples sampled per band.", ExamplesConfig.per_band),
+    "context": Option(POSITIVE, "Text: tokens shown each side of the strongest one (default: 40 characters, "
+                      "or 12 subwords)."),
+}
+
+EXTRACT = {
+    "batch_size": Option(POSITIVE, "Inputs run through the model together.", 32),
+    "device": Option({"anyOf": [choice(DEVICES), {"type": "string", "pattern": f"^{NUMBERED_GPU}$"}]},
+                     "Where the model runs: auto, cpu, cuda, cuda:N or mps.", "auto"),
+}
+
+ATTRIBUTION = {
+    "inputs": Option(COUNT, "Inputs sampled for the gradient views (class effects, built from); 0 turns "
+                     "them off.", AttributionConfig.inputs),
+    "examples": Option(COUNT, "Per unit, its strongest sampled inputs that built from averages over; 0 turns "
+                       "it off.", AttributionConfig.examples),
+}
+
+TOP = {
+    "site": Option(SITE, "The site as a whole: its title, address and folders."),
+    "models": Option({"type": "array", "minItems": 1, "items": MODEL}, "The models to open up, each with "
+                     "the layers to show.", required=True),
+    "inputs": Option({"type": "array", "minItems": 1, "items": {"anyOf": [STRING, INPUT]}},
+                     "The input sets the models read: folders, globs, package files or text.", required=True),
+    "examples": Option(EXAMPLES, "The dataset examples on each unit's page."),
+    "extract": Option(EXTRACT, "How activations are computed."),
+    "attribution": Option(ATTRIBUTION, "The gradient views: class effects of inner layers, and built from."),
+    "featureviz": Option(FEATUREVIZ_ENTRY, "Images optimized to excite each unit: false turns them off; a "
+                         "model or layer entry may override any setting."),
+    "probe": Option(PROBE_ENTRY, "The live probe (try your own input in the page): false turns it off; a "
+                    "model entry may override it."),
+    "seed": Option(INTEGER, "A random seed, kept with the config (no build stage reads it at present).", 0),
+}
+
+
 # --- YAML with line numbers --------------------------------------------------------------
 
 class _Map(dict):
@@ -254,17 +471,22 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader.construct_sequence)
 
 
-class _Section:
-    """Reads one mapping, tracking which keys were used so leftovers are reported by name."""
+_DECLARED = object()  # get()'s default: the option's own
 
-    def __init__(self, data: Any, file: str, path: str, line: int | None, known: tuple[str, ...]):
+
+class _Section:
+    """Reads one mapping by its declared options: a key not declared is reported by name, with the
+    closest declared one."""
+
+    def __init__(self, data: Any, file: str, path: str, line: int | None, options: dict[str, Option]):
         if data is None:
             data = _Map()
             data.key_lines = {}
         if not isinstance(data, dict):
             raise ConfigError(f"expected a mapping, got {_kind(data)}", file, line, path or None)
-        self.data, self.file, self.path, self.known = data, file, path, known
+        self.data, self.file, self.path, self.options = data, file, path, options
         self.line = getattr(data, "line", line)
+        known = tuple(options)
         for key in data:
             if key in RENAMED and RENAMED[key] in known:
                 raise ConfigError(f"'{key}' is now called '{RENAMED[key]}'", file, self.key_line(key),
@@ -283,8 +505,14 @@ class _Section:
     def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
         return ConfigError(message, self.file, self.key_line(key), self._name(key), hint)
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, hint: str | None = None) -> Any:
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _DECLARED, *,
+            hint: str | None = None) -> Any:
+        """The key's value, checked to be of ``kind``; when absent, ``default`` (``...``: required)
+        or else the declared default."""
         if key not in self.data or self.data[key] is None:
+            if default is _DECLARED:
+                option = self.options[key]
+                default = ... if option.required else option.default
             if default is ...:
                 raise ConfigError(f"missing required key '{key}'", self.file, self.line,
                                   self.path or None, hint)
@@ -298,14 +526,22 @@ class _Section:
             raise self.error(key, f"expected {wanted}, got {_kind(value)}", hint)
         return value
 
-    def positive_int(self, key: str, default: int) -> int:
+    def positive_int(self, key: str, default: Any = _DECLARED) -> int:
         value = self.get(key, int, default)
         if value < 1:
             raise self.error(key, f"must be at least 1, got {value}")
         return value
 
-    def section(self, key: str, known: tuple[str, ...]) -> "_Section":
-        return _Section(self.data.get(key), self.file, self._name(key), self.key_line(key), known)
+    def section(self, key: str) -> "_Section":
+        """The mapping under ``key``, read by the options declared for it."""
+        return _Section(self.data.get(key), self.file, self._name(key), self.key_line(key),
+                        _section_options(self.options[key].value))
+
+
+def _section_options(value: Any) -> dict[str, Option]:
+    """The options of the mapping a key's value may be (featureviz: true, false or a mapping)."""
+    return next(schema for schema in value.get("anyOf", [value])
+                if isinstance(next(iter(schema.values())), Option))
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
@@ -368,25 +604,22 @@ def config_from_data(data: Any, file: Path, shown: str, objects: dict[str, str] 
     resolved beside it; errors name it as ``shown``. ``objects`` names, by model id, models given as
     objects in memory (galleria.Gallery): their entries have no source; the value is what their
     source reads as."""
-    top = _Section(data, shown, "", 1, ("site", "models", "inputs", "examples", "extract", "attribution",
-                                            "featureviz", "probe", "seed"))
+    top = _Section(data, shown, "", 1, TOP)
     root = file.parent
     warnings: list[str] = []
-    site = _site(top.section("site", ("title", "description", "url", "output_dir", "theme_dir",
-                                      "content_dir", "cache_dir", "cards")), root)
+    site = _site(top.section("site"), root)
     featureviz = _featureviz(top, "featureviz", FeatureVizConfig())
     models = _models(top, root, warnings, featureviz, _probe(top, ProbeConfig()), objects or {})
     inputs = _inputs(top, root)
     _match_inputs(top, models, inputs)
-    examples_section = top.section("examples", ("top", "bottom", "tile_size", "heatmap", "bands",
-                                                "per_band", "context"))
+    examples_section = top.section("examples")
     examples = ExamplesConfig(
-        top=examples_section.positive_int("top", 9),
-        bottom=examples_section.get("bottom", int, 5),
-        tile_size=examples_section.positive_int("tile_size", 112),
-        heatmap=examples_section.get("heatmap", bool, True),
-        bands=examples_section.get("bands", int, 4),
-        per_band=examples_section.positive_int("per_band", 3),
+        top=examples_section.positive_int("top"),
+        bottom=examples_section.get("bottom", int),
+        tile_size=examples_section.positive_int("tile_size"),
+        heatmap=examples_section.get("heatmap", bool),
+        bands=examples_section.get("bands", int),
+        per_band=examples_section.positive_int("per_band"),
         context=examples_section.positive_int("context", 1) if "context" in examples_section.data else None,
     )
     for name in ("bottom", "bands"):
@@ -395,16 +628,16 @@ def config_from_data(data: Any, file: Path, shown: str, objects: dict[str, str] 
     if examples.bands > 16:
         raise examples_section.error("bands", f"at most 16 bands, got {examples.bands}",
                                      "a handful reads best; 4 is the default")
-    extract_section = top.section("extract", ("batch_size", "device"))
-    device = extract_section.get("device", str, "auto")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+    extract_section = top.section("extract")
+    device = extract_section.get("device", str)
+    if device not in DEVICES and not re.fullmatch(NUMBERED_GPU, device):
         raise extract_section.error("device", f"unknown device '{device}'",
                                     "use auto, cpu, cuda, cuda:N or mps")
-    extract = ExtractConfig(batch_size=extract_section.positive_int("batch_size", 32), device=device)
-    seed = top.get("seed", int, 0)
-    attribution_section = top.section("attribution", ("inputs", "examples"))
-    attribution = AttributionConfig(attribution_section.get("inputs", int, 128),
-                                    attribution_section.get("examples", int, 2))
+    extract = ExtractConfig(batch_size=extract_section.positive_int("batch_size"), device=device)
+    seed = top.get("seed", int)
+    attribution_section = top.section("attribution")
+    attribution = AttributionConfig(attribution_section.get("inputs", int),
+                                    attribution_section.get("examples", int))
     for name in ("inputs", "examples"):
         if getattr(attribution, name) < 0:
             raise attribution_section.error(name, "must be 0 or more", "0 turns the view off")
@@ -413,23 +646,23 @@ def config_from_data(data: Any, file: Path, shown: str, objects: dict[str, str] 
 
 
 def _site(s: _Section, root: Path) -> SiteConfig:
-    given = s.get("url", str, None)
+    given = s.get("url", str)
     url = None if given is None else _public_url(given)
     if given is not None and url is None:
         raise s.error("url", f"'{given}' is not an absolute http(s) url", "e.g. https://you.github.io/gallery/")
-    theme_dir = s.get("theme_dir", str, None)
+    theme_dir = s.get("theme_dir", str)
     if theme_dir is not None and not (root / theme_dir).is_dir():
         raise s.error("theme_dir", f"folder '{theme_dir}' does not exist",
                       "create it or remove the key")
     return SiteConfig(
-        title=s.get("title", str, "galleria"),
-        description=s.get("description", str, ""),
+        title=s.get("title", str),
+        description=s.get("description", str),
         url=url,
-        output_dir=root / s.get("output_dir", str, "site"),
+        output_dir=root / s.get("output_dir", str),
         theme_dir=root / theme_dir if theme_dir else None,
-        content_dir=root / s.get("content_dir", str, "content"),
-        cache_dir=root / s.get("cache_dir", str, ".galleria-cache"),
-        cards=_choice(s, "cards", CARDS, "auto"),
+        content_dir=root / s.get("content_dir", str),
+        cache_dir=root / s.get("cache_dir", str),
+        cards=_choice(s, "cards"),
     )
 
 
@@ -450,7 +683,7 @@ def _featureviz(parent: _Section, key: str, inherited: FeatureVizConfig) -> Feat
         return replace(inherited, first=0)
     if raw is True:
         return inherited
-    s = parent.section(key, ("units", "steps", "size", "batch", "negative", "neuron", "diversity", "seed"))
+    s = parent.section(key)
     first, units = inherited.first, inherited.units
     if "units" in s.data:
         value = s.data["units"]
@@ -482,13 +715,11 @@ def _probe(parent: _Section, inherited: ProbeConfig) -> ProbeConfig:
         return inherited
     if raw is False:
         return replace(inherited, enabled=False)
-    from galleria.probe.precision import PRECISIONS
-
-    s = parent.section("probe", ("precision", "max_megabytes"))
+    s = parent.section("probe")
     limit = s.get("max_megabytes", (int, float), inherited.max_megabytes)
     if not limit > 0:
         raise s.error("max_megabytes", f"must be more than 0, got {limit}", "use probe: false to turn it off")
-    return ProbeConfig(True, _choice(s, "precision", PRECISIONS, inherited.precision), float(limit))
+    return ProbeConfig(True, _choice(s, "precision", inherited.precision), float(limit))
 
 
 def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureVizConfig,
@@ -496,9 +727,7 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
     models = []
     seen: set[str] = set()
     for i, (data, line) in enumerate(_items(top, "models")):
-        s = _Section(data, top.file, f"models[{i}]", line,
-                     ("id", "title", "description", "source", "kwargs", "weights", "preprocessing",
-                      "labels", "layers", "units", "featureviz", "tokenizer", "inputs", "probe"))
+        s = _Section(data, top.file, f"models[{i}]", line, MODEL)
         model_id = _slug(s, "id")
         if model_id in SITE_FOLDERS:
             raise s.error("id", f"'{model_id}' is a folder of the site itself", "choose another model id")
@@ -513,7 +742,7 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
             _check_source(s, source, root)
         pretrained = _pretrained_dir(s, source, root)
         tokenizer = _tokenizer(s, source, root)
-        model_inputs = s.get("inputs", (str, list), None)
+        model_inputs = s.get("inputs", (str, list))
         if isinstance(model_inputs, str):
             model_inputs = [model_inputs]
         default_units = _units(s, "units", s.data.get("units"))
@@ -526,8 +755,7 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
             if isinstance(layer, str):
                 layers.append(LayerSpec(layer, default_units, layer_line))
                 continue
-            ls = _Section(layer, top.file, f"models[{i}].layers[{j}]", layer_line,
-                          ("name", "units", "featureviz", "layout", *DICTIONARY_KINDS))
+            ls = _Section(layer, top.file, f"models[{i}].layers[{j}]", layer_line, LAYER)
             dictionary = _dictionary(ls, root)
             layers.append(LayerSpec(ls.get("name", str) if dictionary is None else f"{dictionary.host}.{dictionary.kind}",
                                     _units(ls, "units", ls.data.get("units"), default_units),
@@ -535,11 +763,11 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
         models.append(ModelConfig(
             id=model_id,
             title=s.get("title", str, model_id),
-            description=s.get("description", str, ""),
+            description=s.get("description", str),
             source=source,
-            kwargs=dict(s.get("kwargs", dict, {})),
+            kwargs=dict(s.get("kwargs", dict)),
             weights=_weights(s, root),
-            preprocessing=_preprocessing(s.section("preprocessing", ("size", "channels", "mean", "std"))),
+            preprocessing=_preprocessing(s.section("preprocessing")),
             labels=_labels(s, root),
             layers=tuple(layers),
             line=line,
@@ -552,8 +780,9 @@ def _models(top: _Section, root: Path, warnings: list[str], featureviz: FeatureV
     return tuple(models)
 
 
-def _choice(s: _Section, key: str, choices: tuple[str, ...], default: str | None) -> str | None:
-    """One of a few words, or the default; a typo gets a did-you-mean."""
+def _choice(s: _Section, key: str, default: Any = _DECLARED) -> str | None:
+    """One of the words the key declares, or the default; a typo gets a did-you-mean."""
+    choices = s.options[key].value["enum"]
     value = s.get(key, str, default)
     if value is not None and value not in choices:
         close = difflib.get_close_matches(value, choices, n=1)
@@ -574,7 +803,7 @@ def _dictionary(s: _Section, root: Path) -> DictionaryConfig | None:
     if any(c in host for c in "*?["):
         raise s.error("name", f"'{host}': a dictionary reads one layer, not a pattern",
                       "name the module exactly ('galleria layers' lists them)")
-    path = root / s.get(kind, str)
+    path = root / s.get(kind, str, ...)
     found = path.is_file() and path.suffix == ".safetensors" or \
         kind == "sae" and (path / "cfg.json").is_file() and (path / "sae_weights.safetensors").is_file()
     if not found:
@@ -585,7 +814,7 @@ def _dictionary(s: _Section, root: Path) -> DictionaryConfig | None:
 
 
 def _layout(s: _Section) -> str | None:
-    return _choice(s, "layout", LAYOUTS, None)
+    return _choice(s, "layout")
 
 
 def _slug(s: _Section, key: str) -> str:
@@ -636,7 +865,7 @@ def _pretrained_dir(s: _Section, source: str, root: Path) -> Path | None:
 
 def _tokenizer(s: _Section, source: str, root: Path) -> str | None:
     """How text becomes token ids: chars:VOCAB.json, a tokenizer.json file, or the model folder's own."""
-    value = s.get("tokenizer", str, None)
+    value = s.get("tokenizer", str)
     if value is None:
         return "model" if source.startswith("transformers:") else None
     if value == "model":
@@ -655,7 +884,7 @@ def _match_inputs(top: _Section, models: tuple[ModelConfig, ...], inputs: tuple[
     """Each model reads input sets of its own kind, and at least one."""
     by_id = {i.id: i for i in inputs}
     for i, model in enumerate(models):
-        where = _Section(top.data["models"][i], top.file, f"models[{i}]", model.line, tuple(top.data["models"][i]))
+        where = _Section(top.data["models"][i], top.file, f"models[{i}]", model.line, MODEL)
         if model.inputs is not None and not model.inputs:
             raise where.error("inputs", "must name at least one input set", "or leave it out to read every set")
         for name in model.inputs or ():
@@ -682,7 +911,7 @@ def _units(s: _Section, key: str, value: Any, default: tuple[int, ...] | None = 
     if parts is None:
         raise s.error(key, f"expected 'all', a list or ranges like '0-63', got {_kind(value)}")
     for part in parts:
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(part))
+        match = re.fullmatch(RANGE, str(part))
         if not match or isinstance(part, bool):
             raise s.error(key, f"cannot read unit selection '{part}'", "use 'all', 5, [0, 3] or '0-63'")
         lo = int(match.group(1))
@@ -702,12 +931,12 @@ def _weights(s: _Section, root: Path) -> WeightsConfig | None:
         if not path.is_file():
             raise s.error("weights", f"weights file '{raw}' not found")
         return WeightsConfig(path, None, None, None, None, False)
-    w = s.section("weights", ("path", "package", "file", "key", "remap", "trust"))
-    path = w.get("path", str, None)
-    package = w.get("package", str, None)
+    w = s.section("weights")
+    path = w.get("path", str)
+    package = w.get("package", str)
     if (path is None) == (package is None):
         raise ConfigError("give either 'path' or 'package' and 'file'", w.file, w.line, w.path)
-    file = w.get("file", str) if package else None
+    file = w.get("file", str, ...) if package else None
     if package is not None and not (_package_dir(w, package) / file).is_file():
         raise w.error("file", f"'{file}' not found inside package '{package}'")
     if path is not None and not (root / path).is_file():
@@ -725,20 +954,20 @@ def _weights(s: _Section, root: Path) -> WeightsConfig | None:
         remap = tuple((str(k), v) for k, v in remap_raw.items())
     else:
         raise w.error("remap", "expected by-position or a mapping of old prefix: new prefix")
-    return WeightsConfig(root / path if path else None, package, file, w.get("key", str, None), remap,
-                         w.get("trust", bool, False))
+    return WeightsConfig(root / path if path else None, package, file, w.get("key", str), remap,
+                         w.get("trust", bool))
 
 
 def _preprocessing(p: _Section) -> Preprocessing:
-    size = p.get("size", (int, list), 224)
+    size = p.get("size", (int, list))
     if isinstance(size, int):
         size = [size, size]
     if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
         raise p.error("size", f"expected a positive integer or [height, width], got {size!r}")
-    channels = p.positive_int("channels", 3)
+    channels = p.positive_int("channels")
     stats = {}
-    for key, default in (("mean", 0.0), ("std", 1.0)):
-        value = p.get(key, (list, float), [default] * channels)
+    for key in ("mean", "std"):
+        value = p.get(key, (list, float))
         value = [value] * channels if isinstance(value, float) else value
         if len(value) != channels or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                              for v in value):
@@ -750,7 +979,7 @@ def _preprocessing(p: _Section) -> Preprocessing:
 
 
 def _labels(s: _Section, root: Path) -> str | tuple[str, ...] | None:
-    labels = s.get("labels", (str, list), None)
+    labels = s.get("labels", (str, list))
     if labels is None:
         return None
     if isinstance(labels, list):
@@ -771,20 +1000,18 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
     for i, (data, line) in enumerate(_items(top, "inputs")):
         if isinstance(data, str):
             data = {"path": data}
-        s = _Section(data, top.file, f"inputs[{i}]", line,
-                     ("id", "type", "path", "package", "python", "field", "include", "exclude", "crops", "limit",
-                      "window", "overlap"))
+        s = _Section(data, top.file, f"inputs[{i}]", line, INPUT)
         kind = s.get("type", str, "text" if any(k in s.data for k in ("python", "field", "window")) else "image")
         if kind not in INPUT_KINDS:
             raise s.error("type", f"unknown input type '{kind}'", "use image or text")
-        python = s.get("python", str, None)
+        python = s.get("python", str)
         if python is not None:
             _check_python_text(s, python, root)
-        package = s.get("package", str, None)
+        package = s.get("package", str)
         path = s.get("path", str, None if package or python else ...,
                      hint="a folder or glob relative to site.yaml, or package + path")
         base = _package_dir(s, package) if package else root
-        include: tuple[str, ...] = tuple(_str_list(s, "include", ["*"]))
+        include: tuple[str, ...] = tuple(_str_list(s, "include"))
         folder = base / (path or "")
         if path and any(ch in path for ch in "*?["):
             folder, pattern = _split_glob(base, path)
@@ -793,28 +1020,28 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
             folder, include = folder.parent, (folder.name,)
         if not folder.is_dir():
             raise s.error("path", f"folder '{folder}' does not exist")
-        window = s.positive_int("window", 128)
+        window = s.positive_int("window")
         overlap = s.get("overlap", int, min(32, window // 4))
         if not 0 <= overlap < window:
             raise s.error("overlap", f"must be at least 0 and below the window ({window}), got {overlap}")
-        set_id = s.get("id", str, None) or (Path(path).name if path else package or python.split(":")[0]) \
+        set_id = s.get("id", str) or (Path(path).name if path else package or python.split(":")[0]) \
             or f"inputs{i}"
         set_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", set_id).strip("-") or f"inputs{i}"
         if set_id in seen:
             raise s.error("id", f"input set id '{set_id}' is used twice", "give each set an id")
         seen.add(set_id)
-        c = s.section("crops", ("scales", "overlap"))
-        scales = c.get("scales", list, [1])
+        c = s.section("crops")
+        scales = c.get("scales", list)
         if not scales or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in scales):
             raise c.error("scales", f"expected a list of positive integers, got {scales!r}",
                           "e.g. [1, 2, 3]: the whole image, a 2x2 grid, a 3x3 grid")
-        crop_overlap = c.get("overlap", float, 0.0)
+        crop_overlap = c.get("overlap", float)
         if not 0 <= crop_overlap < 1:
             raise c.error("overlap", f"must be at least 0 and below 1, got {crop_overlap}")
-        limit = s.get("limit", int, None)
-        sets.append(InputSetConfig(set_id, folder, include, tuple(_str_list(s, "exclude", [])),
+        limit = s.get("limit", int)
+        sets.append(InputSetConfig(set_id, folder, include, tuple(_str_list(s, "exclude")),
                                    CropScheme(tuple(sorted(set(scales))), crop_overlap), limit, line, kind,
-                                   s.get("field", str, None), python, window, overlap))
+                                   s.get("field", str), python, window, overlap))
     return tuple(sets)
 
 
@@ -860,8 +1087,8 @@ def _check_python_text(s: _Section, python: str, root: Path) -> None:
         raise s.error("python", f"module '{module}' is not installed", f"pip install {module.split('.')[0]}")
 
 
-def _str_list(s: _Section, key: str, default: list[str]) -> list[str]:
-    value = s.get(key, (str, list), default)
+def _str_list(s: _Section, key: str) -> list[str]:
+    value = s.get(key, (str, list))
     value = [value] if isinstance(value, str) else value
     if not all(isinstance(v, str) for v in value):
         raise s.error(key, "expected a list of glob patterns")

@@ -20,6 +20,32 @@ models:
 """
 
 
+TYPO = BASE.replace("  title: Test", "  titel: Test")
+NESTED_TYPO = BASE + "    preprocesing: {size: 32}\n"
+UNKNOWN_KEYS = [  # (site.yaml, the key named, the message): tests/test_schema.py checks the schema refuses each too
+    (TYPO, "site.titel", "did you mean 'title'?"),
+    (NESTED_TYPO, "models[0].preprocesing", "did you mean 'preprocessing'?"),
+    (BASE + "inputs2: []\n", "inputs2", "unknown key 'inputs2' (did you mean 'inputs'?)"),
+    (BASE + "featureviz: {step: 10}\n", "featureviz.step", "did you mean 'steps'?"),
+    (BASE + "    featureviz: {negativ: true}\n", "models[0].featureviz.negativ", "did you mean 'negative'?"),
+    (BASE.replace("layers: [layer1]", "layers: [{name: layer1, unit: 3}]"), "models[0].layers[0].unit",
+     "did you mean 'units'?"),
+    (BASE.replace("layers: [layer1]", "layers: [{name: layer1, featureviz: {sed: 1}}]"),
+     "models[0].layers[0].featureviz.sed", "did you mean 'seed'?"),
+    (BASE + "    weights: {path: w.pth, trsut: true}\n", "models[0].weights.trsut", "did you mean 'trust'?"),
+    (BASE + "    probe: {precison: int8}\n", "models[0].probe.precison", "did you mean 'precision'?"),
+    (BASE.replace("  - path: images", "  - {path: images, exclud: [a.png]}"), "inputs[0].exclud",
+     "did you mean 'exclude'?"),
+    (BASE.replace("  - path: images", "  - {path: images, crops: {scale: [1]}}"), "inputs[0].crops.scale",
+     "did you mean 'scales'?"),
+    (BASE + "examples: {intervals: 3}\n", "examples.intervals", "'intervals' is now called 'bands'"),
+    (BASE + "examples: {per_interval: 3}\n", "examples.per_interval", "'per_interval' is now called 'per_band'"),
+    (BASE + "extract: {batchsize: 8}\n", "extract.batchsize", "did you mean 'batch_size'?"),
+    (BASE + "attribution: {input: 8}\n", "attribution.input", "did you mean 'inputs'?"),
+    (BASE + "probe: {size: 8}\n", "probe.size", "known keys: precision, max_megabytes"),
+]
+
+
 def write(tmp_path, text: str):
     (tmp_path / "images").mkdir(exist_ok=True)
     path = tmp_path / "site.yaml"
@@ -43,13 +69,13 @@ def test_valid_config_gets_defaults(tmp_path):
 
 
 def test_unknown_key_suggests_the_closest(tmp_path):
-    err = error_of(tmp_path, BASE.replace("  title: Test", "  titel: Test"))
+    err = error_of(tmp_path, TYPO)
     assert str(err) == f"{tmp_path / 'site.yaml'}:2: site.titel: unknown key 'titel' (did you mean 'title'?)"
     assert err.exit_code == 2
 
 
 def test_unknown_nested_key_names_its_path_and_line(tmp_path):
-    err = error_of(tmp_path, BASE + "    preprocesing: {size: 32}\n")
+    err = error_of(tmp_path, NESTED_TYPO)
     assert err.line == 9 and err.key == "models[0].preprocesing" and "did you mean 'preprocessing'" in str(err)
 
 
@@ -57,6 +83,12 @@ def test_wrong_type(tmp_path):
     err = error_of(tmp_path, BASE + "examples:\n  top: many\n")
     assert err.line == 10 and err.key == "examples.top"
     assert "expected an integer, got a string ('many')" in str(err)
+
+
+@pytest.mark.parametrize("text, key, message", UNKNOWN_KEYS)
+def test_unknown_keys_are_named_in_every_section(tmp_path, text, key, message):
+    err = error_of(tmp_path, text)
+    assert err.key == key and message in str(err)
 
 
 def test_missing_required_field(tmp_path):
@@ -106,7 +138,6 @@ def test_model_mistakes(tmp_path, snippet, message):
     (BASE.replace("  - path: images", "  - path: nowhere"), "does not exist"),
     (BASE.replace("  title: Test", "  url: example.com"), "is not an absolute http(s) url"),
     (BASE + "extract: {device: gpu}\n", "unknown device 'gpu'"),
-    (BASE + "inputs2: []\n", "unknown key 'inputs2' (did you mean 'inputs'?)"),
     (BASE.replace("  - path: images", "  - path: images\n    crops: {scales: [0]}"), "positive integers"),
     (BASE.replace("  - path: images", "  - path: images\n    crops: {overlap: 1.5}"), "below 1"),
 ])
@@ -157,7 +188,6 @@ featureviz: {units: 5, size: 96}
 @pytest.mark.parametrize("snippet, message", [
     ("featureviz: {diversity: 1}", "a diverse set needs 2 or more images"),
     ("featureviz: {size: 8}", "too small"),
-    ("featureviz: {step: 10}", "did you mean 'steps'"),
     ("featureviz: {units: -2}", "must be 0 or more"),
 ])
 def test_featureviz_mistakes(tmp_path, snippet, message):
