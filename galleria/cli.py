@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--force", action="store_true", help="force the push, replacing the remote branch")
     deploy.add_argument("-q", "--quiet", action="store_true", help="no progress bars or warnings")
     deploy.add_argument("-u", "--site-url", metavar="URL", help="the public url, replacing site.url (e.g. from CI)")
+    schema = commands.add_parser("schema", help="print site.yaml's JSON Schema (for editors and validators)")
+    schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead")
+
     export = commands.add_parser("export", help="write every unit's record, one file per layer (JSON Lines or Parquet)")
     export.add_argument("-f", "--config-file", default="site.yaml", metavar="FILE", help="default: site.yaml")
     export.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"),
@@ -112,6 +115,10 @@ def _command(argv: list[str] | None) -> int:
             print(gh_deploy(args.config_file, args.remote, args.remote_branch, args.message,
                             build_first=not args.no_build, force=args.force, quiet=args.quiet,
                             site_url=args.site_url))
+        elif args.command == "schema":
+            from galleria.commands.schema import schema
+
+            sys.stdout.write(schema(args.output))
         elif args.command == "export":
             from galleria.commands.export import export
 

@@ -17,6 +17,7 @@ from galleria.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 FILES = {"site.yaml", ".gitignore", ".github/workflows/gallery.yml", "overrides/base.html",
          "content/efficientnet-lite0/index.md", "content/efficientnet-lite0/classifier/281.md"}
+WRITTEN = FILES | {"site.schema.json"}  # beside site.yaml, for editors (tests/test_schema.py)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,8 @@ def test_new_writes_the_starter_and_the_next_steps(tmp_path, capsys):
     folder.mkdir()  # an empty folder is fine
     assert main(["new", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} == FILES
-    assert all(name in out for name in FILES)
+    assert {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} == WRITTEN
+    assert all(name in out for name in WRITTEN)
     assert f"cd {folder}" in out and "galleria build" in out and "galleria serve" in out
 
 
@@ -83,4 +84,4 @@ def test_the_wheel_ships_the_starter(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path), str(REPO)], check=True)
     names = zipfile.ZipFile(next(tmp_path.glob("galleria-*.whl"))).namelist()
-    assert {f"galleria/starter/{name}" for name in FILES} <= set(names)
+    assert {f"galleria/starter/{name}" for name in FILES} | {"galleria/site.schema.json"} <= set(names)

@@ -44,6 +44,9 @@ def test_wheel_in_a_fresh_venv_builds_a_site(tmp_path):
     where = subprocess.run([str(python), "-c", "import galleria; print(galleria.__file__)"], cwd=project,
                            env=env, capture_output=True, text=True).stdout
     assert where.startswith(str(site_packages)), where
+    schema = subprocess.run([str(python), "-m", "galleria", "schema"], cwd=project, env=env, capture_output=True,
+                            text=True)  # site.yaml's schema ships beside the code it is made from
+    assert schema.stdout == (site_packages / "galleria" / "site.schema.json").read_text()
     assert (project / "out" / "tiny" / "2" / "1" / "index.html").is_file()
     assert (project / "out" / "assets" / "galleria.css").is_file()
     # the live probe's vendored runtime ships in the wheel too

@@ -11,13 +11,15 @@ import shutil
 from pathlib import Path
 
 from galleria.errors import UsageError
+from galleria.schema import SHIPPED
 
 STARTER = Path(__file__).resolve().parents[1] / "starter"
+SCHEMA = "site.schema.json"  # beside site.yaml, whose first line points editors at it: no network needed
 
 
 def new(directory: str | Path) -> list[Path]:
-    """Copy the starter into ``directory`` (created if missing; it must be empty); returns the
-    files written, relative to it."""
+    """Copy the starter into ``directory`` (created if missing; it must be empty), and site.yaml's
+    schema beside it; returns the files written, relative to it."""
     dest = Path(directory)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} exists and is not an empty folder: choose a new folder name, or empty it")
@@ -28,7 +30,8 @@ def new(directory: str | Path) -> list[Path]:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, dest / name)  # contents only: an installed package may be read-only
             written.append(name)
-    return written
+    shutil.copyfile(SHIPPED, dest / SCHEMA)
+    return written + [Path(SCHEMA)]
 
 
 def next_steps(directory: str | Path, files: list[Path]) -> str:
