@@ -21,9 +21,10 @@ from pathlib import Path
 
 from markupsafe import escape
 
+from galleria.config import TOP
 from galleria.errors import UsageError
 
-SETTINGS = ("examples", "extract", "attribution", "featureviz", "probe", "seed")  # site.yaml's sections a Gallery takes
+SETTINGS = tuple(key for key in TOP if key not in ("site", "models", "inputs"))  # site.yaml's sections a Gallery takes
 PROBE_SHOWN = 12  # units per layer a probe's answer lists, as the page's probe lists them
 
 
