@@ -50,6 +50,23 @@ def text_gallery(tmp_path_factory):
     return gallery, folder
 
 
+def show_output(page, html: str) -> None:
+    """``html`` shown as JupyterLab shows an output: set as innerHTML of an output area in a dark
+    notebook, then its scripts run."""
+    page.set_content('<!doctype html><html><body data-jp-theme-light="false" style="background:#111">'
+                     '<h1 id="notebook">a notebook heading</h1><div class="jp-OutputArea-output"></div></body></html>')
+    page.evaluate("""html => {
+        const out = document.querySelector(".jp-OutputArea-output");
+        out.innerHTML = html;
+        for (const old of out.querySelectorAll("script")) {
+            const script = document.createElement("script");
+            for (const a of old.attributes) script.setAttribute(a.name, a.value);
+            script.textContent = old.textContent;
+            old.replaceWith(script);
+        }
+    }""", html)
+
+
 def _output_html(cell) -> str:
     return next(o["data"]["text/html"] for o in cell.outputs if o.get("output_type") == "execute_result"
                 and "text/html" in o.get("data", {}))
@@ -96,26 +113,31 @@ def test_a_text_units_inline_view_is_its_unit_json_and_draws_in_a_dark_notebook(
     requests, errors = [], []
     page.on("request", lambda request: requests.append(request.url))
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.set_content('<!doctype html><html><body data-jp-theme-light="false" style="background:#111">'
-                     '<div class="jp-OutputArea-output"></div></body></html>')
-    # as JupyterLab shows an output: set as innerHTML, then its scripts run
-    page.evaluate("""html => {
-        const out = document.querySelector(".jp-OutputArea-output");
-        out.innerHTML = html;
-        for (const old of out.querySelectorAll("script")) {
-            const script = document.createElement("script");
-            for (const a of old.attributes) script.setAttribute(a.name, a.value);
-            script.textContent = old.textContent;
-            old.replaceWith(script);
-        }
-    }""", html)
+    show_output(page, html)
     assert page.locator(".galleria-inline pre.tx-ctx span.t").count() > 20  # tokens coloured by the page's script
     background = page.evaluate("getComputedStyle(document.querySelector('.galleria-inline')).backgroundColor")
     assert background == "rgb(20, 22, 26)"  # the theme's dark background, as the notebook is dark
     heading = page.evaluate("getComputedStyle(document.querySelector('.galleria-inline h1')).color")
     assert heading == "rgb(230, 232, 235)"
-    assert page.evaluate("document.documentElement.getAttribute('data-theme')") is None  # the notebook's own page untouched
+    # the notebook's own page untouched: its theme, and its elements' styles
+    assert page.evaluate("document.documentElement.getAttribute('data-theme')") is None
+    assert page.evaluate("getComputedStyle(document.getElementById('notebook')).color") == "rgb(0, 0, 0)"
+    assert "system-ui" not in page.evaluate("getComputedStyle(document.body).fontFamily")
     assert errors == [] and [url for url in requests if not url.startswith(("data:", "about:"))] == []
+    page.close()
+
+
+def test_a_layers_grid_inline_sorts_and_filters_with_its_own_tools(text_gallery, browser):
+    gallery, _ = text_gallery
+    page = browser.new_page()
+    show_output(page, gallery.layer("mlp.1")._repr_html_() * 2)  # two grids with the same ids, in one notebook
+    assert page.locator(".unit-tile").count() == 48
+    tools = page.locator(".galleria-inline .grid-tools")
+    assert tools.nth(0).is_visible() and tools.nth(1).is_visible()
+    tools.nth(1).locator("[data-filter]").fill("17")
+    views = page.locator(".galleria-inline")
+    assert views.nth(1).locator(".unit-tile:visible").count() == 1  # the second grid filtered, by its own box
+    assert views.nth(0).locator(".unit-tile:visible").count() == 24
     page.close()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import posixpath
 import re
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -47,15 +46,14 @@ def inline_view(theme: Theme, site, page: V.Page, files: Mapping[str, Path]) -> 
     html = theme.render_block(page.template, "content", **context)
     html, variables = _inline_images(html, page.folder, files)
     html = PAGE_LINK.sub("", html)
-    view = f"galleria-{uuid.uuid4().hex[:12]}"
     assets = theme.asset_files()
     css = scoped_css(assets["galleria.css"].read_text(encoding="utf-8"))
     script = assets["galleria.js"].read_text(encoding="utf-8").replace("</", "<\\/")
     style = f' style="{";".join(variables)}"' if variables else ""
     crumbs = " › ".join(str(escape(title)) for title, _ in page.crumbs)  # where the page would be in a site
-    return (f'<div class="{VIEW_CLASS}" id="{view}"{style}><style>{css}</style>'
+    return (f'<div class="{VIEW_CLASS}"{style}><style>{css}</style>'
             f'<p class="muted crumbs">{crumbs}</p>{html}'
-            f'<script data-view="{view}">{script}</script></div>')
+            f'<script data-view>{script}</script></div>')
 
 
 def scoped_css(css: str) -> str:

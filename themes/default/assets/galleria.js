@@ -7,9 +7,9 @@
 
   var root = document.documentElement;
   var THEME_KEY = "galleria-theme";
-  // In a notebook's output (galleria.Gallery) the script draws its own view only (data-view: its
-  // element's id), leaving the notebook's theme, keys and links alone.
-  var view = document.currentScript && document.currentScript.getAttribute("data-view");
+  // In a notebook's output (galleria.Gallery) the script (marked data-view) draws its own view only,
+  // the element it is in, leaving the notebook's theme, keys and links alone.
+  var current = document.currentScript, view = current && current.hasAttribute("data-view") ? current.parentNode : null;
 
   function load(key) {
     try { return window.localStorage.getItem(key); } catch (e) { return null; }
@@ -110,8 +110,8 @@
     return isNaN(v) ? null : v;
   }
 
-  function initGrid(tools) {
-    var grid = document.getElementById(tools.getAttribute("data-grid-tools"));
+  function initGrid(tools, scope) {  // scope: where the grid is (a notebook may show several with one id)
+    var grid = scope.querySelector('[id="' + tools.getAttribute("data-grid-tools") + '"]');
     if (!grid) return;
     var items = Array.prototype.slice.call(grid.children);
     var filterBox = tools.querySelector("[data-filter]");
@@ -835,21 +835,22 @@
     var toggles = document.querySelectorAll("[data-viz-toggle]");
     for (var j = 0; j < toggles.length; j++) initVizToggle(toggles[j]);
     var tools = document.querySelectorAll("[data-grid-tools]");
-    for (var i = 0; i < tools.length; i++) initGrid(tools[i]);
+    for (var i = 0; i < tools.length; i++) initGrid(tools[i], document);
   }
 
-  // A notebook's view: its tiles' maps and its text's colours (its text has no shards to open).
+  // A notebook's view: its tiles' maps, its text's colours (with no shards to open) and its grid's tools.
   function initView(scope) {
     initHeat(scope);
     var texts = scope.querySelectorAll("[data-scale]");
     for (var t = 0; t < texts.length; t++) colourSection(texts[t]);
+    var tools = scope.querySelectorAll("[data-grid-tools]");
+    for (var i = 0; i < tools.length; i++) initGrid(tools[i], scope);
   }
 
   if (view) {
-    var scope = document.getElementById(view);
-    if (scope && !scope.hasAttribute("data-drawn")) {  // a notebook may run an output's script again
-      scope.setAttribute("data-drawn", "");
-      initView(scope);
+    if (!view.hasAttribute("data-drawn")) {  // a notebook may run an output's script again
+      view.setAttribute("data-drawn", "");
+      initView(view);
     }
   } else if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", init);
