@@ -135,6 +135,7 @@ class BuildReport:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     ranks: list[dict] = field(default_factory=list)  # under torchrun, each rank's stage_seconds and time waited
     probes: list[str] = field(default_factory=list)  # each live probe in the site: model, download, precision, fidelity
+    labelled: int = 0  # units whose automatic label scores labels.SHOWN or more
 
 
 # --- what the extract stage hands on about effects --------------------------------------
@@ -324,6 +325,17 @@ class FeatureVizRecord:
 
 
 @dataclass(frozen=True)
+class AutoLabel:
+    """A label galleria proposes for a unit (extract/labels.py): what it detects, its detection score
+    (the AUC, on held-out data, with which the label picks out where the unit is high: 0.5 is chance,
+    1 exact) and how that was measured."""
+
+    label: str
+    score: float
+    method: str
+
+
+@dataclass(frozen=True)
 class UnitRecord:
     """Everything known about one unit: ``unit.json`` is this record, serialized, and the unit's
     page is drawn from it."""
@@ -350,6 +362,7 @@ class UnitRecord:
     inactive: int  # inputs on which its peak is exactly 0 (never above 0 for a ReLU or an SAE latent): in no band
     featureviz: FeatureVizRecord | None
     top_tokens: tuple[tuple[str, int, float, int], ...] | None  # text: (token, id, mean, occurrences)
+    auto_labels: tuple[AutoLabel, ...] = ()  # best first; pages show the first if it scores labels.SHOWN or more
 
     def to_dict(self) -> dict:
         s, h = self.stats, self.stats.histogram
@@ -382,6 +395,7 @@ class UnitRecord:
             "top_tokens": None if self.top_tokens is None else [
                 {"token": t, "id": i, "mean": _rounded(m), "count": c} for t, i, m, c in self.top_tokens],
             "note": self.note,
+            "auto_labels": [{"label": a.label, "score": a.score, "method": a.method} for a in self.auto_labels],
         }
 
     def to_json(self) -> str:
@@ -437,6 +451,7 @@ class UnitEntry:
     thumb: tuple[int, ImageShown] | None  # images: its top example (input index, how it is shown)
     snippet: ExampleRecord | None  # text: its top example, narrowed to a few tokens
     featureviz: str | None  # the file of its optimized image, if it has one
+    auto_label: AutoLabel | None = None  # its best automatic label, shown if it scores labels.SHOWN or more
 
 
 @dataclass(frozen=True)
@@ -526,6 +541,7 @@ class ModelBuild:
     minima: dict[str, np.ndarray] = field(default_factory=dict)  # per layer, each unit's lowest value
     probe: ProbeModel | None = None  # the live probe in the page, if the model has one
     probe_left_out: str = ""  # why it has none, when it was not turned off
+    auto_labels: dict[str, tuple[tuple[AutoLabel, ...], ...]] = field(default_factory=dict)  # per layer, per unit position
 
     @property
     def text(self) -> bool:

@@ -123,3 +123,15 @@ def _text_checks(out: Path) -> None:
     neuron = json.loads((minilm / "encoder.layer.5.intermediate" / "0" / "unit.json").read_text())
     assert len(neuron["top_tokens"]) == 10 and neuron["top"][0]["input"].startswith("pydoc-topics")
     assert neuron["effects"] is None
+
+
+def test_the_hand_labelled_lstm_cells_get_automatic_labels_naming_the_same_thing(default_site):
+    """The cells content/ labels by hand, and the automatic label that names the same thing (the
+    first, or for the column cell the second, whose first says where on the line it is high)."""
+    expected = {("lstm.cell.0", 10): ("inside a docstring", 0), ("lstm.cell.1", 144): ("inside a one-line string", 0),
+                ("lstm.cell.0", 194): ("on a line indented 8 or more", 0), ("lstm.hidden.1", 214): ("a line break", 0),
+                ("lstm.cell.1", 66): ("inside parentheses", 0), ("lstm.cell.0", 36): ("in the first 16 columns of a line", 1)}
+    for (layer, unit), (label, rank) in expected.items():
+        record = json.loads((default_site / "char-lstm" / layer / str(unit) / "unit.json").read_text())
+        assert record["auto_labels"][rank]["label"] == label, (layer, unit, record["auto_labels"])
+        assert record["auto_labels"][rank]["score"] > 0.84

@@ -99,6 +99,7 @@ def gather(config, report: BuildReport, quiet: bool = False, objects: dict | Non
         from galleria.extract.attribution import attribute
         from galleria.extract.effects import layer_built_from, layer_effects
         from galleria.extract.health import layer_health
+        from galleria.extract.labels import model_labels, shown_label
         from galleria.extract.architecture import inspect_model
         from galleria.extract.related import layer_related
         from galleria.probe.export import ProbeLeftOut, model_probe
@@ -192,6 +193,9 @@ def gather(config, report: BuildReport, quiet: bool = False, objects: dict | Non
                 minima[layer.name] = np.array([s.min for s in stats])
                 if inputs.text is None:
                     thumbs[layer.name] = tuple(shown)
+        with stage(report, "labels"):
+            auto_labels = model_labels(acts, layout, inputs, model.labels, cache)
+        report.labelled += sum(1 for units in auto_labels.values() for found in units if shown_label(found))
         effects, built_from, related = {}, {}, {}
         by_name = {l.name: l for l in layout.layers}
         units_shown = {l.name: l.units for l in layout.layers}
@@ -217,7 +221,7 @@ def gather(config, report: BuildReport, quiet: bool = False, objects: dict | Non
                     report.notices.append(left_out)
         model.module = None  # nothing after this runs the model: its weights need not outlive the stages that do
         builds.append(ModelBuild(model, layout, acts, inputs, health, effects, built_from, related, featureviz, thumbs,
-                                 maxima, receptive, sources, context, minima, probe, left_out))
+                                 maxima, receptive, sources, context, minima, probe, left_out, auto_labels))
     if report.probes:
         runtime = theme.vendored("onnxruntime-web") / "runtime.js"
         report.probes.append(f"and their runtime {runtime.stat().st_size / 1e6:.1f} MB")
@@ -431,6 +435,10 @@ def summary(report: BuildReport) -> str:
         lines.append(f"  site {megabytes(report.site_bytes)} in {report.site_files:,} files"
                      + (f" (search index {report.search_bytes / 1024:,.0f} KB)" if report.search_bytes else "")
                      + "; GitHub Pages publishes up to 1 GB, 100 MB a file")
+    if report.units:
+        from galleria.extract.labels import SHOWN
+
+        lines.append(f"  automatic labels: {report.labelled:,} of {report.units:,} units score {SHOWN} or more")
     if report.probes:
         lines.append("  live probe in the page: " + ", ".join(report.probes))
     if report.warnings:

@@ -68,7 +68,12 @@ class LayerRecords:
             receptive_field=None if rf is None else (rf.size, rf.stride, rf.offset),
             top=top, bottom=bottom, bands=bands, inactive=summary.inactive,
             featureviz=featureviz_record(build.featureviz.get(info.name, {}).get(unit), summary),
-            top_tokens=None if tokens is None else tuple((shown_label(labels[t]), t, m, c) for t, m, c in tokens))
+            top_tokens=None if tokens is None else tuple((shown_label(labels[t]), t, m, c) for t, m, c in tokens),
+            auto_labels=self._auto_labels(position))
+
+    def _auto_labels(self, position: int):
+        found = self.build.auto_labels.get(self.info.name)
+        return found[position] if found else ()
 
     def entry(self, position: int) -> UnitEntry:
         """The unit as its layer's grid lists it, without the rest of its record."""
@@ -89,7 +94,8 @@ class LayerRecords:
         return UnitEntry(unit, unit_label(build, info.name, unit, note), stats.max, stats.mean, stats.frac_active,
                          tuple(self.health.flags(unit)),
                          None if build.text else build.thumbs.get(info.name, ())[position], snippet,
-                         VIZ_FILES["channel"] if viz is not None and viz.channel is not None else None)
+                         VIZ_FILES["channel"] if viz is not None and viz.channel is not None else None,
+                         next(iter(self._auto_labels(position)), None))
 
     def _images(self, local: int, summary: UnitSummary, scale: tuple[float, float]):
         build, info, data = self.build, self.info, self.data

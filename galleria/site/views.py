@@ -15,7 +15,8 @@ from markupsafe import Markup, escape
 from galleria import __version__
 from galleria.config import SiteConfig
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
-from galleria.records import (EffectsRecord, EffectsTable, ExampleRecord, Histogram, ImageShown, InputRecord, LayerRecord, ModelRecord,
+from galleria.extract.labels import SHOWN
+from galleria.records import (AutoLabel, EffectsRecord, EffectsTable, ExampleRecord, Histogram, ImageShown, InputRecord, LayerRecord, ModelRecord,
                               Response, TextShown, UnitEntry, UnitRecord, UnitStats)
 from galleria.site import structure as S
 from galleria.site.content import Note
@@ -408,7 +409,7 @@ def unit_page(record: UnitRecord, model: ModelPages, layer: dict, note: Note | N
         "layer": layer,
         "unit": {
             "id": record.unit, "label": record.label, "tags": list(record.tags), "flags": list(record.flags),
-            "note_html": note.html if note else "", "json_url": "unit.json",
+            "note_html": note.html if note else "", "json_url": "unit.json", "auto": auto_labels(record),
             "stats": {"count": stats.count, "mean": stats.mean, "std": stats.std, "min": stats.min, "max": stats.max,
                       "frac_active": stats.frac_active, "nonfinite": stats.nonfinite},
             "duplicates": [{"unit": u, "similarity": v,
@@ -460,7 +461,21 @@ def grid_unit(model: ModelPages, folder: str, layer: str, entry: UnitEntry) -> d
             "viz": S.href(folder, f"{unit_folder}/{entry.featureviz}") if entry.featureviz else None,
             "snippet": text_html(model.corpus, snippet.shown, snippet.position[0]) if snippet is not None else None,
             "max": entry.max, "mean": entry.mean, "frac_active": entry.frac_active,
-            "flags": list(entry.flags)}
+            "flags": list(entry.flags), **_auto_fields(entry.auto_label)}
+
+
+def _auto_fields(best: AutoLabel | None) -> dict:
+    """A unit's automatic label as a grid lists it: its score always (to sort by), its label when it
+    scores SHOWN or more."""
+    return {"score": best.score if best is not None else None,
+            "auto": best.label if best is not None and best.score >= SHOWN else None}
+
+
+def auto_labels(record: UnitRecord) -> dict | None:
+    """A unit's automatic labels as its page shows them: those that score SHOWN or more, and how
+    they were scored; None when none does."""
+    shown = [{"label": a.label, "score": a.score} for a in record.auto_labels if a.score >= SHOWN]
+    return {"labels": shown, "method": record.auto_labels[0].method, "threshold": SHOWN} if shown else None
 
 
 def layer_page(model: ModelPages, layer: LayerRecord, note: Note | None, entries: list[UnitEntry],

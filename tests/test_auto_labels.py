@@ -1,0 +1,60 @@
+"""Automatic labels in a built site: in unit.json, on the unit page and the layer's grid, in search;
+a person's label wins. The model has a planted unit that fires on digits."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+import galleria
+
+TEXTS = [f"total = {n} + count * {n * 7}\nname = 'item{n}'\n" * 4 for n in range(40)]
+
+
+class Planted(torch.nn.Module):
+    """Characters to 3 features: unit 0 is 1 on a digit and 0 elsewhere; units 1 and 2 are random."""
+
+    def __init__(self, vocab: list[str]):
+        super().__init__()
+        self.embed = torch.nn.Embedding(len(vocab), 3)
+        with torch.no_grad():
+            self.embed.weight[:, 0] = torch.tensor([1.0 if c.isdigit() else 0.0 for c in vocab])
+        self.features = torch.nn.Identity()
+
+    def forward(self, ids):
+        return self.features(self.embed(ids))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("auto-labels")
+    vocab = sorted(set("".join(TEXTS))) + ["?"]
+    (folder / "vocab.json").write_text(json.dumps({"tokens": vocab, "unknown": "?"}))
+    (folder / "notes" / "model" / "features").mkdir(parents=True)
+    (folder / "notes" / "model" / "features" / "1.md").write_text("---\nlabel: my own name\n---\nA person's note.\n")
+    torch.manual_seed(0)
+    gallery = galleria.Gallery(Planted(vocab), TEXTS, ["features"], tokenizer=f"chars:{folder / 'vocab.json'}",
+                               window=64, overlap=16, cache=folder / "cache", notes=folder / "notes", quiet=True,
+                               probe=False)
+    return gallery.save(folder / "site")
+
+
+def test_the_digit_unit_is_labelled_digits_in_its_record_page_grid_and_search(site):
+    record = json.loads((site / "model" / "features" / "0" / "unit.json").read_text())
+    best = record["auto_labels"][0]
+    assert best["label"] == "a digit" and best["score"] > 0.95 and best["method"].startswith("detection")
+    assert record["label"] == ""  # the automatic label is not a person's
+    page = (site / "model" / "features" / "0" / "index.html").read_text()
+    assert re.search(r'<span class="label auto-label"[^>]*>a digit <span class="auto-tag">auto 1', page)
+    assert "automatic label" in page and "0.5 is chance" in page
+    grid = (site / "model" / "features" / "index.html").read_text()
+    assert 'data-score="' in grid and '<span class="auto-label"' in grid and "a digit" in grid
+    assert 'value="-score"' in grid  # the grid sorts by it
+    assert any("a digit" in path.read_text() for path in (site / "search").iterdir())
+
+
+def test_a_persons_label_wins_over_the_automatic_one(site):
+    page = (site / "model" / "features" / "1" / "index.html").read_text()
+    assert '<span class="label">my own name</span>' in page and "auto-tag" not in page
