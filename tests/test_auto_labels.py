@@ -58,3 +58,30 @@ def test_the_digit_unit_is_labelled_digits_in_its_record_page_grid_and_search(si
 def test_a_persons_label_wins_over_the_automatic_one(site):
     page = (site / "model" / "features" / "1" / "index.html").read_text()
     assert '<span class="label">my own name</span>' in page and "auto-tag" not in page
+
+
+def test_an_early_image_unit_that_fires_on_red_is_labelled_by_the_colour_of_its_patches(tmp_path):
+    """A convolution whose unit 0 is red less green and blue: its label says what its peaks look like."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    palette = {"red": (0.85, 0.1, 0.1), "green": (0.1, 0.7, 0.2), "blue": (0.1, 0.2, 0.8), "grey": (0.5, 0.5, 0.5),
+               "yellow": (0.9, 0.85, 0.1)}
+    images = {}
+    for i in range(60):
+        name = list(palette)[i % len(palette)]
+        image = np.clip(np.array(palette[name]) + rng.normal(0, 0.05, (32, 32, 3)), 0, 1)
+        image[rng.integers(0, 16):, rng.integers(0, 16):] = 0.5  # a grey corner, so that patches differ
+        images[f"{name}-{i}"] = image
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU())
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.zero_()
+        model[0].weight[0, 0] = 1 / 9
+        model[0].weight[0, 1:] = -0.5 / 9
+        model[0].weight[1] = torch.randn(3, 3, 3)
+    gallery = galleria.Gallery(model, images, ["1"], preprocessing={"size": 32}, cache=tmp_path / "cache", quiet=True,
+                               probe=False, attribution={"inputs": 0})
+    labels = gallery.unit("1", 0).auto_labels
+    assert labels[0].label == "mostly red" and labels[0].score > 0.9
+    assert labels[0].method.startswith("detection: how well the look of the patch")

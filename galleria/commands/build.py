@@ -194,7 +194,8 @@ def gather(config, report: BuildReport, quiet: bool = False, objects: dict | Non
                 if inputs.text is None:
                     thumbs[layer.name] = tuple(shown)
         with stage(report, "labels"):
-            auto_labels = model_labels(acts, layout, inputs, model.labels, cache)
+            auto_labels = model_labels(acts, layout, inputs, model.labels, cache, receptive,
+                                       model.config.preprocessing)
         report.labelled += sum(1 for units in auto_labels.values() for found in units if shown_label(found))
         effects, built_from, related = {}, {}, {}
         by_name = {l.name: l for l in layout.layers}

@@ -20,18 +20,22 @@ import zlib
 import numpy as np
 
 from galleria.cache import content_key
+from galleria.extract.image_features import NAMES as DESCRIPTORS, describe
 from galleria.extract.text_features import TokenFeatures, token_features
 from galleria.records import AutoLabel
 
 SHOWN = 0.85  # a label scoring below this is kept in unit.json but not shown
 KEPT = 2  # labels kept per unit, best first
 MIN_TOKENS = 5  # a text predicate must hold, and fail, at this many tokens of each half
+MIN_EXAMPLES = 3  # a patch descriptor must hold, and fail, on this many examples of each half
 MIN_INPUTS = 2  # an image class must be predicted for inputs of this many source images in each half
 SET_SIZE = 3  # tokens a "set of tokens" label may name
 STRETCH = 64  # tokens of text on the same side of the split
 CHOSEN_FROM = 8  # candidates (the best on the choosing half) scored on the other half
 TEXT_METHOD = ("detection: how well the label picks out the tokens where the unit is high (AUC), "
                "on text held out from choosing it")
+DESCRIPTOR_METHOD = ("detection: how well the look of the patch the unit saw ranks its examples' values (AUC), "
+                     "on images held out from choosing it")
 IMAGE_METHOD = ("detection: how well the model's prediction ranks the unit's peak over the inputs (AUC), "
                 "on images held out from choosing it")
 
@@ -148,12 +152,17 @@ def _describe(kind: str, keys: tuple[int, ...], features: TokenFeatures, shown) 
 
 def image_layer_labels(peaks: np.ndarray, predicted: np.ndarray, classes, sources: list[str]
                        ) -> list[tuple[AutoLabel, ...]]:
-    """Every unit's labels in an image layer: ``peaks`` [inputs, units] (NaN where an input was not
-    read), ``predicted`` each input's top class, ``sources`` the file each input was cut from."""
+    """Every unit's class labels in an image layer: ``peaks`` [inputs, units] (NaN where an input was
+    not read), ``predicted`` each input's top class, ``sources`` the file each input was cut from."""
+    return [_best(found) for found in _class_candidates(peaks, predicted, classes, sources)]
+
+
+def _class_candidates(peaks: np.ndarray, predicted: np.ndarray, classes, sources: list[str]) -> list[list]:
+    """Per unit, its best classes as (AUC less a standard error on the choosing half, label)."""
     readable = ~np.isnan(peaks).any(1)
     peaks, predicted = peaks[readable], predicted[readable]
     kept = [s for s, ok in zip(sources, readable) if ok]
-    side = np.array([zlib.crc32(s.encode()) % 2 == 0 for s in kept], dtype=bool)
+    side = np.array([_first_half(s) for s in kept], dtype=bool)
     _, image = np.unique(kept, return_inverse=True)
     found = np.unique(predicted)
     onehot = predicted[:, None] == found[None, :]  # [inputs, classes]
@@ -163,7 +172,7 @@ def image_layer_labels(peaks: np.ndarray, predicted: np.ndarray, classes, source
         usable &= np.array(images) >= MIN_INPUTS
     units = peaks.shape[1]
     if not usable.any() or side.sum() < 2 * MIN_INPUTS or (~side).sum() < 2 * MIN_INPUTS:
-        return [()] * units
+        return [[] for _ in range(units)]
     onehot = onehot[:, usable]
     found = found[usable]
     aucs = []
@@ -174,8 +183,74 @@ def image_layer_labels(peaks: np.ndarray, predicted: np.ndarray, classes, source
     counts = onehot[side].sum(0).astype(np.float64)[:, None]
     bounds = _lower_bound(aucs[0], counts, int(side.sum()))
     chosen = np.argsort(-bounds, axis=0, kind="stable")[:KEPT]  # [KEPT, units]
-    return [tuple(AutoLabel(str(classes[found[c]]), round(float(aucs[1][c, u]), 4), IMAGE_METHOD)
-                  for c in chosen[:, u]) for u in range(units)]
+    return [[(float(bounds[c, u]), AutoLabel(str(classes[found[c]]), round(float(aucs[1][c, u]), 4), IMAGE_METHOD))
+             for c in chosen[:, u]] for u in range(units)]
+
+
+def _first_half(source: str) -> bool:
+    """Which half an input's source file is in: every crop of a photograph on the same side."""
+    return zlib.crc32(source.encode()) % 2 == 0
+
+
+class _Patches:
+    """How the patches of one input look (image_features.describe), from the pixels the model read
+    (ImageLoader); asked for input by input, each input's pixels are made once."""
+
+    def __init__(self, inputs, preprocessing):
+        from galleria.sources.images import ImageLoader
+
+        self.items, self.loader = inputs.items, ImageLoader(preprocessing)
+        self.index, self.pixels = None, None
+
+    def describe(self, index: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        if index != self.index:
+            self.index, self.pixels = index, self.loader.pixels(self.items[index])
+        left, top, right, bottom = box
+        patch = self.pixels[top:bottom, left:right].astype(np.float32) / 255
+        return describe(np.repeat(patch, 3, 2) if patch.shape[2] == 1 else patch[:, :, :3])
+
+
+def _descriptor_candidates(summaries, rf, layout, patches: _Patches, sources: list[str]) -> list[list]:
+    """Per unit, its best descriptors of the patch it saw at its peak on each example its page shows
+    (top, bottom, bands), as (AUC less a standard error on the choosing half, label). The patches of
+    all the units are described input by input."""
+    wanted = []  # per unit: (input, box, value) of each example
+    for summary in summaries:
+        rows, seen = [], set()
+        for example in (*summary.top, *summary.bottom, *(e for band in summary.bands for e in band.examples)):
+            cell = layout.cell(example.position)
+            if cell is None or (example.input_index, cell) in seen or not np.isfinite(example.value):
+                continue
+            seen.add((example.input_index, cell))
+            box = rf.box(cell)
+            if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
+                rows.append((example.input_index, box, example.value))
+        wanted.append(rows)
+    looks = {key: patches.describe(*key) for key in sorted({(i, box) for rows in wanted for i, box, _ in rows})}
+    return [_scored_descriptors(rows, looks, sources) for rows in wanted]
+
+
+def _scored_descriptors(rows: list, looks: dict, sources: list[str]) -> list:
+    side = np.array([_first_half(sources[i]) for i, _, _ in rows], dtype=bool)
+    if min(side.sum(), (~side).sum()) < 2 * MIN_EXAMPLES:
+        return []
+    holds = np.array([looks[(i, box)] for i, box, _ in rows])
+    values = np.array([value for _, _, value in rows], dtype=np.float64)
+    scored = []
+    for half in (side, ~side):
+        ranks = average_ranks(values[half])
+        counts = holds[half].sum(0).astype(np.float64)
+        scored.append((_auc(ranks @ holds[half], counts, int(half.sum())), counts, int(half.sum())))
+    (aucs, counts, total), (held_out, other, other_total) = scored
+    usable = (counts >= MIN_EXAMPLES) & (total - counts >= MIN_EXAMPLES) & (other > 0) & (other < other_total)
+    bounds = _lower_bound(aucs, counts, total)
+    return [(float(bounds[k]), AutoLabel(DESCRIPTORS[k], round(float(held_out[k]), 4), DESCRIPTOR_METHOD))
+            for k in np.flatnonzero(usable)[np.argsort(-bounds[usable], kind="stable")][:KEPT]]
+
+
+def _best(candidates: list) -> tuple[AutoLabel, ...]:
+    """The labels kept: the best KEPT by how they did on the choosing half."""
+    return tuple(label for _, label in sorted(candidates, key=lambda c: -c[0])[:KEPT])
 
 
 def shown_label(labels: tuple[AutoLabel, ...]) -> AutoLabel | None:
@@ -183,19 +258,22 @@ def shown_label(labels: tuple[AutoLabel, ...]) -> AutoLabel | None:
     return labels[0] if labels and labels[0].score >= SHOWN else None
 
 
-LABELS_FORMAT = 2  # bump when what labels are made of changes
+LABELS_FORMAT = 3  # bump when what labels are made of changes
 
 
-def model_labels(acts, layout, inputs, class_names, cache) -> dict[str, tuple[tuple[AutoLabel, ...], ...]]:
-    """Every unit's labels, per layer name and unit position, from cache when the activations are."""
-    key = content_key(LABELS_FORMAT, acts.key, SHOWN, KEPT, MIN_TOKENS, MIN_INPUTS, SET_SIZE, STRETCH, CHOSEN_FROM)
+def model_labels(acts, layout, inputs, class_names, cache, receptive: dict, preprocessing
+                 ) -> dict[str, tuple[tuple[AutoLabel, ...], ...]]:
+    """Every unit's labels, per layer name and unit position, from cache when the activations are
+    (``receptive``: image layers' fields, whose patches early layers' labels describe)."""
+    key = content_key(LABELS_FORMAT, acts.key, SHOWN, KEPT, MIN_TOKENS, MIN_INPUTS, MIN_EXAMPLES, SET_SIZE, STRETCH,
+                      CHOSEN_FROM, DESCRIPTORS)
     path = cache.file("labels", key, ".json")
     if path.is_file():
         stored = json.loads(path.read_text(encoding="utf-8"))
         return {name: tuple(tuple(AutoLabel(*label) for label in unit) for unit in units)
                 for name, units in stored.items()}
     found = _text_labels(acts, layout, inputs, class_names) if inputs.text is not None else \
-        _image_labels(acts, layout, inputs, class_names)
+        _image_labels(acts, layout, inputs, class_names, receptive, preprocessing)
     cache.put_file("labels", key, ".json", json.dumps(
         {name: [[[l.label, l.score, l.method] for l in unit] for unit in units] for name, units in found.items()},
         ensure_ascii=False).encode("utf-8"))
@@ -243,11 +321,23 @@ def _unit_text_labels(windows, inputs, features: TokenFeatures, ids: np.ndarray,
     return text_unit_labels(values[finite], positions[finite], features, ids, shown)
 
 
-def _image_labels(acts, layout, inputs, class_names) -> dict[str, tuple[tuple[AutoLabel, ...], ...]]:
-    if acts.predictions is None or class_names is None:
-        return {layer.name: ((),) * len(layer.units) for layer in layout.layers}
-    predicted = np.asarray(acts.predictions[:, 0], dtype=np.int64)
+def _image_labels(acts, layout, inputs, class_names, receptive, preprocessing
+                  ) -> dict[str, tuple[tuple[AutoLabel, ...], ...]]:
+    """Image units' labels: the classes the model predicts, and, for units that see a part of the
+    image (early layers), what the patches they peak on look like."""
     sources = [item.source for item in inputs.items]
-    return {layer.name: tuple(image_layer_labels(np.asarray(acts.peaks(index), dtype=np.float64), predicted,
-                                                 class_names, sources))
-            for index, layer in enumerate(layout.layers)}
+    predicted = None if acts.predictions is None or class_names is None else \
+        np.asarray(acts.predictions[:, 0], dtype=np.int64)
+    patches = _Patches(inputs, preprocessing)
+    found = {}
+    for index, layer in enumerate(layout.layers):
+        units = len(layer.units)
+        classes = [[] for _ in range(units)] if predicted is None else \
+            _class_candidates(np.asarray(acts.peaks(index), dtype=np.float64), predicted, class_names, sources)
+        rf = receptive.get(layer.name)
+        described = [[] for _ in range(units)]
+        if rf is not None and (rf.size[0] < rf.input_size[0] or rf.size[1] < rf.input_size[1]):
+            described = [found for span in acts.spans(index) for found in _descriptor_candidates(
+                acts.layer(index, maps=False, units=span).summaries, rf, layer.layout, patches, sources)]
+        found[layer.name] = tuple(_best(c + d) for c, d in zip(classes, described))
+    return found
