@@ -22,6 +22,7 @@ from galleria.probe.precision import PRECISIONS
 
 SOURCE_PREFIXES = ("torchvision:", "timm:", "torchscript:", "transformers:")
 INPUT_KINDS = ("image", "text")
+INPUT_LABELS = ("folders",)  # where an image set's own classes are
 REMAP_MODES = ("by-position",)
 RENAMED = {"intervals": "bands", "per_interval": "per_band"}  # keys of earlier versions, for a clear error
 CARDS = ("auto", "all", "none")  # site.cards: which unit pages get a preview card of their own
@@ -175,6 +176,7 @@ class InputSetConfig:
     python: str | None = None  # "module:attribute" naming a str, a list of str or a dict of name: str
     window: int = 128  # text: tokens per window
     overlap: int = 32  # text: tokens shared by neighbouring windows
+    labels: str | None = None  # images: "folders", each image's class the folder it is in (automatic labels)
 
 
 @dataclass(frozen=True)
@@ -383,6 +385,9 @@ INPUT = {
     "exclude": Option(STRING_OR_LIST, "Glob patterns of files to leave out.", []),
     "crops": Option(CROPS, "How images are cut into crops, each an example of its own."),
     "limit": Option(INTEGER, "Read at most this many files."),
+    "labels": Option(choice(INPUT_LABELS), "Images: where their classes are, for automatic labels: folders "
+                     "(each image's class is the folder it is in, as in an ImageFolder; include then "
+                     "defaults to '*/*')."),
     "window": Option(POSITIVE, "Text: tokens per window.", InputSetConfig.window),
     "overlap": Option(COUNT, "Text: tokens shared by neighbouring windows (default: a quarter of the window, "
                       "at most 32)."),
@@ -1011,7 +1016,11 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
         path = s.get("path", str, None if package or python else ...,
                      hint="a folder or glob relative to site.yaml, or package + path")
         base = _package_dir(s, package) if package else root
-        include: tuple[str, ...] = tuple(_str_list(s, "include"))
+        labels = _choice(s, "labels")
+        if labels is not None and kind != "image":
+            raise s.error("labels", "only an image set has classes in folders", "remove it from this text set")
+        # an ImageFolder's images are in its class folders
+        include: tuple[str, ...] = tuple(_str_list(s, "include", ["*/*"] if labels == "folders" else _DECLARED))
         folder = base / (path or "")
         if path and any(ch in path for ch in "*?["):
             folder, pattern = _split_glob(base, path)
@@ -1041,7 +1050,7 @@ def _inputs(top: _Section, root: Path) -> tuple[InputSetConfig, ...]:
         limit = s.get("limit", int)
         sets.append(InputSetConfig(set_id, folder, include, tuple(_str_list(s, "exclude")),
                                    CropScheme(tuple(sorted(set(scales))), crop_overlap), limit, line, kind,
-                                   s.get("field", str), python, window, overlap))
+                                   s.get("field", str), python, window, overlap, labels))
     return tuple(sets)
 
 
@@ -1087,8 +1096,8 @@ def _check_python_text(s: _Section, python: str, root: Path) -> None:
         raise s.error("python", f"module '{module}' is not installed", f"pip install {module.split('.')[0]}")
 
 
-def _str_list(s: _Section, key: str) -> list[str]:
-    value = s.get(key, (str, list))
+def _str_list(s: _Section, key: str, default: Any = _DECLARED) -> list[str]:
+    value = s.get(key, (str, list), default)
     value = [value] if isinstance(value, str) else value
     if not all(isinstance(v, str) for v in value):
         raise s.error(key, "expected a list of glob patterns")

@@ -37,6 +37,7 @@ class InputItem:
     title: str  # human description, e.g. "chelsea.png · scale 3 · row 1, col 2"
     box: tuple[int, int, int, int] | None  # crop in source pixels: (left, top, right, bottom)
     span: tuple[int, int] | None = None  # a text window: [start, stop) in its corpus' token stream
+    label: str | None = None  # an image's own class, where its set has them (labels: folders)
 
 
 class Example(NamedTuple):

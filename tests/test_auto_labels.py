@@ -85,3 +85,47 @@ def test_an_early_image_unit_that_fires_on_red_is_labelled_by_the_colour_of_its_
     labels = gallery.unit("1", 0).auto_labels
     assert labels[0].label == "mostly red" and labels[0].score > 0.9
     assert labels[0].method.startswith("detection: how well the look of the patch")
+
+
+PLANTED_CONV = '''
+import torch
+
+
+def planted():
+    """Unit 0 of the pooled features is the image's redness; units 1 to 3 are random."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        conv.bias.zero_()
+        conv.weight[0].zero_()
+        conv.weight[0, 0] = 1 / 9
+        conv.weight[0, 1:] = -0.5 / 9
+    return torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+'''
+
+
+def test_an_image_sets_own_classes_in_folders_label_the_units_that_follow_them(tmp_path):
+    """labels: folders: a unit that fires on red images is labelled by their folder's name."""
+    import numpy as np
+    from PIL import Image
+
+    from galleria.commands.build import build
+
+    rng = np.random.default_rng(0)
+    colours = {"red": (0.85, 0.1, 0.1), "sea": (0.1, 0.3, 0.8), "grass": (0.2, 0.7, 0.2)}
+    for name, colour in colours.items():
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 0.1, (32, 32, 3)), 0, 1)
+            Image.fromarray((pixels * 255).astype(np.uint8)).save(tmp_path / "photos" / name / f"{i}.png")
+    (tmp_path / "planted.py").write_text(PLANTED_CONV)
+    (tmp_path / "site.yaml").write_text(
+        "site: {title: folders}\n"
+        "inputs: [{path: photos, labels: folders}]\n"
+        "models:\n  - {id: planted, source: 'planted:planted', preprocessing: {size: 32}, layers: ['3'], probe: false}\n"
+        "attribution: {inputs: 0}\nfeatureviz: false\n")
+    report = build(tmp_path / "site.yaml", quiet=True)
+    record = json.loads((tmp_path / "site" / "planted" / "3" / "0" / "unit.json").read_text())
+    best = record["auto_labels"][0]
+    assert best["label"] == "red" and best["score"] > 0.95 and "their folder" in best["method"]
+    assert report.labelled >= 1

@@ -36,6 +36,8 @@ TEXT_METHOD = ("detection: how well the label picks out the tokens where the uni
                "on text held out from choosing it")
 DESCRIPTOR_METHOD = ("detection: how well the look of the patch the unit saw ranks its examples' values (AUC), "
                      "on images held out from choosing it")
+OWN_CLASS_METHOD = ("detection: how well the inputs' own class (their folder) ranks the unit's peak over them "
+                    "(AUC), on images held out from choosing it")
 IMAGE_METHOD = ("detection: how well the model's prediction ranks the unit's peak over the inputs (AUC), "
                 "on images held out from choosing it")
 
@@ -150,14 +152,16 @@ def _describe(kind: str, keys: tuple[int, ...], features: TokenFeatures, shown) 
     return names if kind == "tokens" else f"after {names}"
 
 
-def image_layer_labels(peaks: np.ndarray, predicted: np.ndarray, classes, sources: list[str]
-                       ) -> list[tuple[AutoLabel, ...]]:
+def image_layer_labels(peaks: np.ndarray, predicted: np.ndarray, classes, sources: list[str],
+                       method: str = IMAGE_METHOD) -> list[tuple[AutoLabel, ...]]:
     """Every unit's class labels in an image layer: ``peaks`` [inputs, units] (NaN where an input was
-    not read), ``predicted`` each input's top class, ``sources`` the file each input was cut from."""
-    return [_best(found) for found in _class_candidates(peaks, predicted, classes, sources)]
+    not read), ``predicted`` each input's class (index into ``classes``: the model's top class, or
+    the input's own), ``sources`` the file each input was cut from."""
+    return [_best(found) for found in _class_candidates(peaks, predicted, classes, sources, method)]
 
 
-def _class_candidates(peaks: np.ndarray, predicted: np.ndarray, classes, sources: list[str]) -> list[list]:
+def _class_candidates(peaks: np.ndarray, predicted: np.ndarray, classes, sources: list[str],
+                      method: str) -> list[list]:
     """Per unit, its best classes as (AUC less a standard error on the choosing half, label)."""
     readable = ~np.isnan(peaks).any(1)
     peaks, predicted = peaks[readable], predicted[readable]
@@ -183,7 +187,7 @@ def _class_candidates(peaks: np.ndarray, predicted: np.ndarray, classes, sources
     counts = onehot[side].sum(0).astype(np.float64)[:, None]
     bounds = _lower_bound(aucs[0], counts, int(side.sum()))
     chosen = np.argsort(-bounds, axis=0, kind="stable")[:KEPT]  # [KEPT, units]
-    return [[(float(bounds[c, u]), AutoLabel(str(classes[found[c]]), round(float(aucs[1][c, u]), 4), IMAGE_METHOD))
+    return [[(float(bounds[c, u]), AutoLabel(str(classes[found[c]]), round(float(aucs[1][c, u]), 4), method))
              for c in chosen[:, u]] for u in range(units)]
 
 
@@ -265,7 +269,8 @@ def model_labels(acts, layout, inputs, class_names, cache, receptive: dict, prep
                  ) -> dict[str, tuple[tuple[AutoLabel, ...], ...]]:
     """Every unit's labels, per layer name and unit position, from cache when the activations are
     (``receptive``: image layers' fields, whose patches early layers' labels describe)."""
-    key = content_key(LABELS_FORMAT, acts.key, SHOWN, KEPT, MIN_TOKENS, MIN_INPUTS, MIN_EXAMPLES, SET_SIZE, STRETCH,
+    own = [item.label for item in inputs.items] if inputs.text is None else None  # images' own classes
+    key = content_key(LABELS_FORMAT, acts.key, own, SHOWN, KEPT, MIN_TOKENS, MIN_INPUTS, MIN_EXAMPLES, SET_SIZE, STRETCH,
                       CHOSEN_FROM, DESCRIPTORS)
     path = cache.file("labels", key, ".json")
     if path.is_file():
@@ -326,14 +331,21 @@ def _image_labels(acts, layout, inputs, class_names, receptive, preprocessing
     """Image units' labels: the classes the model predicts, and, for units that see a part of the
     image (early layers), what the patches they peak on look like."""
     sources = [item.source for item in inputs.items]
-    predicted = None if acts.predictions is None or class_names is None else \
-        np.asarray(acts.predictions[:, 0], dtype=np.int64)
+    kinds = []  # (each input's class, the classes' names, how it is scored)
+    if acts.predictions is not None and class_names is not None:
+        kinds.append((np.asarray(acts.predictions[:, 0], dtype=np.int64), class_names, IMAGE_METHOD))
+    if any(item.label is not None for item in inputs.items):  # the inputs' own classes (labels: folders)
+        names, own = np.unique([item.label or "" for item in inputs.items], return_inverse=True)
+        kinds.append((np.where([item.label is None for item in inputs.items], -1, own), names, OWN_CLASS_METHOD))
     patches = _Patches(inputs, preprocessing)
     found = {}
     for index, layer in enumerate(layout.layers):
         units = len(layer.units)
-        classes = [[] for _ in range(units)] if predicted is None else \
-            _class_candidates(np.asarray(acts.peaks(index), dtype=np.float64), predicted, class_names, sources)
+        classes = [[] for _ in range(units)]
+        for predicted, names, method in kinds:
+            peaks = np.asarray(acts.peaks(index), dtype=np.float64)
+            peaks[predicted < 0] = np.nan  # an input without a class takes no part
+            classes = [a + b for a, b in zip(classes, _class_candidates(peaks, predicted, names, sources, method))]
         rf = receptive.get(layer.name)
         described = [[] for _ in range(units)]
         if rf is not None and (rf.size[0] < rf.input_size[0] or rf.size[1] < rf.input_size[1]):

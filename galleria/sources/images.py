@@ -58,6 +58,15 @@ class UnreadableInput(BuildError):
         self.path, self.reason = path, reason
 
 
+def folder_label(path: Path, spec: InputSetConfig) -> str | None:
+    """An image's own class under ``labels: folders``: the first folder below the set's (an image
+    directly in the set's folder has none)."""
+    if spec.labels != "folders":
+        return None
+    parts = path.relative_to(spec.root).parts
+    return parts[0] if len(parts) > 1 else None
+
+
 def discover(sets: tuple[InputSetConfig, ...]) -> InputSet:
     """List every input the config names; raise if nothing usable is left."""
     items: list[InputItem] = []
@@ -82,8 +91,9 @@ def discover(sets: tuple[InputSetConfig, ...]) -> InputSet:
             if stem in used_ids:
                 stem = f"{spec.id}-{stem}"
             used_ids.add(stem)
+            label = folder_label(path, spec)
             for box, suffix, title in plan_crops(size, spec.crops):
-                items.append(InputItem(len(items), stem + suffix, str(path), path.name + title, box))
+                items.append(InputItem(len(items), stem + suffix, str(path), path.name + title, box, label=label))
     if not items:
         where = ", ".join(str(s.root) for s in sets)
         extra = f"; {len(skipped)} file(s) could not be read" if skipped else ""
