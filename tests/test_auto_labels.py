@@ -118,11 +118,11 @@ def test_an_image_sets_own_classes_in_folders_label_the_units_that_follow_them(t
         for i in range(12):
             pixels = np.clip(np.array(colour) + rng.normal(0, 0.1, (32, 32, 3)), 0, 1)
             Image.fromarray((pixels * 255).astype(np.uint8)).save(tmp_path / "photos" / name / f"{i}.png")
-    (tmp_path / "planted.py").write_text(PLANTED_CONV)
+    (tmp_path / "redness_model.py").write_text(PLANTED_CONV)  # a module name no other test uses
     (tmp_path / "site.yaml").write_text(
         "site: {title: folders}\n"
         "inputs: [{path: photos, labels: folders}]\n"
-        "models:\n  - {id: planted, source: 'planted:planted', preprocessing: {size: 32}, layers: ['3'], probe: false}\n"
+        "models:\n  - {id: planted, source: 'redness_model:planted', preprocessing: {size: 32}, layers: ['3'], probe: false}\n"
         "attribution: {inputs: 0}\nfeatureviz: false\n")
     report = build(tmp_path / "site.yaml", quiet=True)
     record = json.loads((tmp_path / "site" / "planted" / "3" / "0" / "unit.json").read_text())

@@ -91,6 +91,15 @@ def _scan(text: str) -> dict[str, np.ndarray]:
     depth = dict.fromkeys(BRACKETS, 0)
     closing = {close: opening for opening, (_, close) in BRACKETS.items()}
     i, col, width, leading = 0, 0, 0, True
+
+    def past(i: int, col: int, length: int) -> tuple[int, int]:
+        """Past a quote of ``length`` characters at ``i``, each marked with its column, its line's
+        indentation and the brackets it is in; the next position and column."""
+        column[i:i + length] = range(col, col + length)
+        indent[i:i + length] = width
+        for opening in BRACKETS:
+            inside[opening][i:i + length] = depth[opening] > 0
+        return i + length, col + length
     while i < n:
         c = text[i]
         if i == 0 or text[i - 1] == "\n":  # a new line: measure its indentation
@@ -114,12 +123,7 @@ def _scan(text: str) -> dict[str, np.ndarray]:
                 escaped = True
             elif text.startswith(quote, i):
                 string[i:i + len(quote)], docstring[i:i + len(quote)] = True, len(quote) == 3
-                column[i:i + len(quote)] = range(col, col + len(quote))
-                indent[i:i + len(quote)] = width
-                for opening in BRACKETS:
-                    inside[opening][i:i + len(quote)] = depth[opening] > 0
-                col += len(quote)
-                i += len(quote)
+                i, col = past(i, col, len(quote))
                 quote = ""
                 continue
             elif c == "\n" and len(quote) == 1:
@@ -130,12 +134,7 @@ def _scan(text: str) -> dict[str, np.ndarray]:
             in_comment = True
         elif c in "'\"":
             quote = c * 3 if text.startswith(c * 3, i) else c
-            column[i:i + len(quote)] = range(col, col + len(quote))
-            indent[i:i + len(quote)] = width
-            for opening in BRACKETS:
-                inside[opening][i:i + len(quote)] = depth[opening] > 0
-            col += len(quote)
-            i += len(quote)
+            i, col = past(i, col, len(quote))
             continue
         elif c in BRACKETS:
             depth[c] += 1
