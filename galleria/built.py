@@ -62,11 +62,14 @@ class BuiltSite:
         found = self.layer(model, layer)
         if unit not in found.units:
             raise UsageError(f"unit {unit} is not shown in {model}/{layer}")
-        return json.loads((self.folder / found.folder / str(unit) / "unit.json").read_text(encoding="utf-8"))
+        return json.loads(self._unit_file(found, unit).read_text(encoding="utf-8"))
 
     def unit_files(self, layer: BuiltLayer) -> Iterator[Path]:
         for unit in layer.units:
-            yield self.folder / layer.folder / str(unit) / "unit.json"
+            yield self._unit_file(layer, unit)
+
+    def _unit_file(self, layer: BuiltLayer, unit: int) -> Path:
+        return self.folder / layer.folder / str(unit) / "unit.json"
 
     def __repr__(self) -> str:
         return f"<galleria site {self.folder}: {len(self.models)} models, {len(self._layers)} layers>"

@@ -570,12 +570,17 @@ def load_config(path: str | Path, site_url: str | None = None) -> Config:
 
     ``site_url`` (``--site-url``) replaces site.url: a CI job learns the Pages address only when
     it runs, and should not have to edit the file."""
-    config = _load(Path(path))
+    return with_site_url(_load(Path(path)), site_url)
+
+
+def with_site_url(config: Config, site_url: str | None, given_as: str = "--site-url") -> Config:
+    """``config`` with ``site_url`` as site.url (None: as it is); a UsageError naming it
+    (``given_as``) when it is not an absolute http(s) url."""
     if site_url is None:
         return config
     url = _public_url(site_url)
     if url is None:
-        raise UsageError(f"--site-url {site_url}: not an absolute http(s) url (e.g. https://you.github.io/gallery/)")
+        raise UsageError(f"{given_as} {site_url}: not an absolute http(s) url (e.g. https://you.github.io/gallery/)")
     return replace(config, site=replace(config.site, url=url))
 
 

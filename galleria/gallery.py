@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from functools import cached_property
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from markupsafe import escape
 
+from galleria.cache import Cache
 from galleria.config import TOP
 from galleria.errors import UsageError
 
@@ -181,17 +181,12 @@ class Gallery:
         """Write the gallery's site into ``folder`` (replaced whole once written, as a build does);
         returns its path."""
         from galleria.commands.build import check_ours, write_site
-        from galleria.config import _public_url
+        from galleria.config import with_site_url
         from galleria.records import BuildReport
 
         out = Path(folder).resolve()
         check_ours(out, "output")
-        config = self.config
-        if site_url is not None:
-            url = _public_url(site_url)
-            if url is None:
-                raise UsageError(f"site_url {site_url}: not an absolute http(s) url (e.g. https://you.github.io/gallery/)")
-            config = replace(config, site=replace(config.site, url=url))
+        config = with_site_url(self.config, site_url, "site_url")
         write_site(config, self._gathered, out, f"gallery {self.build.model.key}", BuildReport(), quiet=True)
         return out
 
@@ -238,19 +233,16 @@ class ProbeAnswer(Shown):
     def __init__(self, gallery: Gallery, answer: dict):
         import numpy as np
 
-        from galleria.site.assemble import unit_label
+        from galleria.site.assemble import responses, unit_label
 
         build = gallery.build
-        self.values = {}  # layer -> (units x positions) values
-        self.strongest: dict[str, list[tuple[int, float, float, str]]] = {}
-        for info, found in zip(build.layout.layers, answer["layers"]):
-            values = np.asarray(found["values"], dtype=np.float64).reshape(len(info.units), found["positions"])
-            self.values[info.name] = values
-            peaks, highest = values.max(axis=1), build.maxima[info.name]
-            share = np.where(highest > 0, peaks / np.where(highest > 0, highest, 1), 0.0)
-            order = [i for i in np.argsort(-share, kind="stable") if peaks[i] > 0 and highest[i] > 0][:PROBE_SHOWN]
-            self.strongest[info.name] = [(info.units[i], float(peaks[i]), float(share[i]),
-                                          unit_label(build, info.name, info.units[i], None)) for i in order]
+        self.values = {  # layer -> (units x positions) values
+            info.name: np.asarray(found["values"], dtype=np.float64).reshape(len(info.units), found["positions"])
+            for info, found in zip(build.layout.layers, answer["layers"])}
+        ranked = dict(responses(build, [values.max(axis=1) for values in self.values.values()], PROBE_SHOWN))
+        self.strongest: dict[str, list[tuple[int, float, float, str]]] = {
+            name: [(r.unit, r.value, r.relative, unit_label(build, name, r.unit, None)) for r in ranked.get(name, ())]
+            for name in self.values}
         self.pieces = answer.get("pieces")
         self.truncated = answer.get("truncated", False)
         super().__init__(f"probe: {len(self.strongest)} layers", self._table)
@@ -297,17 +289,12 @@ def stored_inputs(inputs, text: bool, cache: Path) -> Path:
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    folder = cache / "inputs" / digest.hexdigest()[:16]
-    if not folder.is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
-        for name, data in files.items():
-            (partial / name).write_bytes(data)
-        try:
-            os.replace(partial, folder)
-        except OSError:  # written meanwhile by another process: theirs is the same
-            pass
-    return folder
+    store, key = Cache(cache), digest.hexdigest()[:16]
+    if store.entry("inputs", key) is None:
+        with store.writing("inputs", key) as partial:
+            for name, data in files.items():
+                (partial / name).write_bytes(data)
+    return store.entry("inputs", key)
 
 
 def _encoded(stem: str, item, text: bool) -> tuple[str, bytes]:

@@ -261,13 +261,14 @@ def _probe(build: ModelBuild) -> ProbeSummary | None:
     return ProbeSummary(cfg.kind, True, found.carried.stat().st_size, found.precision, found.fidelity, "")
 
 
-def responses(build: ModelBuild, peaks: list[np.ndarray], input_index: int, count: int) -> list[tuple[str, list[Response]]]:
-    """Per layer, the ``count`` units that respond most to an input relative to their own highest
-    peak (``peaks``: each layer's [inputs, units] peaks); layers where none rose above zero are left out."""
+def responses(build: ModelBuild, peaks: list[np.ndarray], count: int) -> list[tuple[str, list[Response]]]:
+    """Per layer, the ``count`` units that respond most to one input relative to their own highest
+    peak (``peaks``: each layer's units' peaks on it: one of the gallery's inputs, or a probe's);
+    layers where none rose above zero are left out."""
     found = []
     for layer, layer_peaks in zip(build.layout.layers, peaks):
         highest = build.maxima[layer.name]
-        values = np.asarray(layer_peaks[input_index], dtype=np.float64)
+        values = np.asarray(layer_peaks, dtype=np.float64)
         relative = np.where(highest > 0, values / np.where(highest > 0, highest, 1), -np.inf)
         chosen = [Response(layer.units[p], float(values[p]), float(relative[p]))
                   for p in np.argsort(-relative, kind="stable")[:count] if np.isfinite(relative[p]) and relative[p] > 0]

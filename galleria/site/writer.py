@@ -432,7 +432,7 @@ class SiteWriter:
             record = usable[rank]
             if self._skip(S.input_dir(model.id, record.id)):
                 continue
-            found = responses(build, peaks, record.index, UNITS_PER_INPUT_LAYER)
+            found = responses(build, [layer[record.index] for layer in peaks], UNITS_PER_INPUT_LAYER)
             labels = {(layer, r.unit): self._label(build, layer, r.unit) for layer, chosen in found for r in chosen}
             item = build.inputs.items[record.index]
             source = item.source if build.text else Path(item.source).name + (f" {item.box}" if item.box else "")
