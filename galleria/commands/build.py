@@ -99,7 +99,7 @@ def gather(config, report: BuildReport, quiet: bool = False, objects: dict | Non
         from galleria.extract.attribution import attribute
         from galleria.extract.effects import layer_built_from, layer_effects
         from galleria.extract.health import layer_health
-        from galleria.extract.labels import model_labels, shown_label
+        from galleria.extract.labels import model_labels, shown_labels
         from galleria.extract.architecture import inspect_model
         from galleria.extract.related import layer_related
         from galleria.probe.export import ProbeLeftOut, model_probe
@@ -196,7 +196,7 @@ def gather(config, report: BuildReport, quiet: bool = False, objects: dict | Non
         with stage(report, "labels"):
             auto_labels = model_labels(acts, layout, inputs, model.labels, cache, receptive,
                                        model.config.preprocessing)
-        report.labelled += sum(1 for units in auto_labels.values() for found in units if shown_label(found))
+        report.labelled += sum(1 for units in auto_labels.values() for found in units if shown_labels(found))
         effects, built_from, related = {}, {}, {}
         by_name = {l.name: l for l in layout.layers}
         units_shown = {l.name: l.units for l in layout.layers}

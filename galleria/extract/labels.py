@@ -257,9 +257,12 @@ def _best(candidates: list) -> tuple[AutoLabel, ...]:
     return tuple(label for _, label in sorted(candidates, key=lambda c: -c[0])[:KEPT])
 
 
-def shown_label(labels: tuple[AutoLabel, ...]) -> AutoLabel | None:
-    """The label a unit's pages show: its best, if it scores at least SHOWN."""
-    return labels[0] if labels and labels[0].score >= SHOWN else None
+def shown_labels(labels: tuple[AutoLabel, ...]) -> tuple[AutoLabel, ...]:
+    """The labels a unit's pages (and search) show: none unless its best scores at least SHOWN; then
+    each that does."""
+    if not labels or labels[0].score < SHOWN:
+        return ()
+    return tuple(label for label in labels if label.score >= SHOWN)
 
 
 LABELS_FORMAT = 3  # bump when what labels are made of changes
@@ -349,7 +352,7 @@ def _image_labels(acts, layout, inputs, class_names, receptive, preprocessing
         rf = receptive.get(layer.name)
         described = [[] for _ in range(units)]
         if rf is not None and (rf.size[0] < rf.input_size[0] or rf.size[1] < rf.input_size[1]):
-            described = [found for span in acts.spans(index) for found in _descriptor_candidates(
+            described = [unit for span in acts.spans(index) for unit in _descriptor_candidates(
                 acts.layer(index, maps=False, units=span).summaries, rf, layer.layout, patches, sources)]
         found[layer.name] = tuple(_best(c + d) for c, d in zip(classes, described))
     return found

@@ -15,7 +15,7 @@ from markupsafe import Markup, escape
 from galleria import __version__
 from galleria.config import SiteConfig
 from galleria.extract.health import DEFINITIONS, FLAGS, LayerHealth
-from galleria.extract.labels import SHOWN
+from galleria.extract.labels import SHOWN, shown_labels
 from galleria.records import (AutoLabel, EffectsRecord, EffectsTable, ExampleRecord, Histogram, ImageShown, InputRecord, LayerRecord, ModelRecord,
                               Response, TextShown, UnitEntry, UnitRecord, UnitStats)
 from galleria.site import structure as S
@@ -468,13 +468,13 @@ def _auto_fields(best: AutoLabel | None) -> dict:
     """A unit's automatic label as a grid lists it: its score always (to sort by), its label when it
     scores SHOWN or more."""
     return {"score": best.score if best is not None else None,
-            "auto": best.label if best is not None and best.score >= SHOWN else None}
+            "auto": best.label if best is not None and shown_labels((best,)) else None}
 
 
 def auto_labels(record: UnitRecord) -> dict | None:
     """A unit's automatic labels as its page shows them: those that score SHOWN or more, and how
     they were scored; None when none does."""
-    shown = [{"label": a.label, "score": a.score} for a in record.auto_labels if a.score >= SHOWN]
+    shown = [{"label": a.label, "score": a.score} for a in shown_labels(record.auto_labels)]
     return {"labels": shown, "method": record.auto_labels[0].method, "threshold": SHOWN} if shown else None
 
 

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 from galleria.cache import Cache
 from galleria.config import Config
 from galleria.distributed import ranks
-from galleria.extract.labels import SHOWN
+from galleria.extract.labels import shown_labels
 from galleria.forking import fork_map
 from galleria.probe.script import probe_meta, write_probe_script
 from galleria.records import LayerRecord, ModelBuild, UnitEntry, UnitRecord
@@ -479,7 +479,7 @@ def _write_task(task: tuple[int | None, object]) -> tuple:
 def _unit_terms(record: UnitRecord, model: V.ModelPages) -> list[str]:
     """What a unit is found by besides its notes: its automatic labels that are shown, and the
     classes or tokens it is about."""
-    terms = [a.label for a in record.auto_labels if a.score >= SHOWN]
+    terms = [a.label for a in shown_labels(record.auto_labels)]
     terms += [e.label for e in record.effects.up[:3]] if record.effects else []
     if record.top_tokens:
         # as typed: without the subword markers of WordPiece (##ing) and byte-level BPE (Ġthe)
