@@ -306,7 +306,8 @@ def _encoded(stem: str, item, text: bool) -> tuple[str, bytes]:
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
         if not path.is_file():
-            raise UsageError(f"Gallery: no image file '{item}'")
+            raise UsageError(f"Gallery: '{item}' is a folder: give its images, or the folder alone as inputs"
+                             if path.is_dir() else f"Gallery: no image file '{item}'")
         return path.name if stem == path.name else stem + path.suffix, path.read_bytes()
     buffer = io.BytesIO()
     _as_image(stem, item).save(buffer, format="PNG")

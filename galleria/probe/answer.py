@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galleria.errors import in_user_model
+from galleria.errors import UsageError, in_user_model
 from galleria.probe.export import LayerOutputs, model_feed
 from galleria.probe.script import probe_meta
 from galleria.records import InputItem
 
 
-class ProbeError(Exception):
-    """A visitor's input that cannot be probed (unreadable image, unknown model), in one line."""
+class ProbeError(UsageError):
+    """A visitor's input that cannot be probed (unreadable image, unknown model), in one line: a
+    bad request to galleria serve, a usage error to galleria.Gallery.probe."""
 
 
 class ProbeAnswers:
