@@ -213,6 +213,7 @@ class Config:
     seed: int
     warnings: tuple[str, ...] = field(default=())
     attribution: AttributionConfig = AttributionConfig()
+    shown: str = ""  # how errors name it: the path as given, or "Gallery" for one made in memory
 
     @property
     def root(self) -> Path:
@@ -651,7 +652,7 @@ def config_from_data(data: Any, file: Path, shown: str, objects: dict[str, str] 
     for name in ("inputs", "examples"):
         if getattr(attribution, name) < 0:
             raise attribution_section.error(name, "must be 0 or more", "0 turns the view off")
-    return Config(file, site, models, inputs, examples, extract, seed, attribution=attribution,
+    return Config(file, site, models, inputs, examples, extract, seed, attribution=attribution, shown=shown,
                   warnings=tuple(warnings))
 
 

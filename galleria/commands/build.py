@@ -137,11 +137,11 @@ def gather(config, report: BuildReport, quiet: bool = False, objects: dict | Non
             if model.tokenizer is None:
                 key = tuple(s.id for s in sets)
                 inputs = image_inputs[key] = image_inputs.get(key) or discover(sets)
-                layout = inspect_model(model, str(config.file))
+                layout = inspect_model(model, config.shown)
             else:
                 inputs = discover_text(sets, model.tokenizer)
                 sample = TokenLoader(inputs.text).batch([inputs.items[0]])[0]
-                layout = inspect_model(model, str(config.file), sample, inputs.text.window)
+                layout = inspect_model(model, config.shown, sample, inputs.text.window)
             prepared.append((model, layout, inputs))
     report.warnings.extend(config.warnings)
     seen_skips: set[tuple[str, str]] = set()

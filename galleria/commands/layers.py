@@ -23,7 +23,7 @@ def layers(config_file: str, model_id: str | None) -> str:
         import difflib
 
         close = difflib.get_close_matches(model_id or "", ids, n=1)
-        raise ConfigError(f"no model '{model_id}'" if model_id else "name a model", str(config.file),
+        raise ConfigError(f"no model '{model_id}'" if model_id else "name a model", config.shown,
                           hint=(f"did you mean '{close[0]}'? " if close else "") + "models: " + ", ".join(ids))
     model = load_model(cfg, config.root)
     text = model.tokenizer is not None
