@@ -19,7 +19,7 @@ from galleria.site import structure as S
 from galleria.site.content import Note
 from galleria.visualize.examples import distinct as distinct_images, shown_image
 from galleria.visualize.featureviz import UnitViz
-from galleria.visualize.tokens import distinct as distinct_texts, shown_label, shown_text, visible
+from galleria.visualize.tokens import distinct as distinct_texts, shown_label, shown_text, text_levels, visible
 
 DUPLICATES_SHOWN = 8  # a unit page names its most similar near-duplicates; its layer's health page, all
 
@@ -87,8 +87,8 @@ class LayerRecords:
             chosen = distinct_texts(summary.top, build.inputs, 1, build.context)
             if chosen:
                 slot, example = chosen[0]
-                snippet = _narrowed(self._text(example, self.data.top_maps[local, slot], text_scale(summary), False),
-                                    max(2, build.context // 4))
+                levels = text_levels(self.data.top_maps[local, slot], text_scale(summary))[0]
+                snippet = _narrowed(self._text(example, levels, False), max(2, build.context // 4))
         note = self.notes.get(S.unit_dir(build.model.config.id, info.name, unit))
         stats = summary.stats
         return UnitEntry(unit, unit_label(build, info.name, unit, note), stats.max, stats.mean, stats.frac_active,
@@ -123,30 +123,31 @@ class LayerRecords:
             bands.append(BandRecord(band.lo, band.hi, band.count, band.fraction, examples))
         return top, bottom, tuple(bands)
 
-    def _text(self, example, values, scale: float, whole: bool) -> ExampleRecord:
+    def _text(self, example, levels: str, whole: bool) -> ExampleRecord:
+        """A text example, its window coloured with ``levels`` (text_levels)."""
         inputs = self.build.inputs
         start = inputs.items[example.input_index].span[0]
         at = example.position[0]
         return ExampleRecord(example.value, inputs.items[example.input_index].id, example.position,
                              visible(inputs.text.pieces[start + at]),
-                             shown_text(start, np.asarray(values, dtype=np.float32), at, self.build.context, scale,
-                                        whole))
+                             shown_text(start, levels, at, self.build.context, whole))
 
     def _texts(self, local: int, summary: UnitSummary, scale: float):
         data, inputs, context = self.data, self.build.inputs, self.build.context
 
-        def record(example, values, whole: bool) -> ExampleRecord:
-            return self._text(example, values, scale, whole)
+        def chosen(candidates, maps, want: int) -> tuple[ExampleRecord, ...]:
+            picked = distinct_texts(candidates, inputs, want, context)
+            levels = text_levels(maps[[slot for slot, _ in picked]], scale) if picked else []
+            return tuple(self._text(e, row, True) for (_, e), row in zip(picked, levels))
 
-        top = tuple(record(e, data.top_maps[local, slot], True)
-                    for slot, e in distinct_texts(summary.top, inputs, self.settings.top, context))
-        bottom = tuple(record(e, data.bottom_maps[local, slot], True)
-                       for slot, e in distinct_texts(summary.bottom, inputs, self.settings.bottom, context))
+        top = chosen(summary.top, data.top_maps[local], self.settings.top)
+        bottom = chosen(summary.bottom, data.bottom_maps[local], self.settings.bottom)
         bands = []
         for number, band in enumerate(summary.bands):
             band_maps = data.band_maps[local][number] if data.band_maps else None
-            examples = tuple(record(e, band_maps[slot], False) for slot, e in enumerate(band.examples)) \
-                if band_maps is not None else ()
+            examples = tuple(self._text(e, row, False) for e, row in
+                             zip(band.examples, text_levels(band_maps[:len(band.examples)], scale))) \
+                if band_maps is not None and band.examples else ()
             bands.append(BandRecord(band.lo, band.hi, band.count, band.fraction, examples))
         return top, bottom, tuple(bands)
 

@@ -15,26 +15,28 @@ CONTEXT = {"chars": 40, "subwords": 12}  # tokens each side of the extreme one, 
 LEVELS = 8  # colour steps each side of zero, in the theme's CSS
 
 
-def shown_text(start: int, values: np.ndarray, at: int, context: int, scale: float,
-               whole: bool) -> TextShown:
-    """How a text example is shown: the tokens within ``context`` of its extreme one (``at``), each
-    as a colour level of ±``scale``; with ``whole``, the levels of its whole window instead (the shown
-    stretch is a part of it: see TextShown.shown_levels)."""
-    lo, hi = max(0, at - context), min(len(values), at + context + 1)
-    levels = text_levels(values, scale)
+def shown_text(start: int, levels: str, at: int, context: int, whole: bool) -> TextShown:
+    """How a text example is shown: the tokens within ``context`` of its extreme one (``at``), with
+    the colour ``levels`` of its window (text_levels); with ``whole``, the levels of its whole window
+    (the shown stretch is a part of it: see TextShown.shown_levels)."""
+    lo, hi = max(0, at - context), min(len(levels), at + context + 1)
     if whole:
-        return TextShown(start, lo, hi, None, len(values), packed(levels))
-    return TextShown(start, lo, hi, packed(levels[lo:hi]), len(values))
+        return TextShown(start, lo, hi, None, len(levels), packed(levels))
+    return TextShown(start, lo, hi, packed(levels[lo:hi]), len(levels))
 
 
 _TEXT_CODES = np.frombuffer(TEXT_LEVELS.encode("ascii"), dtype=np.uint8)
 
 
-def text_levels(values: np.ndarray, scale: float) -> str:
-    """One TEXT_LEVELS character per value: its step of ±LEVELS on a scale of ±``scale``."""
-    steps = np.rint(np.nan_to_num(np.asarray(values, dtype=np.float64) / (scale or 1.0) * LEVELS, nan=0.0,
-                                  posinf=LEVELS, neginf=-LEVELS))
-    return _TEXT_CODES[np.clip(steps, -LEVELS, LEVELS).astype(np.int64) + LEVELS].tobytes().decode("ascii")
+def text_levels(values: np.ndarray, scale: float) -> list[str]:
+    """Each row of ``values`` (a window's values) as one TEXT_LEVELS character per value: its step of
+    ±LEVELS on a scale of ±``scale`` (NaN as zero). All rows at once: a unit's examples cost one pass."""
+    values = np.asarray(values, dtype=np.float64)
+    steps = np.rint(values / (scale or 1.0) * LEVELS)
+    steps[np.isnan(steps)] = 0.0
+    np.clip(steps, -LEVELS, LEVELS, out=steps)
+    codes = _TEXT_CODES[steps.astype(np.int64) + LEVELS].reshape(-1, values.shape[-1] if values.ndim else 1)
+    return [row.tobytes().decode("ascii") for row in codes]
 
 
 def distinct(candidates: tuple[Example, ...], inputs: InputSet, want: int, context: int) -> list[tuple[int, Example]]:
