@@ -23,6 +23,7 @@ import torch
 
 from galleria.cache import Cache, content_key
 from galleria.config import ProbeConfig
+from galleria.distributed import ranks
 from galleria.extract.architecture import ModelLayout
 from galleria.extract.hooks import capture
 from galleria.extract.run import layer_units
@@ -82,21 +83,31 @@ def model_probe(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache
     layers = [(layer.name, layer.units, layer.layout) for layer in layout.layers]
     key = content_key("probe", EXPORT_VERSION, model.key, layers, settings, lead, trail, torch.__version__,
                       text.window if text else None)  # model.key covers an image's size
+    ranks().wait()  # every rank sees the same (none writes before all have looked),
     folder = cache.entry("probe", key)
+    ranks().wait()
     if folder is None:
-        with cache.writing("probe", key) as tmp:
-            try:
-                meta = _exported(LayerOutputs(model.module, layout, lead, trail).eval(), _samples(model, inputs),
-                                 text is not None, settings, tmp)
-            except ProbeLeftOut as exc:
-                meta = {"left_out": str(exc)}
-            (tmp / "meta.json").write_text(json.dumps(meta))
+        if ranks().first:  # one export, however many ranks: the others wait for it
+            _export_into(model, layout, inputs, settings, cache, key, text, lead, trail)
+        ranks().wait()
         folder = cache.entry("probe", key)
     meta = json.loads((folder / "meta.json").read_text())
     if "left_out" in meta:
         raise ProbeLeftOut(meta["left_out"])
     return ProbeModel(folder / GRAPH_TEXT, settings.precision, meta["fidelity"],
                       model_feed(model, inputs, tokenizer, meta["length"]))
+
+
+def _export_into(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache: Cache, key: str, text, lead: int,
+                 trail: int) -> None:
+    """The probe exported into the cache entry ``key``, or the reason it is left out."""
+    with cache.writing("probe", key) as tmp:
+        try:
+            meta = _exported(LayerOutputs(model.module, layout, lead, trail).eval(), _samples(model, inputs),
+                             text is not None, settings, tmp)
+        except ProbeLeftOut as exc:
+            meta = {"left_out": str(exc)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
 
 
 def _exported(wrapper: "LayerOutputs", samples: list, text: bool, settings: ProbeConfig, folder) -> dict:
