@@ -31,14 +31,28 @@ def release_heap() -> None:
 
 
 def fork_map(function: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
-    """``function(task)`` for every task, yielded as each finishes, in any order."""
+    """``function(task)`` for every task, yielded as each finishes, in any order. ``function`` may
+    be a closure over anything: the workers inherit it with the rest of this process, and only
+    the tasks and their results are pickled."""
+    global _calling
     tasks = list(tasks)
     workers = min(len(tasks), cores())
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
         yield from map(function, tasks)
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
-        yield from pool.imap_unordered(function, tasks)
+    _calling = function
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
+            yield from pool.imap_unordered(_call, tasks)
+    finally:
+        _calling = None
+
+
+_calling: Callable | None = None  # fork_map's function while its workers run
+
+
+def _call(task):
+    return _calling(task)
 
 
 def _one_thread() -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from galleria.cache import content_key
 from galleria.distributed import ranks
+from galleria.forking import fork_map
 from galleria.extract.image_features import NAMES as DESCRIPTORS, describe
 from galleria.extract.text_features import TokenFeatures, token_features
 from galleria.records import AutoLabel
@@ -34,6 +35,7 @@ SET_SIZE = 3  # tokens a "set of tokens" label may name
 STRETCH = 64  # tokens of text on the same side of the split
 PATCH_COST = 200  # an image unit whose patches are described costs about this many times one whose are not
 # (measured on EfficientNet-Lite0: 40 ms and 0.2 ms a unit)
+TEXT_UNITS_PER_TASK = 128  # text units labelled in one task: enough tasks to keep every core busy to the end
 CHOSEN_FROM = 8  # candidates (the best on the choosing half) scored on the other half
 TEXT_METHOD = ("detection: how well the label picks out the tokens where the unit is high (AUC), "
                "on text held out from choosing it")
@@ -293,15 +295,32 @@ def model_labels(acts, layout, inputs, class_names, cache, receptive: dict, prep
 
 def _labelled_by_ranks(acts, layout, inputs, class_names, receptive: dict, preprocessing
                        ) -> dict[str, tuple[tuple[AutoLabel, ...], ...]]:
-    """Every layer's labels, each rank of a torchrun build labelling its share of the layers (dealt
-    by their cost: an image layer whose units see patches costs some 200 times one whose units see
-    the whole image), every rank then holding them all."""
+    """Every layer's labels, on every core (a task per image layer, per run of a text layer's units).
+    Each rank of a torchrun build labels its share of the layers (dealt by their cost: an image layer
+    whose units see patches costs some 200 times one whose units see the whole image), every rank
+    then holding them all."""
     layers = list(range(len(layout.layers)))
     costs = [len(layer.units) * (PATCH_COST if _sees_patches(receptive.get(layer.name)) else 1)
              for layer in layout.layers]
-    mine = ranks().mine(layers, costs)
-    found = _text_labels(acts, layout, inputs, class_names, mine) if inputs.text is not None else \
-        _image_labels(acts, layout, inputs, class_names, receptive, preprocessing, mine)
+    mine = sorted(ranks().mine(layers, costs), key=lambda index: -costs[index])  # the costliest started first
+    if inputs.text is not None:  # a task per run of a layer's units
+        corpus = inputs.text
+        ids = np.asarray(corpus.ids, dtype=np.int64)
+        features = token_features(corpus.pieces, ids, corpus.kind == "chars")  # made once, before forking
+        tasks = [(index, span) for index in mine for span in acts.spans(index, TEXT_UNITS_PER_TASK)]
+
+        def label(task: tuple[int, range]) -> tuple:
+            return task, _text_labels(acts, inputs, class_names, ids, features, *task)
+    else:  # a task per layer: its classes are scored over all its units at once
+        tasks = [(index, range(len(layout.layers[index].units))) for index in mine]
+
+        def label(task: tuple[int, range]) -> tuple:
+            return task, _image_labels(acts, layout, inputs, class_names, receptive, preprocessing, task[0])
+    runs: dict[int, dict[int, tuple]] = {index: {} for index in mine}
+    for (index, span), units in fork_map(label, tasks):  # on every core
+        runs[index][span.start] = units
+    found = {layout.layers[index].name: tuple(unit for start in sorted(runs[index]) for unit in runs[index][start])
+             for index in mine}
     for share in ranks().gather(found):
         found.update(share)
     return {layer.name: found[layer.name] for layer in layout.layers}
@@ -312,31 +331,24 @@ def _sees_patches(rf) -> bool:
     return rf is not None and (rf.size[0] < rf.input_size[0] or rf.size[1] < rf.input_size[1])
 
 
-def _text_labels(acts, layout, inputs, vocabulary, indices: list[int]) -> dict[str, tuple[tuple[AutoLabel, ...], ...]]:
-    """The labels of the layers at ``indices``."""
+def _text_labels(acts, inputs, vocabulary, ids: np.ndarray, features: TokenFeatures, index: int, span: range
+                 ) -> tuple[tuple[AutoLabel, ...], ...]:
+    """The labels of a run of the units of the layer at ``index`` (``ids``: the corpus' tokens,
+    ``features`` what they are)."""
     from galleria.visualize.tokens import shown_label
-
-    corpus = inputs.text
-    ids = np.asarray(corpus.ids, dtype=np.int64)
-    features = token_features(corpus.pieces, ids, corpus.kind == "chars")
 
     def shown(token: int) -> str:
         return shown_label(vocabulary[token]) if vocabulary is not None and token < len(vocabulary) else str(token)
 
-    found = {}
-    for index in indices:
-        layer, units = layout.layers[index], []
-        for span in acts.spans(index):
-            data = acts.layer(index, maps=True, units=span)
-            for local, summary in enumerate(data.summaries):
-                windows = [(e, data.top_maps[local, slot]) for slot, e in enumerate(summary.top)]
-                windows += [(e, data.bottom_maps[local, slot]) for slot, e in enumerate(summary.bottom)]
-                for band, maps in zip(summary.bands, data.band_maps[local] if data.band_maps else ()):
-                    if maps is not None:
-                        windows += list(zip(band.examples, maps))
-                units.append(_unit_text_labels(windows, inputs, features, ids, shown))
-        found[layer.name] = tuple(units)
-    return found
+    data, units = acts.layer(index, maps=True, units=span), []
+    for local, summary in enumerate(data.summaries):
+        windows = [(e, data.top_maps[local, slot]) for slot, e in enumerate(summary.top)]
+        windows += [(e, data.bottom_maps[local, slot]) for slot, e in enumerate(summary.bottom)]
+        for band, maps in zip(summary.bands, data.band_maps[local] if data.band_maps else ()):
+            if maps is not None:
+                windows += list(zip(band.examples, maps))
+        units.append(_unit_text_labels(windows, inputs, features, ids, shown))
+    return tuple(units)
 
 
 def _unit_text_labels(windows, inputs, features: TokenFeatures, ids: np.ndarray, shown) -> tuple[AutoLabel, ...]:
@@ -354,10 +366,10 @@ def _unit_text_labels(windows, inputs, features: TokenFeatures, ids: np.ndarray,
     return text_unit_labels(values[finite], positions[finite], features, ids, shown)
 
 
-def _image_labels(acts, layout, inputs, class_names, receptive, preprocessing, indices: list[int]
-                  ) -> dict[str, tuple[tuple[AutoLabel, ...], ...]]:
-    """Image units' labels in the layers at ``indices``: the classes the model predicts, and, for
-    units that see a part of the image (early layers), what the patches they peak on look like."""
+def _image_labels(acts, layout, inputs, class_names, receptive, preprocessing, index: int
+                  ) -> tuple[tuple[AutoLabel, ...], ...]:
+    """Image units' labels in the layer at ``index``: the classes the model predicts, and, for units
+    that see a part of the image (early layers), what the patches they peak on look like."""
     sources = [item.source for item in inputs.items]
     kinds = []  # (each input's class, the classes' names, how it is scored)
     if acts.predictions is not None and class_names is not None:
@@ -366,19 +378,16 @@ def _image_labels(acts, layout, inputs, class_names, receptive, preprocessing, i
         names, own = np.unique([item.label or "" for item in inputs.items], return_inverse=True)
         kinds.append((np.where([item.label is None for item in inputs.items], -1, own), names, OWN_CLASS_METHOD))
     patches = _Patches(inputs, preprocessing)
-    found = {}
-    for index in indices:
-        layer = layout.layers[index]
-        units = len(layer.units)
-        classes = [[] for _ in range(units)]
-        for predicted, names, method in kinds:
-            peaks = np.asarray(acts.peaks(index), dtype=np.float64)
-            peaks[predicted < 0] = np.nan  # an input without a class takes no part
-            classes = [a + b for a, b in zip(classes, _class_candidates(peaks, predicted, names, sources, method))]
-        rf = receptive.get(layer.name)
-        described = [[] for _ in range(units)]
-        if _sees_patches(rf):
-            described = [unit for span in acts.spans(index) for unit in _descriptor_candidates(
-                acts.layer(index, maps=False, units=span).summaries, rf, layer.layout, patches, sources)]
-        found[layer.name] = tuple(_best(c + d) for c, d in zip(classes, described))
-    return found
+    layer = layout.layers[index]
+    units = len(layer.units)
+    classes = [[] for _ in range(units)]
+    for predicted, names, method in kinds:
+        peaks = np.asarray(acts.peaks(index), dtype=np.float64)
+        peaks[predicted < 0] = np.nan  # an input without a class takes no part
+        classes = [a + b for a, b in zip(classes, _class_candidates(peaks, predicted, names, sources, method))]
+    rf = receptive.get(layer.name)
+    described = [[] for _ in range(units)]
+    if _sees_patches(rf):
+        described = [unit for span in acts.spans(index) for unit in _descriptor_candidates(
+            acts.layer(index, maps=False, units=span).summaries, rf, layer.layout, patches, sources)]
+    return tuple(_best(c + d) for c, d in zip(classes, described))

@@ -251,7 +251,6 @@ class SiteWriter:
         input pages, spread over every core; returns the units' search rows by (layer index, unit).
         As soon as a layer's runs are all written (by every rank), ``finished(index, entries)`` gets
         its grid's entries in unit order, and they are dropped."""
-        global _SPREADING
         spread = fork_map if self.only is None else map  # re-rendering a few pages: no processes to start
         shards = 1 if self.only is not None else INPUT_SHARDS
         tasks = [(None, (shard, shards)) for shard in range(shards)]  # input pages first: the runs even out the end
@@ -277,14 +276,10 @@ class SiteWriter:
                     finished(index, [entry for start in sorted(written) for entry in written[start]])
 
         done = []
-        _SPREADING = (self, build, model, shared)
-        try:
-            for result in spread(_write_task, tasks):
-                take(result)
-                if ranks().world > 1:
-                    done.append(result)
-        finally:
-            _SPREADING = None
+        for result in spread(lambda task: _write_task(self, build, model, shared, task), tasks):
+            take(result)
+            if ranks().world > 1:
+                done.append(result)
         if self.only is None and ranks().world > 1:  # the other ranks' shares
             for rank, share in enumerate(ranks().gather(done)):
                 if rank != ranks().rank:
@@ -456,14 +451,11 @@ class SiteWriter:
             f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n{urls}</urlset>\n', encoding="utf-8")
 
 
-_SPREADING = None  # (writer, build, model, each layer's shared facts and card) while a model's pages are spread
-
-
-def _write_task(task: tuple[int | None, object]) -> tuple:
+def _write_task(writer: SiteWriter, build: ModelBuild, model: V.ModelPages, shared: dict[int, tuple],
+                task: tuple[int | None, object]) -> tuple:
     """One task of a model's spread pages: ``(layer index, run of units)``, or ``(None, (shard, shards))``
     for a shard of its input pages. Returns the task, the pages written, the note keys each read,
     the units' search rows and their grid entries."""
-    writer, build, model, shared = _SPREADING
     worker = copy.copy(writer)  # its own lists, so the parent's stay whole when tasks run in-process
     worker.pages, worker.reads, worker.progress = [], None if writer.reads is None else {}, None
     worker._reading = set()
