@@ -7,6 +7,7 @@ grow with the width of a layer.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -262,17 +263,22 @@ def _probe(build: ModelBuild) -> ProbeSummary | None:
     return ProbeSummary(cfg.kind, True, found.carried.stat().st_size, found.precision, found.fidelity, "")
 
 
-def responses(build: ModelBuild, peaks: list[np.ndarray], count: int) -> list[tuple[str, list[Response]]]:
-    """Per layer, the ``count`` units that respond most to one input relative to their own highest
-    peak (``peaks``: each layer's units' peaks on it: one of the gallery's inputs, or a probe's);
-    layers where none rose above zero are left out."""
-    found = []
+def responses(build: ModelBuild, peaks: list[np.ndarray], count: int) -> list[list[tuple[str, list[Response]]]]:
+    """Per input and layer, the ``count`` units that respond most to the input relative to their own
+    highest peak; layers where none rose above zero are left out. ``peaks``: each layer's units'
+    peaks [inputs, units] on some of the gallery's inputs, or on a probe's. Each layer is ranked
+    for all the inputs at once."""
+    found: list[list[tuple[str, list[Response]]]] = [[] for _ in range(len(peaks[0]) if peaks else 0)]
     for layer, layer_peaks in zip(build.layout.layers, peaks):
         highest = build.maxima[layer.name]
         values = np.asarray(layer_peaks, dtype=np.float64)
         relative = np.where(highest > 0, values / np.where(highest > 0, highest, 1), -np.inf)
-        chosen = [Response(layer.units[p], float(values[p]), float(relative[p]))
-                  for p in np.argsort(-relative, kind="stable")[:count] if np.isfinite(relative[p]) and relative[p] > 0]
-        if chosen:
-            found.append((layer.name, chosen))
+        order = np.argsort(-relative, axis=1, kind="stable")[:, :count]
+        taken = zip(order.tolist(), np.take_along_axis(values, order, 1).tolist(),
+                    np.take_along_axis(relative, order, 1).tolist())
+        for shown, (positions, peak, share) in zip(found, taken):
+            chosen = [Response(layer.units[p], v, r) for p, v, r in zip(positions, peak, share)
+                      if math.isfinite(r) and r > 0]
+            if chosen:
+                shown.append((layer.name, chosen))
     return found

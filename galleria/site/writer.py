@@ -421,13 +421,14 @@ class SiteWriter:
 
     def _write_input_pages(self, build: ModelBuild, model: V.ModelPages, worker: int, workers: int) -> None:
         """This worker's share of the input pages: each input and the units that respond most to it."""
-        peaks = [build.acts.peaks(i) for i in range(len(build.layout.layers))]
         usable = list(model.inputs.values())
-        for rank in range(worker, len(usable), workers):
+        mine = [rank for rank in range(worker, len(usable), workers)
+                if not self._skip(S.input_dir(model.id, usable[rank].id))]
+        rows = [usable[rank].index for rank in mine]
+        ranked = responses(build, [build.acts.peaks(i)[rows] for i in range(len(build.layout.layers))],
+                           UNITS_PER_INPUT_LAYER) if rows else []
+        for rank, found in zip(mine, ranked):
             record = usable[rank]
-            if self._skip(S.input_dir(model.id, record.id)):
-                continue
-            found = responses(build, [layer[record.index] for layer in peaks], UNITS_PER_INPUT_LAYER)
             labels = {(layer, r.unit): self._label(build, layer, r.unit) for layer, chosen in found for r in chosen}
             item = build.inputs.items[record.index]
             source = item.source if build.text else Path(item.source).name + (f" {item.box}" if item.box else "")
