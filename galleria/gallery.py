@@ -239,7 +239,8 @@ class ProbeAnswer(Shown):
         self.values = {  # layer -> (units x positions) values
             info.name: np.asarray(found["values"], dtype=np.float64).reshape(len(info.units), found["positions"])
             for info, found in zip(build.layout.layers, answer["layers"])}
-        ranked = dict(responses(build, [values.max(axis=1)[None] for values in self.values.values()], PROBE_SHOWN)[0])
+        peaks = [values.max(axis=1)[None] for values in self.values.values()]  # one input: [1, units] a layer
+        ranked = dict(responses(build, peaks, PROBE_SHOWN)[0])
         self.strongest: dict[str, list[tuple[int, float, float, str]]] = {
             name: [(r.unit, r.value, r.relative, unit_label(build, name, r.unit, None)) for r in ranked.get(name, ())]
             for name in self.values}

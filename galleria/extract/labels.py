@@ -21,9 +21,9 @@ import numpy as np
 
 from galleria.cache import content_key
 from galleria.distributed import ranks
-from galleria.forking import fork_map
 from galleria.extract.image_features import NAMES as DESCRIPTORS, describe
 from galleria.extract.text_features import TokenFeatures, token_features
+from galleria.forking import fork_map
 from galleria.records import AutoLabel
 
 SHOWN = 0.85  # a label scoring below this is kept in unit.json but not shown

@@ -83,7 +83,7 @@ def model_probe(model, layout: ModelLayout, inputs, settings: ProbeConfig, cache
     layers = [(layer.name, layer.units, layer.layout) for layer in layout.layers]
     key = content_key("probe", EXPORT_VERSION, model.key, layers, settings, lead, trail, torch.__version__,
                       text.window if text else None)  # model.key covers an image's size
-    ranks().wait()  # every rank sees the same (none writes before all have looked),
+    ranks().wait()  # every rank finds the same in the cache: none exports before all have looked
     folder = cache.entry("probe", key)
     ranks().wait()
     if folder is None:
