@@ -177,7 +177,7 @@ def test_images_in_memory_of_every_kind_make_one_input_set(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"layers": ["mlp.9"]}, "mlp.9"),
+    ({"layers": ["mlp.9"]}, "no layer 'mlp.9' (closest: mlp.1, mlp.0, mlp; the names model.named_modules() gives)"),
     ({"examples": {"topp": 3}}, "examples.topp: unknown key 'topp' (did you mean 'top'?)"),
     ({"colour": True}, "unknown setting 'colour'"),
     ({"inputs": [3.5]}, "input 'text-0000' is a float"),
