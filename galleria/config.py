@@ -615,7 +615,8 @@ def config_from_data(data: Any, file: Path, shown: str, objects: dict[str, str] 
     resolved beside it; errors name it as ``shown``. ``objects`` names, by model id, models given as
     objects in memory (galleria.Gallery): their entries have no source; the value is what their
     source reads as."""
-    top = _Section(data, shown, "", 1, TOP)
+    # YAML's mappings carry their lines; settings given in Python (galleria.Gallery) have none to name
+    top = _Section(data, shown, "", None if type(data) is dict else 1, TOP)
     root = file.parent
     warnings: list[str] = []
     site = _site(top.section("site"), root)

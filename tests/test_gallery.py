@@ -177,7 +177,7 @@ def test_images_in_memory_of_every_kind_make_one_input_set(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"layers": ["mlp.9"]}, "no layer 'mlp.9' (closest: mlp.1, mlp.0, mlp; the names model.named_modules() gives)"),
+    ({"layers": ["mlp.9"]}, "no layer 'mlp.9' (closest: mlp.1, mlp.0, mlp; model.named_modules() lists its names)"),
     ({"examples": {"topp": 3}}, "examples.topp: unknown key 'topp' (did you mean 'top'?)"),
     ({"colour": True}, "unknown setting 'colour'"),
     ({"inputs": [3.5]}, "input 'text-0000' is a float"),
@@ -189,6 +189,7 @@ def test_bad_arguments_are_one_line_errors_naming_them(text_gallery, change, mes
     with pytest.raises(GalleriaError) as caught:
         galleria.Gallery(**arguments)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert not str(caught.value).startswith("Gallery:1")  # no line: the settings were given in Python
 
 
 def test_unknown_layers_and_units_name_what_there_is(text_gallery):

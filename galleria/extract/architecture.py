@@ -169,7 +169,7 @@ def resolve_layers(cfg: ModelConfig, names: list[str], config_file: str):
             matches = [n for n in names if layer_matches(n, spec.pattern)]
         if not matches:
             close = difflib.get_close_matches(spec.pattern, names, n=3, cutoff=0.5)
-            listing = "the names model.named_modules() gives" if cfg.source.startswith("object:") \
+            listing = "model.named_modules() lists its names" if cfg.source.startswith("object:") \
                 else f"run 'galleria layers {cfg.id}'"  # a model in memory (galleria.Gallery) has no site.yaml
             hint = ("closest: " + ", ".join(close) + "; " if close else "") + listing
             raise ConfigError(f"model '{cfg.id}' has no layer '{spec.pattern}'", config_file, spec.line,
