@@ -312,10 +312,11 @@ def _labelled_by_ranks(acts, layout, inputs, class_names, receptive: dict, prepr
         def label(task: tuple[int, range]) -> tuple:
             return task, _text_labels(acts, inputs, class_names, ids, features, *task)
     else:  # a task per layer: its classes are scored over all its units at once
+        kinds = _class_kinds(acts, inputs, class_names)  # made once, before forking
         tasks = [(index, range(len(layout.layers[index].units))) for index in mine]
 
         def label(task: tuple[int, range]) -> tuple:
-            return task, _image_labels(acts, layout, inputs, class_names, receptive, preprocessing, task[0])
+            return task, _image_labels(acts, layout, inputs, kinds, receptive, preprocessing, task[0])
     runs: dict[int, dict[int, tuple]] = {index: {} for index in mine}
     for (index, span), units in fork_map(label, tasks):  # on every core
         runs[index][span.start] = units
@@ -366,17 +367,24 @@ def _unit_text_labels(windows, inputs, features: TokenFeatures, ids: np.ndarray,
     return text_unit_labels(values[finite], positions[finite], features, ids, shown)
 
 
-def _image_labels(acts, layout, inputs, class_names, receptive, preprocessing, index: int
-                  ) -> tuple[tuple[AutoLabel, ...], ...]:
-    """Image units' labels in the layer at ``index``: the classes the model predicts, and, for units
-    that see a part of the image (early layers), what the patches they peak on look like."""
-    sources = [item.source for item in inputs.items]
-    kinds = []  # (each input's class, the classes' names, how it is scored)
+def _class_kinds(acts, inputs, class_names) -> list[tuple[np.ndarray, object, str]]:
+    """The classes image units are scored against: (each input's class, the classes' names, how it
+    is scored), for the model's predictions and for the inputs' own classes (labels: folders)."""
+    kinds = []
     if acts.predictions is not None and class_names is not None:
         kinds.append((np.asarray(acts.predictions[:, 0], dtype=np.int64), class_names, IMAGE_METHOD))
-    if any(item.label is not None for item in inputs.items):  # the inputs' own classes (labels: folders)
+    if any(item.label is not None for item in inputs.items):
         names, own = np.unique([item.label or "" for item in inputs.items], return_inverse=True)
         kinds.append((np.where([item.label is None for item in inputs.items], -1, own), names, OWN_CLASS_METHOD))
+    return kinds
+
+
+def _image_labels(acts, layout, inputs, kinds, receptive, preprocessing, index: int
+                  ) -> tuple[tuple[AutoLabel, ...], ...]:
+    """Image units' labels in the layer at ``index``: the classes it is scored against (``kinds``,
+    _class_kinds), and, for units that see a part of the image (early layers), what the patches they
+    peak on look like."""
+    sources = [item.source for item in inputs.items]
     patches = _Patches(inputs, preprocessing)
     layer = layout.layers[index]
     units = len(layer.units)

@@ -146,9 +146,8 @@ class LayerRecords:
         bands = []
         for number, band in enumerate(summary.bands):
             band_maps = data.band_maps[local][number] if data.band_maps else None
-            examples = tuple(self._text(e, row, False) for e, row in
-                             zip(band.examples, text_levels(band_maps[:len(band.examples)], scale))) \
-                if band_maps is not None and band.examples else ()
+            levels = text_levels(band_maps, scale) if band_maps is not None else []
+            examples = tuple(self._text(e, row, False) for e, row in zip(band.examples, levels))
             bands.append(BandRecord(band.lo, band.hi, band.count, band.fraction, examples))
         return top, bottom, tuple(bands)
 
