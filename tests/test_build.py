@@ -408,6 +408,16 @@ def test_bad_layer_names_the_closest(project, built, capsys):
     assert "Traceback" not in err
 
 
+def test_a_model_module_written_as_its_file_is_told_how_python_names_it(project, capsys):
+    bad = project / "bad.yaml"
+    bad.write_text(SITE.replace("source: tinymodel_e2e:tiny", "source: tinymodel_e2e.py:tiny"))
+    assert main(["build", "-f", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot import 'tinymodel_e2e.py'" in err
+    assert "(name the module as Python imports it: 'tinymodel_e2e:tiny')" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_refuses_to_replace_a_folder_it_did_not_create(project, capsys):
     foreign = project / "mine"
     foreign.mkdir()

@@ -173,7 +173,9 @@ def _from_user_code(cfg: ModelConfig, root: Path) -> torch.nn.Module:
     try:
         target = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BuildError(f"model '{cfg.id}': cannot import '{module_name}': {exc}") from None
+        hint = f" (name the module as Python imports it: '{module_name[:-3]}:{attr}')" \
+            if module_name.endswith(".py") else ""
+        raise BuildError(f"model '{cfg.id}': cannot import '{module_name}': {exc}{hint}") from None
     for part in attr.split("."):
         if not hasattr(target, part):
             raise BuildError(f"model '{cfg.id}': '{module_name}' has no attribute '{attr}'")
